@@ -1,0 +1,5 @@
+//! The `ferrocluster` command line.
+
+fn main() {
+    println!("ferrocluster {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! Clustering: k-means, mini-batch k-means, DBSCAN, Gaussian mixtures.

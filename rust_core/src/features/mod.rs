@@ -1,0 +1,1 @@
+//! Feature extractors: HOG, LBP, colour histograms, raw pixels, composed by a FeatureConfig.

@@ -1,0 +1,1 @@
+//! Clustering quality metrics: inertia, silhouette, adjusted Rand index, NMI.
