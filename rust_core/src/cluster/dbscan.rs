@@ -1,0 +1,1 @@
+//! DBSCAN: density-based clusters with noise, equal to scikit-learn's.

@@ -1,0 +1,1 @@
+//! Gaussian mixture models fitted by expectation–maximisation, like scikit-learn's.

@@ -1,0 +1,1 @@
+//! k-means with scikit-learn's semantics on a fused, tiled, SIMD distance kernel.

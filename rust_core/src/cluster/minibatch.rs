@@ -1,0 +1,1 @@
+//! Mini-batch k-means, like scikit-learn's MiniBatchKMeans.
