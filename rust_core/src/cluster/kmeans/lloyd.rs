@@ -48,7 +48,7 @@ pub(super) fn chunk_rows<T>(n: usize, partial_len: usize) -> usize {
 
 /// Rows per kernel call.
 fn sub_rows<T>(d: usize) -> usize {
-    // A multiple of 12, the largest micro-kernel height, so only a chunk's last call is ragged.
+    // A multiple of every micro-kernel height (6, 4), so only a chunk's last call is ragged.
     (SUB_ROWS_BYTES / (d * std::mem::size_of::<T>()) / 12 * 12).max(12)
 }
 

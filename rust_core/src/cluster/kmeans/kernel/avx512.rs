@@ -1,4 +1,4 @@
-//! AVX-512F instantiation of the kernel: 12 rows × 32 centres (f32) or 16 centres (f64) in
+//! AVX-512F instantiation of the kernel: 6 rows × 64 centres (f32) or 32 centres (f64) in
 //! 24 of the 32 zmm registers.
 
 #![allow(unsafe_code)]
@@ -112,5 +112,5 @@ impl Lanes for F64x8 {
     }
 }
 
-routines!(F32, F32x16, f32, 12, "avx512f");
-routines!(F64, F64x8, f64, 12, "avx512f");
+routines!(F32, F32x16, f32, 6, 4, "avx512f");
+routines!(F64, F64x8, f64, 6, 4, "avx512f");

@@ -1,8 +1,8 @@
 //! The kernel's routines, written once over a vector type and instantiated per instruction set.
 //!
-//! The micro-kernel keeps an `MR × 2W` block of dot products in registers (MR rows of X, two
-//! vectors of W centres), reading each centre vector once per feature and broadcasting each x
-//! value from memory: `2·MR` FMAs per `2 + MR` loads. The argmin is folded in per panel as a
+//! The micro-kernel keeps an `MR × NV·W` block of dot products in registers (MR rows of X, NV
+//! vectors of W centres), loading each centre vector once per feature and broadcasting each x
+//! value from memory: `MR·NV` FMAs per `NV + MR` loads. The argmin is folded in per panel as a
 //! lane-wise running minimum, so distances never go to memory.
 
 use num_traits::{Float, One, Zero};
@@ -39,10 +39,13 @@ pub(super) trait Lanes {
     unsafe fn sum(v: Self::V) -> Self::T;
 }
 
-/// Dot products of MR rows of `x` (stride `d`) with the `NV·W` centres of one panel.
+/// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`).
+///
+/// Each row has its own pointer so that the broadcasts address `row + q` with one shared
+/// index: no per-row address arithmetic competes with the FMAs for ports.
 #[inline(always)]
 unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
-    x: *const L::T,
+    rows: &[*const L::T; MR],
     d: usize,
     panel: *const L::T,
     nr: usize,
@@ -53,8 +56,8 @@ unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
         for (v, b) in b.iter_mut().enumerate() {
             *b = L::load(panel.add(q * nr + v * L::W));
         }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let a = L::splat(*x.add(r * d + q));
+        for (row, acc) in rows.iter().zip(acc.iter_mut()) {
+            let a = L::splat(*row.add(q));
             for v in 0..NV {
                 acc[v] = L::mul_add(a, b[v], acc[v]);
             }
@@ -63,43 +66,87 @@ unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
     acc
 }
 
-/// Pointer to the MR rows of `x` starting at row `r0`, of which `m` are real: the last,
+/// Pointers to the MR rows of `x` starting at row `r0`, of which `m` are real: the last,
 /// partial group is copied into `tail`, zero-padded, so the micro-kernel always sees MR rows.
 #[inline(always)]
-fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize, tail: &mut Vec<T>) -> *const T {
-    if m == MR {
-        return x[r0 * d..].as_ptr();
-    }
-    tail.clear();
-    tail.extend_from_slice(&x[r0 * d..(r0 + m) * d]);
-    tail.resize(MR * d, T::zero());
-    tail.as_ptr()
+fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize, tail: &mut Vec<T>) -> [*const T; MR] {
+    let base = if m == MR {
+        x[r0 * d..(r0 + MR) * d].as_ptr()
+    } else {
+        tail.clear();
+        tail.extend_from_slice(&x[r0 * d..(r0 + m) * d]);
+        tail.resize(MR * d, T::zero());
+        tail.as_ptr()
+    };
+    std::array::from_fn(|r| base.wrapping_add(r * d))
 }
 
-/// Folds `‖c‖² − 2·acc` of panel vector `v` (centres `col..col + W`) into the running lane-wise
-/// minimum of each row; strict `<` keeps the lowest index among equals.
+/// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
+/// row; strict `<` in increasing centre order keeps the lowest index among equals.
 #[inline(always)]
 unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
     acc: &[[L::V; NV]; MR],
-    v: usize,
     norms: *const L::T,
     col: usize,
     best: &mut [L::V; MR],
     best_idx: &mut [L::V; MR],
 ) {
-    let norm = L::load(norms.add(col));
-    let idx = L::add(L::splat(L::T::from_f64_lossy(col as f64)), L::iota());
     let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
-    for r in 0..MR {
-        let val = L::mul_add(acc[r][v], minus_two, norm);
-        best_idx[r] = L::select_lt(val, best[r], idx, best_idx[r]);
-        best[r] = L::select_lt(val, best[r], val, best[r]);
+    for v in 0..NV {
+        let c = col + v * L::W;
+        let norm = L::load(norms.add(c));
+        let idx = L::add(L::splat(L::T::from_f64_lossy(c as f64)), L::iota());
+        for r in 0..MR {
+            let val = L::mul_add(acc[r][v], minus_two, norm);
+            best_idx[r] = L::select_lt(val, best[r], idx, best_idx[r]);
+            best[r] = L::select_lt(val, best[r], val, best[r]);
+        }
     }
 }
 
-/// See [`super::Kernel::nearest`].
+/// Stores `‖c‖² − 2·acc` (centres `col..col + NV·W`) for MR rows into `out` (row stride `stride`).
 #[inline(always)]
-pub(super) unsafe fn nearest<L: Lanes, const MR: usize>(
+unsafe fn store_block<L: Lanes, const MR: usize, const NV: usize>(
+    acc: &[[L::V; NV]; MR],
+    norms: *const L::T,
+    col: usize,
+    out: *mut L::T,
+    stride: usize,
+) {
+    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
+    for v in 0..NV {
+        let c = col + v * L::W;
+        let norm = L::load(norms.add(c));
+        for (r, acc) in acc.iter().enumerate() {
+            L::store(out.add(r * stride + c), L::mul_add(acc[v], minus_two, norm));
+        }
+    }
+}
+
+/// Runs `$body` with `const $nv` = the number of vectors panel `$p` of `$c` needs (at most
+/// `$nvmax`), so that a short last panel costs only what it holds.
+macro_rules! with_panel_width {
+    ($c:expr, $p:expr, $nvmax:expr, |$nv:ident| $body:block) => {{
+        let vectors = ($c.k - $p * $c.nr).div_ceil(L::W).min($nvmax);
+        if vectors >= 4 {
+            const $nv: usize = 4;
+            $body
+        } else if vectors == 3 {
+            const $nv: usize = 3;
+            $body
+        } else if vectors == 2 {
+            const $nv: usize = 2;
+            $body
+        } else {
+            const $nv: usize = 1;
+            $body
+        }
+    }};
+}
+
+/// See [`super::Kernel::nearest`]; panels are `NVMAX` vectors wide.
+#[inline(always)]
+pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
     c: &Packed<L::T>,
     labels: &mut [u32],
@@ -109,20 +156,15 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize>(
     let mut tail = Vec::new();
     for r0 in (0..labels.len()).step_by(MR) {
         let m = MR.min(labels.len() - r0);
-        let xp = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+        let rows = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
         let mut best = [L::splat(L::T::infinity()); MR];
         let mut best_idx = [L::splat(L::T::zero()); MR];
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
-            if c.k - p * nr > L::W {
-                let acc = dot_block::<L, MR, 2>(xp, d, panel, nr);
-                keep_min::<L, MR, 2>(&acc, 0, norms, p * nr, &mut best, &mut best_idx);
-                keep_min::<L, MR, 2>(&acc, 1, norms, p * nr + L::W, &mut best, &mut best_idx);
-            } else {
-                // The last panel has at most W centres: half the work.
-                let acc = dot_block::<L, MR, 1>(xp, d, panel, nr);
-                keep_min::<L, MR, 1>(&acc, 0, norms, p * nr, &mut best, &mut best_idx);
-            }
+            with_panel_width!(c, p, NVMAX, |NV| {
+                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
+                keep_min::<L, MR, NV>(&acc, norms, p * nr, &mut best, &mut best_idx);
+            });
         }
         for r in 0..m {
             let (value, idx) = L::argmin(best[r], best_idx[r]);
@@ -132,43 +174,26 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize>(
     }
 }
 
-/// Stores `‖c‖² − 2·acc` of panel vector `v` (centres `col..col + W`) for MR rows.
+/// See [`super::Kernel::partial_dists`]; panels are `NVMAX` vectors wide.
 #[inline(always)]
-unsafe fn store_block<L: Lanes, const MR: usize, const NV: usize>(
-    acc: &[[L::V; NV]; MR],
-    v: usize,
-    norms: *const L::T,
-    col: usize,
-    out: *mut L::T,
-    stride: usize,
+pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
+    x: &[L::T],
+    c: &Packed<L::T>,
+    out: &mut [L::T],
 ) {
-    let norm = L::load(norms.add(col));
-    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
-    for (r, acc) in acc.iter().enumerate() {
-        L::store(out.add(r * stride + col), L::mul_add(acc[v], minus_two, norm));
-    }
-}
-
-/// See [`super::Kernel::partial_dists`].
-#[inline(always)]
-pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize>(x: &[L::T], c: &Packed<L::T>, out: &mut [L::T]) {
     let (d, nr, data, norms, stride) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr(), c.stride());
     let rows = x.len() / d;
     let (mut tail, mut block) = (Vec::new(), vec![L::T::zero(); MR * stride]);
     for r0 in (0..rows).step_by(MR) {
         let m = MR.min(rows - r0);
-        let xp = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+        let xr = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
         let bp = block.as_mut_ptr();
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
-            if c.k - p * nr > L::W {
-                let acc = dot_block::<L, MR, 2>(xp, d, panel, nr);
-                store_block::<L, MR, 2>(&acc, 0, norms, p * nr, bp, stride);
-                store_block::<L, MR, 2>(&acc, 1, norms, p * nr + L::W, bp, stride);
-            } else {
-                let acc = dot_block::<L, MR, 1>(xp, d, panel, nr);
-                store_block::<L, MR, 1>(&acc, 0, norms, p * nr, bp, stride);
-            }
+            with_panel_width!(c, p, NVMAX, |NV| {
+                let acc = dot_block::<L, MR, NV>(&xr, d, panel, nr);
+                store_block::<L, MR, NV>(&acc, norms, p * nr, bp, stride);
+            });
         }
         out[r0 * stride..(r0 + m) * stride].copy_from_slice(&block[..m * stride]);
     }
@@ -214,18 +239,18 @@ pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
 }
 
 /// Defines `const $name: Routines<$t>` whose entry points run the generic routines with
-/// `$lanes` and `MR = $mr`, compiled with `#[target_feature(enable = $feature)]`.
+/// `$lanes`, `MR = $mr` rows and panels of `$nv` vectors, compiled with `#[target_feature(enable = $feature)]`.
 macro_rules! routines {
-    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $feature:literal) => {
+    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $nv:literal, $feature:literal) => {
         pub(super) const $name: super::Routines<$t> = {
             use super::{lanes, Packed};
             #[target_feature(enable = $feature)]
             unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
-                lanes::nearest::<$lanes, $mr>(x, c, labels, values)
+                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
             }
             #[target_feature(enable = $feature)]
             unsafe fn partial_dists(x: &[$t], c: &Packed<$t>, out: &mut [$t]) {
-                lanes::partial_dists::<$lanes, $mr>(x, c, out)
+                lanes::partial_dists::<$lanes, $mr, $nv>(x, c, out)
             }
             #[target_feature(enable = $feature)]
             unsafe fn accumulate(x: &[$t], w: Option<&[$t]>, labels: &[u32], sums: &mut [$t], weights: &mut [f64]) {
@@ -236,7 +261,7 @@ macro_rules! routines {
                 lanes::sq_dist::<$lanes>(a, b)
             }
             super::Routines {
-                lanes: <$lanes as lanes::Lanes>::W,
+                panel: $nv * <$lanes as lanes::Lanes>::W,
                 nearest,
                 partial_dists,
                 accumulate,

@@ -41,8 +41,8 @@ pub(crate) struct Kernel {
 /// The entry points of one kernel variant for one element type.
 #[derive(Clone, Copy)]
 pub(super) struct Routines<T: 'static> {
-    /// Vector width in elements; centres are packed in panels of twice this many.
-    lanes: usize,
+    /// Centres per packed panel.
+    panel: usize,
     /// See [`Kernel::nearest`].
     nearest: unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]),
     /// See [`Kernel::partial_dists`].
@@ -105,7 +105,7 @@ impl Kernel {
     /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
     /// [`Kernel::partial_dists`].
     pub(crate) fn pack<T: Real>(self, centres: ArrayView2<'_, T>) -> Packed<T> {
-        Packed::new(centres, 2 * self.routines::<T>().lanes, self)
+        Packed::new(centres, self.routines::<T>().panel, self)
     }
 
     /// For each row of `x` (row-major, `labels.len()` rows of `packed.d`), the nearest centre

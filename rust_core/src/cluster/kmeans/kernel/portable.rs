@@ -67,12 +67,12 @@ impl<T: Real> Lanes for Array8<T> {
 
 fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
     // SAFETY: the portable lanes need no instruction set; lengths are checked by `Kernel`.
-    unsafe { lanes::nearest::<Array8<T>, 4>(x, c, labels, values) }
+    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
 }
 
 fn partial_dists<T: Real>(x: &[T], c: &Packed<T>, out: &mut [T]) {
     // SAFETY: as in `nearest`.
-    unsafe { lanes::partial_dists::<Array8<T>, 4>(x, c, out) }
+    unsafe { lanes::partial_dists::<Array8<T>, 4, 2>(x, c, out) }
 }
 
 fn accumulate<T: Real>(x: &[T], w: Option<&[T]>, labels: &[u32], sums: &mut [T], weights: &mut [f64]) {
@@ -88,7 +88,7 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 /// The portable routines for `T`.
 pub(super) fn routines<T: Real>() -> Routines<T> {
     Routines {
-        lanes: W,
+        panel: 2 * W,
         nearest,
         partial_dists,
         accumulate,
