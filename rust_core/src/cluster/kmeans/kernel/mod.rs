@@ -305,6 +305,36 @@ mod tests {
         variants_agree::<f64>(1e-12);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Every variant labels like the portable one, up to near-ties.
+        #[test]
+        fn variants_agree_with_portable(n in 1usize..40, d in 1usize..70, k in 1usize..140, seed in 0u64..1000) {
+            let x = random::<f32>(n, d, seed);
+            let c = random::<f32>(k, d, seed + 1);
+            let portable = Kernel { isa: Isa::Portable };
+            let run = |kernel: Kernel| {
+                let (mut labels, mut values) = (vec![0; n], vec![0.0; n]);
+                kernel.nearest(x.as_slice().unwrap(), &kernel.pack(c.view()), &mut labels, &mut values);
+                (labels, values)
+            };
+            let (labels, values) = run(portable);
+            let packed = portable.pack(c.view());
+            let mut all = vec![0.0; n * packed.stride()];
+            portable.partial_dists(x.as_slice().unwrap(), &packed, &mut all);
+            for kernel in Kernel::available() {
+                let (l, v) = run(kernel);
+                for i in 0..n {
+                    let tol = 1e-4 * (1.0 + values[i].abs() + 9.0 * d as f32);
+                    let chosen = all[i * packed.stride() + l[i] as usize];
+                    proptest::prop_assert!((v[i] - values[i]).abs() <= tol, "{} row {i}", kernel.name());
+                    proptest::prop_assert!(l[i] == labels[i] || chosen - values[i] <= tol, "{} row {i}", kernel.name());
+                }
+            }
+        }
+    }
+
     #[test]
     fn ties_pick_the_lowest_index() {
         for kernel in Kernel::available() {
