@@ -126,36 +126,44 @@ fn subset<T: Real>(data: &Data<'_, T>, indices: &[usize]) -> (Array2<T>, Option<
     )
 }
 
-/// The state of scikit-learn's early-stopping heuristics (`_mini_batch_convergence`).
-#[derive(Debug, Default)]
+/// scikit-learn's early-stopping heuristics (`_mini_batch_convergence`) and their state.
+#[derive(Debug)]
 struct Convergence {
+    /// Smoothing factor of the average inertia: `2 × batch / (n + 1)`, at most 1.
+    alpha: f64,
+    /// Absolute tolerance on the squared centre shift of a batch (0: off).
+    tol: f64,
+    max_no_improvement: Option<usize>,
     ewa_inertia: Option<f64>,
     ewa_inertia_min: Option<f64>,
     no_improvement: usize,
 }
 
 impl Convergence {
-    /// Whether to stop after batch `step` (0-based) of mean inertia `batch_inertia`.
-    fn stop(
-        &mut self,
-        cfg: &MiniBatchKMeans,
-        step: usize,
-        n: usize,
-        batch: usize,
-        shift: f64,
-        tol: f64,
-        batch_inertia: f64,
-    ) -> bool {
+    fn new(n: usize, batch: usize, tol: f64, max_no_improvement: Option<usize>) -> Self {
+        let alpha = (batch as f64 * 2.0 / (n as f64 + 1.0)).min(1.0);
+        Convergence {
+            alpha,
+            tol,
+            max_no_improvement,
+            ewa_inertia: None,
+            ewa_inertia_min: None,
+            no_improvement: 0,
+        }
+    }
+
+    /// Whether to stop after batch `step` (0-based) with squared centre shift `shift` and mean
+    /// inertia `batch_inertia`.
+    fn stop(&mut self, step: usize, shift: f64, batch_inertia: f64) -> bool {
         // The first batch's inertia comes from the initialisation: ignored.
         if step == 0 {
             return false;
         }
-        let alpha = (batch as f64 * 2.0 / (n as f64 + 1.0)).min(1.0);
         let ewa = self
             .ewa_inertia
-            .map_or(batch_inertia, |e| e * (1.0 - alpha) + batch_inertia * alpha);
+            .map_or(batch_inertia, |e| e * (1.0 - self.alpha) + batch_inertia * self.alpha);
         self.ewa_inertia = Some(ewa);
-        if tol > 0.0 && shift <= tol {
+        if self.tol > 0.0 && shift <= self.tol {
             return true;
         }
         if self.ewa_inertia_min.is_none_or(|m| ewa < m) {
@@ -164,7 +172,7 @@ impl Convergence {
         } else {
             self.no_improvement += 1;
         }
-        cfg.max_no_improvement.is_some_and(|m| self.no_improvement >= m)
+        self.max_no_improvement.is_some_and(|m| self.no_improvement >= m)
     }
 }
 
@@ -269,7 +277,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
         let n_steps = self.max_iter * n / batch;
         let mut counts = vec![0.0f64; k];
         let mut since_reassign = 0;
-        let mut conv = Convergence::default();
+        let mut conv = Convergence::new(n, batch, tol, self.max_no_improvement);
         let mut xb = Array2::<T>::zeros((batch, d));
         let mut steps = 0;
         for step in 0..n_steps {
@@ -307,7 +315,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
                 total: n_steps,
                 stage: "batch",
             });
-            if conv.stop(self, step, n, batch, shift, tol, batch_inertia / batch as f64) {
+            if conv.stop(step, shift, batch_inertia / batch as f64) {
                 break;
             }
         }

@@ -5,8 +5,9 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
-use super::kernel::Kernel;
+use super::kernel::{Kernel, Packed};
 use super::lloyd::Data;
+use super::rows_of;
 use crate::cluster::validate_data;
 use crate::{Error, Real, Result};
 
@@ -135,12 +136,14 @@ pub(crate) fn plusplus<T: Real>(
                     .fold(T::infinity(), T::min)
             })
             .collect();
+        let packed = kernel.pack(rows_of(data, &candidates).view());
         let step = Step {
             kernel,
             data,
             norms: &norms,
             bound: &bound,
             candidates: &candidates,
+            packed,
             trials,
         };
         let pots: Vec<Vec<f64>> = dists
@@ -171,6 +174,8 @@ struct Step<'a, T> {
     norms: &'a [T],
     bound: &'a [T],
     candidates: &'a [usize],
+    /// The candidates packed for the kernel.
+    packed: Packed<T>,
     trials: usize,
 }
 
@@ -189,20 +194,16 @@ impl<T: Real> Step<'_, T> {
     /// `dists` (rows that are skipped keep stale values) and returns per candidate the chunk's
     /// `Σ weight × min(closest, distance)`.
     fn potentials(&self, state: &Nearest<T>, start: usize, dists: &mut [T]) -> Vec<f64> {
-        let (d, nt, rows) = (self.data.d, self.candidates.len(), dists.len() / self.trials);
-        let cand_rows = Array2::from_shape_fn((nt, d), |(t, q)| self.data.x[self.candidates[t] * d + q]);
-        let packed = self.kernel.pack(cand_rows.view());
-        let stride = packed.stride();
+        let (nt, rows, stride) = (self.candidates.len(), dists.len() / self.trials, self.packed.stride());
         let (mut pot, mut skipped) = (vec![0.0; nt], 0.0);
-        let (mut idx, mut gathered) = (vec![0; SUB_ROWS], vec![T::zero(); SUB_ROWS * d]);
-        let mut out = vec![T::zero(); SUB_ROWS * stride];
+        let (mut select, mut out) = (vec![0u32; SUB_ROWS], vec![T::zero(); SUB_ROWS * stride]);
         for s in (start..start + rows).step_by(SUB_ROWS) {
             let m = SUB_ROWS.min(start + rows - s);
             // Branch-free compaction: the skip pattern is as random as the data's order.
             let mut count = 0;
             for i in s..s + m {
                 let skip = self.skip(state.closest[i], state.owner[i]);
-                idx[count] = i;
+                select[count] = i as u32;
                 count += usize::from(!skip);
                 skipped += if skip {
                     self.weight(i) * state.closest[i].to_f64_exact()
@@ -210,23 +211,14 @@ impl<T: Real> Step<'_, T> {
                     0.0
                 };
             }
-            if count == 0 {
-                continue;
-            }
-            let x = if count == m {
-                self.data.rows(s, m)
-            } else {
-                for (g, &i) in idx[..count].iter().enumerate() {
-                    gathered[g * d..(g + 1) * d].copy_from_slice(self.data.rows(i, 1));
-                }
-                &gathered[..count * d]
-            };
             let out = &mut out[..count * stride];
-            self.kernel.partial_dists(x, &packed, out);
-            for (g, &i) in idx[..count].iter().enumerate() {
-                let (w, closest) = (self.weight(i), state.closest[i]);
+            self.kernel
+                .partial_dists(self.data.x, &select[..count], &self.packed, out);
+            for (g, &i) in select[..count].iter().enumerate() {
+                let i = i as usize;
+                let (w, closest, norm) = (self.weight(i), state.closest[i], self.norms[i]);
                 for (t, pot) in pot.iter_mut().enumerate() {
-                    let dt = (self.norms[i] + out[g * stride + t]).max(T::zero());
+                    let dt = (norm + out[g * stride + t]).max(T::zero());
                     dists[t * rows + i - start] = dt;
                     *pot += w * dt.min(closest).to_f64_exact();
                 }

@@ -66,19 +66,21 @@ unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
     acc
 }
 
-/// Pointers to the MR rows of `x` starting at row `r0`, of which `m` are real: the last,
-/// partial group is copied into `tail`, zero-padded, so the micro-kernel always sees MR rows.
+/// Pointers to the MR rows `r0..r0 + m` of `x`; a short last group repeats its last row, whose
+/// extra results are ignored, so the micro-kernel always sees MR rows.
 #[inline(always)]
-fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize, tail: &mut Vec<T>) -> [*const T; MR] {
-    let base = if m == MR {
-        x[r0 * d..(r0 + MR) * d].as_ptr()
-    } else {
-        tail.clear();
-        tail.extend_from_slice(&x[r0 * d..(r0 + m) * d]);
-        tail.resize(MR * d, T::zero());
-        tail.as_ptr()
-    };
-    std::array::from_fn(|r| base.wrapping_add(r * d))
+fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize) -> [*const T; MR] {
+    let rows = &x[r0 * d..(r0 + m) * d];
+    std::array::from_fn(|r| rows[r.min(m - 1) * d..].as_ptr())
+}
+
+/// Pointers to the MR rows `select[r0..r0 + m]` of `x` (padded as in [`row_block`]).
+#[inline(always)]
+fn selected_rows<T: Real, const MR: usize>(x: &[T], d: usize, select: &[u32], r0: usize, m: usize) -> [*const T; MR] {
+    std::array::from_fn(|r| {
+        let i = select[r0 + r.min(m - 1)] as usize;
+        x[i * d..(i + 1) * d].as_ptr()
+    })
 }
 
 /// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
@@ -96,10 +98,10 @@ unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
         let c = col + v * L::W;
         let norm = L::load(norms.add(c));
         let idx = L::add(L::splat(L::T::from_f64_lossy(c as f64)), L::iota());
-        for r in 0..MR {
-            let val = L::mul_add(acc[r][v], minus_two, norm);
-            best_idx[r] = L::select_lt(val, best[r], idx, best_idx[r]);
-            best[r] = L::select_lt(val, best[r], val, best[r]);
+        for ((acc, best), best_idx) in acc.iter().zip(best.iter_mut()).zip(best_idx.iter_mut()) {
+            let val = L::mul_add(acc[v], minus_two, norm);
+            *best_idx = L::select_lt(val, *best, idx, *best_idx);
+            *best = L::select_lt(val, *best, val, *best);
         }
     }
 }
@@ -153,10 +155,9 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     values: &mut [L::T],
 ) {
     let (d, nr, data, norms) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr());
-    let mut tail = Vec::new();
     for r0 in (0..labels.len()).step_by(MR) {
         let m = MR.min(labels.len() - r0);
-        let rows = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+        let rows = row_block::<L::T, MR>(x, d, r0, m);
         let mut best = [L::splat(L::T::infinity()); MR];
         let mut best_idx = [L::splat(L::T::zero()); MR];
         for p in 0..c.panels() {
@@ -178,20 +179,20 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
 #[inline(always)]
 pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
+    select: &[u32],
     c: &Packed<L::T>,
     out: &mut [L::T],
 ) {
     let (d, nr, data, norms, stride) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr(), c.stride());
-    let rows = x.len() / d;
-    let (mut tail, mut block) = (Vec::new(), vec![L::T::zero(); MR * stride]);
-    for r0 in (0..rows).step_by(MR) {
-        let m = MR.min(rows - r0);
-        let xr = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+    let mut block = vec![L::T::zero(); MR * stride];
+    for r0 in (0..select.len()).step_by(MR) {
+        let m = MR.min(select.len() - r0);
+        let rows = selected_rows::<L::T, MR>(x, d, select, r0, m);
         let bp = block.as_mut_ptr();
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
             with_panel_width!(c, p, NVMAX, |NV| {
-                let acc = dot_block::<L, MR, NV>(&xr, d, panel, nr);
+                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
                 store_block::<L, MR, NV>(&acc, norms, p * nr, bp, stride);
             });
         }
@@ -249,8 +250,8 @@ macro_rules! routines {
                 lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
             }
             #[target_feature(enable = $feature)]
-            unsafe fn partial_dists(x: &[$t], c: &Packed<$t>, out: &mut [$t]) {
-                lanes::partial_dists::<$lanes, $mr, $nv>(x, c, out)
+            unsafe fn partial_dists(x: &[$t], select: &[u32], c: &Packed<$t>, out: &mut [$t]) {
+                lanes::partial_dists::<$lanes, $mr, $nv>(x, select, c, out)
             }
             #[target_feature(enable = $feature)]
             unsafe fn accumulate(x: &[$t], w: Option<&[$t]>, labels: &[u32], sums: &mut [$t], weights: &mut [f64]) {

@@ -38,17 +38,21 @@ pub(crate) struct Kernel {
     isa: Isa,
 }
 
+type NearestFn<T> = unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]);
+type PartialDistsFn<T> = unsafe fn(&[T], &[u32], &Packed<T>, &mut [T]);
+type AccumulateFn<T> = unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]);
+
 /// The entry points of one kernel variant for one element type.
 #[derive(Clone, Copy)]
 pub(super) struct Routines<T: 'static> {
     /// Centres per packed panel.
     panel: usize,
     /// See [`Kernel::nearest`].
-    nearest: unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]),
+    nearest: NearestFn<T>,
     /// See [`Kernel::partial_dists`].
-    partial_dists: unsafe fn(&[T], &Packed<T>, &mut [T]),
+    partial_dists: PartialDistsFn<T>,
     /// See [`Kernel::accumulate`].
-    accumulate: unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]),
+    accumulate: AccumulateFn<T>,
     /// See [`Kernel::sq_dist`].
     sq_dist: unsafe fn(&[T], &[T]) -> T,
 }
@@ -118,13 +122,14 @@ impl Kernel {
         unsafe { (self.routines::<T>().nearest)(x, packed, labels, values) }
     }
 
-    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_i·c_j` for every row `i` of `x` and centre `j`
-    /// (columns past `packed.k` hold padding).
-    pub(crate) fn partial_dists<T: Real>(self, x: &[T], packed: &Packed<T>, out: &mut [T]) {
+    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_{select[i]}·c_j` for the rows `select` of
+    /// `x` (row-major, `packed.d` columns) and every centre `j` (columns past `packed.k` hold
+    /// padding). Selecting rows in place spares a gather when most rows are skipped.
+    pub(crate) fn partial_dists<T: Real>(self, x: &[T], select: &[u32], packed: &Packed<T>, out: &mut [T]) {
         assert_eq!(packed.kernel, self, "centres packed for another kernel");
-        assert!(x.len() % packed.d == 0 && out.len() == x.len() / packed.d * packed.stride());
-        // SAFETY: as in `nearest`.
-        unsafe { (self.routines::<T>().partial_dists)(x, packed, out) }
+        assert!(x.len() % packed.d == 0 && out.len() == select.len() * packed.stride());
+        // SAFETY: as in `nearest`; the selected rows are bounds-checked where their pointers are made.
+        unsafe { (self.routines::<T>().partial_dists)(x, select, packed, out) }
     }
 
     /// Adds `w_i · x_i` to row `labels[i]` of `sums` (k × d) and `w_i` to `weights[labels[i]]`
@@ -248,7 +253,8 @@ mod tests {
                 let (mut labels, mut values) = (vec![0; n], vec![T::zero(); n]);
                 kernel.nearest(xs, &packed, &mut labels, &mut values);
                 let mut dists = vec![T::zero(); n * packed.stride()];
-                kernel.partial_dists(xs, &packed, &mut dists);
+                let all: Vec<u32> = (0..n as u32).collect();
+                kernel.partial_dists(xs, &all, &packed, &mut dists);
                 for i in 0..n {
                     let exact: Vec<f64> = (0..k)
                         .map(|j| {
@@ -322,7 +328,8 @@ mod tests {
             let (labels, values) = run(portable);
             let packed = portable.pack(c.view());
             let mut all = vec![0.0; n * packed.stride()];
-            portable.partial_dists(x.as_slice().unwrap(), &packed, &mut all);
+            let rows: Vec<u32> = (0..n as u32).collect();
+            portable.partial_dists(x.as_slice().unwrap(), &rows, &packed, &mut all);
             for kernel in Kernel::available() {
                 let (l, v) = run(kernel);
                 for i in 0..n {

@@ -70,9 +70,9 @@ fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]
     unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
 }
 
-fn partial_dists<T: Real>(x: &[T], c: &Packed<T>, out: &mut [T]) {
+fn partial_dists<T: Real>(x: &[T], select: &[u32], c: &Packed<T>, out: &mut [T]) {
     // SAFETY: as in `nearest`.
-    unsafe { lanes::partial_dists::<Array8<T>, 4, 2>(x, c, out) }
+    unsafe { lanes::partial_dists::<Array8<T>, 4, 2>(x, select, c, out) }
 }
 
 fn accumulate<T: Real>(x: &[T], w: Option<&[T]>, labels: &[u32], sums: &mut [T], weights: &mut [f64]) {
