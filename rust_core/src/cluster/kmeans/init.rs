@@ -144,6 +144,7 @@ pub(crate) fn plusplus<T: Real>(
             bound: &bound,
             candidates: &candidates,
             packed,
+            skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
             trials,
         };
         let pots: Vec<Vec<f64>> = dists
@@ -176,6 +177,8 @@ struct Step<'a, T> {
     candidates: &'a [usize],
     /// The candidates packed for the kernel.
     packed: Packed<T>,
+    /// `4 (1 + SKIP_MARGIN)` as `T`.
+    skip_factor: T,
     trials: usize,
 }
 
@@ -183,7 +186,10 @@ impl<T: Real> Step<'_, T> {
     /// Whether no candidate can bring a row (at `closest` from its centre `owner`) closer.
     #[inline]
     fn skip(&self, closest: T, owner: u32) -> bool {
-        owner != u32::MAX && self.bound[owner as usize] > T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)) * closest
+        // No owner yet (u32::MAX) means no bound.
+        self.bound
+            .get(owner as usize)
+            .is_some_and(|&b| b > self.skip_factor * closest)
     }
 
     fn weight(&self, i: usize) -> f64 {
@@ -201,27 +207,29 @@ impl<T: Real> Step<'_, T> {
             let m = SUB_ROWS.min(start + rows - s);
             // Branch-free compaction: the skip pattern is as random as the data's order.
             let mut count = 0;
-            for i in s..s + m {
-                let skip = self.skip(state.closest[i], state.owner[i]);
+            let rows_state = state.closest[s..s + m].iter().zip(&state.owner[s..s + m]);
+            for (i, (&closest, &owner)) in (s..s + m).zip(rows_state) {
+                let skip = self.skip(closest, owner);
                 select[count] = i as u32;
                 count += usize::from(!skip);
                 skipped += if skip {
-                    self.weight(i) * state.closest[i].to_f64_exact()
+                    self.weight(i) * closest.to_f64_exact()
                 } else {
                     0.0
                 };
             }
-            let out = &mut out[..count * stride];
-            self.kernel
-                .partial_dists(self.data.x, &select[..count], &self.packed, out);
-            for (g, &i) in select[..count].iter().enumerate() {
-                let i = i as usize;
-                let (w, closest, norm) = (self.weight(i), state.closest[i], self.norms[i]);
-                for (t, pot) in pot.iter_mut().enumerate() {
-                    let dt = (norm + out[g * stride + t]).max(T::zero());
-                    dists[t * rows + i - start] = dt;
-                    *pot += w * dt.min(closest).to_f64_exact();
+            let (select, out) = (&select[..count], &mut out[..count * stride]);
+            self.kernel.partial_dists(self.data.x, select, &self.packed, out);
+            for (t, pot) in pot.iter_mut().enumerate() {
+                let to_t = &mut dists[t * rows..(t + 1) * rows];
+                let mut sum = 0.0;
+                for (&i, out) in select.iter().zip(out.chunks_exact(stride)) {
+                    let i = i as usize;
+                    let dt = (self.norms[i] + out[t]).max(T::zero());
+                    to_t[i - start] = dt;
+                    sum += self.weight(i) * dt.min(state.closest[i]).to_f64_exact();
                 }
+                *pot += sum;
             }
         }
         pot.iter_mut().for_each(|p| *p += skipped);

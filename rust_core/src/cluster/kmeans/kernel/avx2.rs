@@ -57,6 +57,10 @@ impl Lanes for F32x8 {
         lowest(&vs, &is)
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m256) -> f32 {
         let mut vs = [0f32; 8];
         _mm256_storeu_ps(vs.as_mut_ptr(), v);
@@ -109,6 +113,10 @@ impl Lanes for F64x4 {
         _mm256_storeu_pd(vs.as_mut_ptr(), v);
         _mm256_storeu_pd(is.as_mut_ptr(), idx);
         lowest(&vs, &is)
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn sum(v: __m256d) -> f64 {

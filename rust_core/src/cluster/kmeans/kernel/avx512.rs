@@ -58,6 +58,10 @@ impl Lanes for F32x16 {
         (min, _mm512_mask_reduce_min_ps(at_min, idx))
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {
         _mm512_reduce_add_ps(v)
     }
@@ -107,6 +111,10 @@ impl Lanes for F64x8 {
         let min = _mm512_reduce_min_pd(v);
         let at_min = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, _mm512_set1_pd(min));
         (min, _mm512_mask_reduce_min_pd(at_min, idx))
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn sum(v: __m512d) -> f64 {

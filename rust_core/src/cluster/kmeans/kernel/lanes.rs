@@ -37,6 +37,9 @@ pub(super) trait Lanes {
     unsafe fn argmin(v: Self::V, idx: Self::V) -> (Self::T, Self::T);
     /// Sum of the lanes.
     unsafe fn sum(v: Self::V) -> Self::T;
+    /// Hints that the cache line holding `p` will be read soon.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const Self::T) {}
 }
 
 /// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`).
@@ -175,6 +178,9 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     }
 }
 
+/// How far ahead (in rows) [`partial_dists`] prefetches the rows it will read.
+const PREFETCH_ROWS: usize = 24;
+
 /// See [`super::Kernel::partial_dists`]; panels are `NVMAX` vectors wide.
 #[inline(always)]
 pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
@@ -187,6 +193,14 @@ pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize
     let mut block = vec![L::T::zero(); MR * stride];
     for r0 in (0..select.len()).step_by(MR) {
         let m = MR.min(select.len() - r0);
+        // Selected rows are scattered, too short for the hardware prefetcher: ask a few blocks
+        // ahead, so that the memory-bound k-means++ pass keeps several rows in flight.
+        for &i in select.iter().skip(r0 + PREFETCH_ROWS).take(MR) {
+            let row = &x[i as usize * d..(i as usize + 1) * d];
+            for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
+                L::prefetch(row[line..].as_ptr());
+            }
+        }
         let rows = selected_rows::<L::T, MR>(x, d, select, r0, m);
         let bp = block.as_mut_ptr();
         for p in 0..c.panels() {
