@@ -11,6 +11,7 @@ pub mod features;
 pub mod image;
 pub mod metrics;
 pub mod real;
+pub mod report;
 
 pub use error::{Error, Result};
 pub use real::Real;
