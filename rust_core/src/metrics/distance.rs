@@ -39,11 +39,6 @@ impl Panels {
         Panels { data, n_rows, n_features }
     }
 
-    /// The number of rows packed.
-    pub fn n_rows(&self) -> usize {
-        self.n_rows
-    }
-
     /// The number of panels (`⌈n_rows / LANES⌉`).
     pub fn n_panels(&self) -> usize {
         self.n_rows.div_ceil(LANES)
@@ -58,11 +53,13 @@ impl Panels {
         &self.data[p * self.n_features * LANES..][..self.n_features * LANES]
     }
 
-    /// Squared distances between the rows of panel `a` and those of panel `b` (`tile[r][c]` for
-    /// rows `a·LANES + r` and `b·LANES + c`). Returns `None` as soon as every partial sum exceeds
-    /// `cutoff`: sums of non-negative terms only grow, so no distance of the tile is `≤ cutoff`.
-    pub fn tile(&self, a: usize, b: usize, cutoff: f64) -> Option<[[f64; LANES]; LANES]> {
-        let (pa, pb) = (self.panel(a), self.panel(b));
+    /// Squared distances between the rows of panel `a` and those of panel `b` of `other`
+    /// (`tile[r][c]` for rows `a·LANES + r` and `b·LANES + c`), which must have as many features.
+    /// Returns `None` as soon as every partial sum exceeds `cutoff`: sums of non-negative terms
+    /// only grow, so then no distance of the tile is `≤ cutoff`.
+    pub fn tile(&self, a: usize, other: &Panels, b: usize, cutoff: f64) -> Option<[[f64; LANES]; LANES]> {
+        debug_assert_eq!(self.n_features, other.n_features);
+        let (pa, pb) = (self.panel(a), other.panel(b));
         let mut acc = [[0.0; LANES]; LANES];
         let block = CHECK_EVERY * LANES;
         for (ca, cb) in pa.chunks(block).zip(pb.chunks(block)) {
@@ -99,7 +96,7 @@ mod tests {
         assert_eq!(p.n_panels(), 3);
         for a in 0..p.n_panels() {
             for b in 0..p.n_panels() {
-                let t = p.tile(a, b, f64::INFINITY).unwrap();
+                let t = p.tile(a, &p, b, f64::INFINITY).unwrap();
                 for i in p.rows(a) {
                     for j in p.rows(b) {
                         assert_eq!(t[i % LANES][j % LANES], naive(&x, i, j));
@@ -114,8 +111,8 @@ mod tests {
         let mut x = Array2::zeros((8, 40));
         x.slice_mut(ndarray::s![4.., ..]).fill(1.0);
         let p = Panels::new(x.view());
-        assert!(p.tile(0, 1, 39.5).is_none());
-        assert!(p.tile(0, 1, 40.0).is_some());
-        assert!(p.tile(0, 0, 0.0).is_some());
+        assert!(p.tile(0, &p, 1, 39.5).is_none());
+        assert!(p.tile(0, &p, 1, 40.0).is_some());
+        assert!(p.tile(0, &p, 0, 0.0).is_some());
     }
 }

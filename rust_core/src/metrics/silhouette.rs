@@ -60,7 +60,7 @@ fn silhouette_of_encoded(panels: &Panels, labels: &EncodedLabels) -> Vec<f64> {
             // in index order so the result does not depend on the thread count.
             let mut sums = vec![0.0; LANES * k];
             for b in 0..panels.n_panels() {
-                let tile = panels.tile(a, b, f64::INFINITY).expect("no cutoff");
+                let tile = panels.tile(a, panels, b, f64::INFINITY).expect("no cutoff");
                 for (r, tile_r) in tile.iter().enumerate() {
                     let sums_r = &mut sums[r * k..][..k];
                     for (j, &d2) in panels.rows(b).zip(tile_r) {
