@@ -39,6 +39,11 @@ impl Panels {
         Panels { data, n_rows, n_features }
     }
 
+    /// The number of rows packed.
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
     /// The number of panels (`⌈n_rows / LANES⌉`).
     pub fn n_panels(&self) -> usize {
         self.n_rows.div_ceil(LANES)

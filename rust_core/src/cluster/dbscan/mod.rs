@@ -1,9 +1,11 @@
 //! DBSCAN: density-based clusters with noise, equal to scikit-learn's.
 //!
-//! Neighbourhoods come from exact, tiled, rayon-parallel distance computations (no index
-//! structure to build, no `n × n` matrix: memory is `O(n · mean neighbourhood size)`); the
-//! clusters are then grown exactly as scikit-learn's `dbscan_inner` grows them, so the labels
-//! are numbered identically.
+//! Neighbourhoods come from exact radius searches in a k-d tree of distance tiles, one
+//! rayon task per tile of rows (no `n × n` matrix: memory is `O(n · mean neighbourhood
+//! size)`); the clusters are then grown exactly as scikit-learn's `dbscan_inner` grows them, so
+//! the labels are numbered identically.
+
+mod kdtree;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,8 +14,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
-use crate::metrics::distance::{Panels, LANES};
+use crate::metrics::distance::Panels;
 use crate::{Error, Real, Result};
+use kdtree::{BoundingBox, KdTree};
 
 /// DBSCAN with the Euclidean metric: points with at least `min_samples` (weighted) points
 /// within `eps` — themselves included — are core points; clusters are the connected groups of
@@ -76,8 +79,7 @@ impl<T: Real> Clusterer<T> for Dbscan {
             Some(w) => Some(w.mapv(Real::to_f64_exact)),
         };
 
-        let panels = Panels::new(x);
-        let neighbourhoods = radius_neighbourhoods(&panels, self.eps * self.eps, progress);
+        let neighbourhoods = radius_neighbourhoods(&KdTree::new(x), self.eps * self.eps, progress);
         let min_samples = self.min_samples as f64;
         let is_core: Vec<bool> = neighbourhoods
             .iter()
@@ -105,9 +107,10 @@ impl Dbscan {
     }
 }
 
-/// For every row, the indices (increasing, itself included) of the rows within squared
-/// distance `eps2`.
-fn radius_neighbourhoods(panels: &Panels, eps2: f64, progress: &(dyn Fn(Progress) + Sync)) -> Vec<Vec<u32>> {
+/// For every row, the indices of the rows within squared distance `eps2` (itself included),
+/// in no particular order: the cluster growth does not depend on it.
+fn radius_neighbourhoods(tree: &KdTree, eps2: f64, progress: &(dyn Fn(Progress) + Sync)) -> Vec<Vec<u32>> {
+    let panels = tree.panels();
     let n_panels = panels.n_panels();
     let done = AtomicUsize::new(0);
     let report_every = (n_panels / 100).max(1);
@@ -115,12 +118,7 @@ fn radius_neighbourhoods(panels: &Panels, eps2: f64, progress: &(dyn Fn(Progress
         .into_par_iter()
         .map(|a| {
             let mut lists: Vec<Vec<u32>> = panels.rows(a).map(|_| Vec::new()).collect();
-            for b in 0..n_panels {
-                let Some(tile) = panels.tile(a, panels, b, eps2) else { continue };
-                for (list, tile_r) in lists.iter_mut().zip(&tile) {
-                    list.extend(panels.rows(b).zip(tile_r).filter(|&(_, &d2)| d2 <= eps2).map(|(j, _)| j as u32));
-                }
-            }
+            tree.within(panels, a, &tree.panel_bounds(a), eps2, |r, j, _| lists[r].push(j as u32));
             let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
             if finished % report_every == 0 || finished == n_panels {
                 progress(Progress { done: finished, total: n_panels, stage: "neighbourhoods" });
@@ -128,7 +126,11 @@ fn radius_neighbourhoods(panels: &Panels, eps2: f64, progress: &(dyn Fn(Progress
             lists
         })
         .collect();
-    per_panel.into_iter().flatten().collect()
+    let mut neighbourhoods = vec![Vec::new(); panels.n_rows()];
+    for (p, list) in per_panel.into_iter().flatten().enumerate() {
+        neighbourhoods[tree.original_index(p)] = list;
+    }
+    neighbourhoods
 }
 
 /// Labels clusters as scikit-learn's `dbscan_inner` does: seeds in index order, a depth-first
@@ -177,26 +179,24 @@ impl<T: Real> Fitted<T> for DbscanModel {
             )));
         }
         let queries = Panels::new(x);
-        let cores = Panels::new(self.components.view());
+        let x = x.mapv(Real::to_f64_exact);
+        let cores = KdTree::new(self.components.view());
         let eps2 = self.eps * self.eps;
-        let per_panel: Vec<[i64; LANES]> = (0..queries.n_panels())
+        let per_panel: Vec<Vec<i64>> = (0..queries.n_panels())
             .into_par_iter()
             .map(|a| {
-                let mut best = [(f64::INFINITY, -1i64); LANES];
-                for b in 0..cores.n_panels() {
-                    let Some(tile) = queries.tile(a, &cores, b, eps2) else { continue };
-                    for (best_r, tile_r) in best.iter_mut().zip(&tile) {
-                        for (c, &d2) in cores.rows(b).zip(tile_r) {
-                            if d2 <= eps2 && d2 < best_r.0 {
-                                *best_r = (d2, self.labels[self.core_sample_indices[c]]);
-                            }
-                        }
+                let rows = queries.rows(a);
+                let mut best = vec![(f64::INFINITY, usize::MAX); rows.len()];
+                cores.within(&queries, a, &BoundingBox::of(x.view(), rows), eps2, |r, c, d2| {
+                    if (d2, c) < best[r] {
+                        best[r] = (d2, c);
                     }
-                }
-                best.map(|(_, label)| label)
+                });
+                let label_of = |(_, c): (f64, usize)| self.core_sample_indices.get(c).map_or(-1, |&i| self.labels[i]);
+                best.into_iter().map(label_of).collect()
             })
             .collect();
-        Ok(per_panel.into_iter().flatten().take(x.nrows()).collect())
+        Ok(per_panel.concat())
     }
 }
 
