@@ -1,0 +1,5 @@
+use super::*;
+use ndarray::array;
+
+#[test]
+fn placeholder() {}
