@@ -22,7 +22,7 @@ def dbscan_cases():
     yield "moons", moons, 0.1, 8
     yield "uniform-3d", rng.random((2500, 3)), 0.06, 4
     yield "uniform-float32", rng.random((1500, 2)).astype(np.float32), 0.04, 3
-    yield "grid-duplicates", np.repeat(np.arange(40.0).reshape(20, 2), 3, axis=0), 1.5, 4
+    yield "grid-duplicates", np.repeat(np.arange(40.0).reshape(20, 2), 3, axis=0), 3.0, 4
 
 
 DBSCAN_CASES = list(dbscan_cases())
