@@ -109,10 +109,10 @@ def given_start(covariance_type, x, y, k=4):
 def test_gmm_from_the_same_start_equals_sklearn(covariance_type, max_iter):
     x, y = gmm_data()
     params = dict(n_components=4, covariance_type=covariance_type, tol=1e-8, max_iter=max_iter, **given_start(covariance_type, x, y))
-    ours = fc.GaussianMixture(**params).fit(x)
     with warnings.catch_warnings():
-        # max_iter=3 stops before convergence on purpose.
+        # max_iter=3 stops before convergence on purpose (a ConvergenceWarning, if any).
         warnings.simplefilter("ignore")
+        ours = fc.GaussianMixture(**params).fit(x)
         theirs = skmix.GaussianMixture(**params).fit(x)
     for attr in ["weights_", "means_", "covariances_", "precisions_cholesky_"]:
         np.testing.assert_allclose(getattr(ours, attr), getattr(theirs, attr), rtol=1e-6, atol=1e-6, err_msg=attr)
