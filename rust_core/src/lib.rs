@@ -10,6 +10,8 @@ pub mod error;
 pub mod features;
 pub mod image;
 pub mod metrics;
+pub mod model;
+pub mod pipeline;
 pub mod real;
 pub mod report;
 

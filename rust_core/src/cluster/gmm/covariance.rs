@@ -324,7 +324,9 @@ fn cholesky(a: ArrayView2<'_, f64>) -> Option<Array2<f64>> {
         for p in 0..j {
             diag -= l[[j, p]] * l[[j, p]];
         }
-        if diag.is_nan() || diag <= 0.0 {
+        // What is left of the diagonal must be more than rounding noise: a rank-deficient matrix
+        // can leave a tiny positive remainder here where LAPACK's order of operations leaves 0.
+        if diag.is_nan() || diag <= a[[j, j]].abs() * d as f64 * f64::EPSILON {
             return None;
         }
         let ljj = diag.sqrt();
