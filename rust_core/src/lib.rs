@@ -10,7 +10,10 @@ pub mod error;
 pub mod features;
 pub mod image;
 pub mod metrics;
+pub mod model;
+pub mod pipeline;
 pub mod real;
+pub mod report;
 
 pub use error::{Error, Result};
 pub use real::Real;

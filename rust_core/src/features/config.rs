@@ -1,0 +1,216 @@
+//! A feature pipeline: which extractors run, at which image size, into one vector per image.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ndarray::{Array2, ArrayView1, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::grey::grey;
+use super::hog::{Hog, OrientationBins};
+use super::lbp::{Lbp, LbpPlan};
+use super::{ColourHistogram, Pixels};
+use crate::image::ImageView;
+use crate::{Error, Result};
+
+/// Largest accepted image side.
+const MAX_SIDE: usize = 4096;
+/// Images per parallel task, and between two progress reports.
+const CHUNK: usize = 64;
+
+/// Which features to extract from images resized to `size`, concatenated in the order HOG,
+/// LBP histogram, colour histogram, pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// `(height, width)` the images are resized to before extraction.
+    pub size: [usize; 2],
+    /// HOG sees the grey conversion instead of the RGB image (about three times faster).
+    pub grey: bool,
+    /// Histogram of oriented gradients.
+    pub hog: Option<Hog>,
+    /// Histogram of local binary patterns (of the grey image).
+    pub lbp: Option<Lbp>,
+    /// Colour histogram.
+    pub colour: Option<ColourHistogram>,
+    /// Raw pixels.
+    pub pixels: Option<Pixels>,
+}
+
+impl Default for FeatureConfig {
+    /// 64×64 images, RGB HOG with 9 orientations, 8×8 cells, 2×2 blocks, L2-Hys.
+    fn default() -> Self {
+        FeatureConfig {
+            size: [64, 64],
+            grey: false,
+            hog: Some(Hog { cells_per_block: [2, 2], ..Hog::default() }),
+            lbp: None,
+            colour: None,
+            pixels: None,
+        }
+    }
+}
+
+impl FeatureConfig {
+    /// Checks the size (each side 1..=4096), that at least one extractor is on, and that each
+    /// is valid for the size.
+    pub fn validate(&self) -> Result<()> {
+        let [height, width] = self.size;
+        if !(1..=MAX_SIDE).contains(&height) || !(1..=MAX_SIDE).contains(&width) {
+            return Err(Error::parameter("size", format!("both sides must be between 1 and {MAX_SIDE}, got {:?}", self.size)));
+        }
+        if self.hog.is_none() && self.lbp.is_none() && self.colour.is_none() && self.pixels.is_none() {
+            return Err(Error::parameter("features", "enable at least one of hog, lbp, colour, pixels"));
+        }
+        if let Some(hog) = &self.hog {
+            hog.len(height, width)?;
+        }
+        if let Some(lbp) = &self.lbp {
+            lbp.validate()?;
+        }
+        if let Some(colour) = &self.colour {
+            colour.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Length of one image's feature vector (for a valid configuration).
+    pub fn dim(&self) -> usize {
+        let [height, width] = self.size;
+        [
+            self.hog.as_ref().map_or(0, |hog| hog.len(height, width).unwrap_or(0)),
+            self.lbp.as_ref().map_or(0, Lbp::n_bins),
+            self.colour.as_ref().map_or(0, ColourHistogram::len),
+            self.pixels.as_ref().map_or(0, |pixels| pixels.len(height, width)),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
+    }
+
+    /// Writes the [`FeatureConfig::dim`] features of one RGB image (3 channels, values
+    /// 0..=255, exactly `size`) into `out`.
+    pub fn extract_one(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+        let extractor = Extractor::new(self)?;
+        extractor.check(0, image)?;
+        extractor.extract(image, out)
+    }
+
+    /// Writes the features of image `i` into row `i` of `out` (`images.len() × dim`), in
+    /// parallel over images; `progress(n)` is called with the number of images done so far
+    /// every few dozen images.
+    pub fn extract_into(
+        &self,
+        images: &[ImageView<'_, f32>],
+        mut out: ArrayViewMut2<'_, f32>,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<()> {
+        let extractor = Extractor::new(self)?;
+        if out.dim() != (images.len(), extractor.dim) {
+            return Err(Error::input(format!(
+                "the output matrix is {:?}, {} images need ({}, {})",
+                out.dim(),
+                images.len(),
+                images.len(),
+                extractor.dim
+            )));
+        }
+        for (index, image) in images.iter().enumerate() {
+            extractor.check(index, *image)?;
+        }
+        let done = AtomicUsize::new(0);
+        out.axis_chunks_iter_mut(Axis(0), CHUNK).into_par_iter().zip(images.par_chunks(CHUNK)).try_for_each(
+            |(mut rows, chunk)| {
+                let mut scratch = Vec::new();
+                for (mut row, image) in rows.outer_iter_mut().zip(chunk) {
+                    match row.as_slice_mut() {
+                        Some(slice) => extractor.extract(*image, slice)?,
+                        None => {
+                            scratch.resize(extractor.dim, 0.0);
+                            extractor.extract(*image, &mut scratch)?;
+                            row.assign(&ArrayView1::from(&scratch));
+                        }
+                    }
+                }
+                progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
+                Ok(())
+            },
+        )
+    }
+
+    /// The `images.len() × dim` feature matrix of `images` (see [`FeatureConfig::extract_into`]).
+    pub fn extract(&self, images: &[ImageView<'_, f32>]) -> Result<Array2<f32>> {
+        let mut out = Array2::zeros((images.len(), self.dim()));
+        self.extract_into(images, out.view_mut(), &|_| {})?;
+        Ok(out)
+    }
+}
+
+/// A validated [`FeatureConfig`] with its per-parameter tables built once.
+struct Extractor<'a> {
+    config: &'a FeatureConfig,
+    orientation_bins: Option<OrientationBins>,
+    lbp: Option<LbpPlan>,
+    dim: usize,
+}
+
+impl<'a> Extractor<'a> {
+    fn new(config: &'a FeatureConfig) -> Result<Self> {
+        config.validate()?;
+        let [height, width] = config.size;
+        Ok(Extractor {
+            config,
+            orientation_bins: config.hog.as_ref().map(|hog| OrientationBins::new(hog.orientations)),
+            lbp: config.lbp.as_ref().map(|lbp| LbpPlan::new(lbp, height * width)),
+            dim: config.dim(),
+        })
+    }
+
+    /// Image `index` must be RGB at exactly the configured size.
+    fn check(&self, index: usize, image: ImageView<'_, f32>) -> Result<()> {
+        let [height, width] = self.config.size;
+        if (image.height(), image.width(), image.channels()) != (height, width, 3) {
+            return Err(Error::input(format!(
+                "image {index} is {}×{}×{}; features need {height}×{width}×3 (resize it and convert it to RGB first)",
+                image.height(),
+                image.width(),
+                image.channels()
+            )));
+        }
+        Ok(())
+    }
+
+    fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.dim {
+            return Err(Error::input(format!("the feature buffer holds {} values, {} are needed", out.len(), self.dim)));
+        }
+        let config = self.config;
+        let [height, width] = config.size;
+        let wants_grey = config.lbp.is_some()
+            || (config.grey && config.hog.is_some())
+            || config.pixels.as_ref().is_some_and(|pixels| pixels.grey);
+        let grey_values = if wants_grey { grey(image) } else { Vec::new() };
+        let grey_image = ImageView::new(height, width, 1, &grey_values);
+        let grey_image = || grey_image.ok_or_else(|| Error::input("grey conversion lost pixels"));
+        let mut rest = out;
+        let mut next = |len: usize| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            head
+        };
+        if let (Some(hog), Some(bins)) = (&config.hog, &self.orientation_bins) {
+            let source = if config.grey { grey_image()? } else { image };
+            hog.compute_with(bins, source, next(hog.len(height, width)?))?;
+        }
+        if let Some(lbp) = &self.lbp {
+            lbp.histogram(&grey_values, height, width, next(config.lbp.as_ref().map_or(0, Lbp::n_bins)))?;
+        }
+        if let Some(colour) = &config.colour {
+            colour.compute_into(image, next(colour.len()))?;
+        }
+        if let Some(pixels) = &config.pixels {
+            let source = if pixels.grey { grey_image()? } else { image };
+            pixels.compute_into(source, next(pixels.len(height, width)))?;
+        }
+        Ok(())
+    }
+}

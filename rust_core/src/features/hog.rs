@@ -1,0 +1,707 @@
+//! Histogram of oriented gradients, equal to scikit-image 0.26's `skimage.feature.hog`.
+//!
+//! Every step repeats scikit-image's arithmetic so that the output is bit-identical for the
+//! same input dtype: gradients in the image's float type, magnitudes as glibc's `hypot`,
+//! orientation bins bounded by float32 angles, each cell summed in a float32 in row-major
+//! order, blocks normalised in f64 with numpy's pairwise summation.
+//!
+//! The one shortcut is orientation binning without `atan2`: a pixel's bin is read from a
+//! monotone pseudo-angle whenever that pseudo-angle is at least [`MARGIN`] away from every
+//! bin boundary. That margin is some 10⁴ times larger than the combined error of numpy's
+//! `degrees(arctan2(..)) % 180` and of our pseudo-angles, so the bin is the one numpy picks;
+//! the rare pixels closer to a boundary take numpy's own formula.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::ImageView;
+use crate::{Error, Real, Result};
+
+/// Largest accepted `orientations`.
+const MAX_ORIENTATIONS: usize = 4096;
+/// Largest accepted side of a cell (pixels) or of a block (cells).
+const MAX_SIDE: usize = 1 << 15;
+/// scikit-image's `eps` in the block norms.
+const NORM_EPS: f64 = 1e-5;
+/// Pseudo-angle distance to a bin boundary below which numpy's exact formula decides.
+const MARGIN: f64 = 1e-9;
+/// numpy's `rad2deg` factor, `180.0 / NPY_PI`.
+const RAD2DEG: f64 = 180.0 / std::f64::consts::PI;
+
+/// How each block of cells is normalised (scikit-image's `block_norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockNorm {
+    /// `v / (Σ|v| + ε)`.
+    L1,
+    /// `sqrt(v / (Σ|v| + ε))`.
+    #[serde(rename = "L1-sqrt")]
+    L1Sqrt,
+    /// `v / sqrt(Σv² + ε²)`.
+    L2,
+    /// L2, then clipped at 0.2 and L2-normalised again (Dalal and Triggs' choice).
+    #[serde(rename = "L2-Hys")]
+    L2Hys,
+}
+
+impl BlockNorm {
+    /// Every norm, in scikit-image's order.
+    pub const ALL: [BlockNorm; 4] = [BlockNorm::L1, BlockNorm::L1Sqrt, BlockNorm::L2, BlockNorm::L2Hys];
+
+    /// scikit-image's name for the norm (`"L2-Hys"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockNorm::L1 => "L1",
+            BlockNorm::L1Sqrt => "L1-sqrt",
+            BlockNorm::L2 => "L2",
+            BlockNorm::L2Hys => "L2-Hys",
+        }
+    }
+
+    /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
+    fn apply(self, block: &mut [f64], scratch: &mut Vec<f64>) {
+        match self {
+            BlockNorm::L1 | BlockNorm::L1Sqrt => {
+                scratch.clear();
+                scratch.extend(block.iter().map(|v| v.abs()));
+                let norm = numpy_sum(scratch) + NORM_EPS;
+                for v in block.iter_mut() {
+                    *v /= norm;
+                    if self == BlockNorm::L1Sqrt {
+                        *v = v.sqrt();
+                    }
+                }
+            }
+            BlockNorm::L2 => l2_normalise(block, scratch),
+            BlockNorm::L2Hys => {
+                l2_normalise(block, scratch);
+                for v in block.iter_mut() {
+                    // np.minimum propagates NaN, f64::min would not.
+                    if !(v.is_nan() || *v <= 0.2) {
+                        *v = 0.2;
+                    }
+                }
+                l2_normalise(block, scratch);
+            }
+        }
+    }
+}
+
+impl fmt::Display for BlockNorm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BlockNorm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        BlockNorm::ALL.into_iter().find(|norm| norm.name() == s).ok_or_else(|| {
+            Error::parameter("block_norm", format!("unknown norm {s:?}; expected one of L1, L1-sqrt, L2, L2-Hys"))
+        })
+    }
+}
+
+/// `v / sqrt(np.sum(v**2) + eps**2)`.
+fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
+    scratch.clear();
+    scratch.extend(block.iter().map(|v| v * v));
+    let norm = (numpy_sum(scratch) + NORM_EPS * NORM_EPS).sqrt();
+    for v in block.iter_mut() {
+        *v /= norm;
+    }
+}
+
+/// `np.sum` of a contiguous f64 array: numpy's pairwise summation, bit for bit.
+fn numpy_sum(values: &[f64]) -> f64 {
+    const BLOCK: usize = 128;
+    let n = values.len();
+    if n < 8 {
+        values.iter().fold(-0.0, |acc, v| acc + v)
+    } else if n <= BLOCK {
+        let mut acc = [0.0; 8];
+        acc.copy_from_slice(&values[..8]);
+        let full = n - n % 8;
+        for chunk in values[8..full].chunks_exact(8) {
+            for (a, v) in acc.iter_mut().zip(chunk) {
+                *a += v;
+            }
+        }
+        let head = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        values[full..].iter().fold(head, |acc, v| acc + v)
+    } else {
+        let half = n / 2;
+        let split = half - half % 8;
+        numpy_sum(&values[..split]) + numpy_sum(&values[split..])
+    }
+}
+
+/// Histogram of oriented gradients, scikit-image's `hog` parameters and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hog {
+    /// Orientation bins over [0°, 180°).
+    pub orientations: usize,
+    /// Cell size in pixels, `(rows, columns)`.
+    pub pixels_per_cell: [usize; 2],
+    /// Block size in cells, `(rows, columns)`; blocks overlap with a stride of one cell.
+    pub cells_per_block: [usize; 2],
+    /// How blocks are normalised.
+    pub block_norm: BlockNorm,
+    /// Take the square root of the image first (power-law compression).
+    pub transform_sqrt: bool,
+}
+
+impl Default for Hog {
+    /// scikit-image's defaults: 9 orientations, 8×8 cells, 3×3 blocks, L2-Hys, no sqrt.
+    fn default() -> Self {
+        Hog {
+            orientations: 9,
+            pixels_per_cell: [8, 8],
+            cells_per_block: [3, 3],
+            block_norm: BlockNorm::L2Hys,
+            transform_sqrt: false,
+        }
+    }
+}
+
+impl Hog {
+    /// Checks the parameters alone (see [`Hog::output_shape`] for the image size).
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_ORIENTATIONS).contains(&self.orientations) {
+            return Err(Error::parameter(
+                "orientations",
+                format!("must be between 1 and {MAX_ORIENTATIONS}, got {}", self.orientations),
+            ));
+        }
+        for (name, sides) in [("pixels_per_cell", self.pixels_per_cell), ("cells_per_block", self.cells_per_block)] {
+            if sides.iter().any(|side| !(1..=MAX_SIDE).contains(side)) {
+                return Err(Error::parameter(name, format!("both sides must be between 1 and {MAX_SIDE}, got {sides:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `(blocks_r, blocks_c, cells_per_block_r, cells_per_block_c, orientations)`, the shape of
+    /// scikit-image's output before `ravel`; an error if the image is too small for one block.
+    pub fn output_shape(&self, height: usize, width: usize) -> Result<[usize; 5]> {
+        self.validate()?;
+        let [cell_r, cell_c] = self.pixels_per_cell;
+        let [block_r, block_c] = self.cells_per_block;
+        let (cells_r, cells_c) = (height / cell_r, width / cell_c);
+        if cells_r < block_r || cells_c < block_c {
+            return Err(Error::input(format!(
+                "a {height}×{width} image is too small for HOG with pixels_per_cell {:?} and cells_per_block {:?}: \
+                 it needs at least {} rows and {} columns",
+                self.pixels_per_cell,
+                self.cells_per_block,
+                cell_r * block_r,
+                cell_c * block_c,
+            )));
+        }
+        Ok([cells_r - block_r + 1, cells_c - block_c + 1, block_r, block_c, self.orientations])
+    }
+
+    /// Length of the feature vector of a `height × width` image.
+    pub fn len(&self, height: usize, width: usize) -> Result<usize> {
+        self.output_shape(height, width)?
+            .iter()
+            .try_fold(1usize, |len, &side| len.checked_mul(side))
+            .ok_or_else(|| Error::input(format!("the HOG of a {height}×{width} image is too long to allocate")))
+    }
+
+    /// Writes the flattened descriptor of a grey (1 channel) or RGB (3 channels) image into
+    /// `out`, which must be [`Hog::len`] long. RGB uses, per pixel, the channel with the
+    /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes in `T`
+    /// exactly as scikit-image does for an input array of dtype `T` (uint8 input: `T = f64`).
+    pub fn compute_into<T: Real>(&self, image: ImageView<'_, T>, out: &mut [T]) -> Result<()> {
+        self.compute_with(&OrientationBins::new(self.orientations), image, out)
+    }
+
+    /// [`Hog::compute_into`] into a new vector.
+    pub fn compute<T: Real>(&self, image: ImageView<'_, T>) -> Result<Vec<T>> {
+        let mut out = vec![T::zero(); self.len(image.height(), image.width())?];
+        self.compute_into(image, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Hog::compute_into`] with the orientation bins prepared once for many images.
+    pub(crate) fn compute_with<T: Real>(
+        &self,
+        bins: &OrientationBins,
+        image: ImageView<'_, T>,
+        out: &mut [T],
+    ) -> Result<()> {
+        let shape = self.output_shape(image.height(), image.width())?;
+        let len = self.len(image.height(), image.width())?;
+        if out.len() != len {
+            return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
+        }
+        debug_assert_eq!(bins.orientations, self.orientations);
+        let cells = self.cell_histograms(bins, image);
+        self.normalise_blocks(&cells, image.width() / self.pixels_per_cell[1], shape, out);
+        Ok(())
+    }
+
+    /// `orientation_histogram` of `_hoghistogram.hog_histograms`: cells × orientations, f64
+    /// holding float32 values.
+    fn cell_histograms<T: Real>(&self, bins: &OrientationBins, image: ImageView<'_, T>) -> Vec<f64> {
+        let (height, width, channels) = (image.height(), image.width(), image.channels());
+        let [cell_r, cell_c] = self.pixels_per_cell;
+        let (cells_r, cells_c) = (height / cell_r, width / cell_c);
+        let n = self.orientations;
+        let cols = cells_c * cell_c;
+        let data: Cow<'_, [T]> = if self.transform_sqrt {
+            Cow::Owned(image.data().iter().map(|v| v.sqrt()).collect())
+        } else {
+            Cow::Borrowed(image.data())
+        };
+        // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
+        let area = (cell_r * cell_c) as f32;
+        let mut grad = RowGradients::new(cols);
+        let mut totals = vec![0f32; cells_c * n];
+        let mut hist = Vec::with_capacity(cells_r * cells_c * n);
+        for r in 0..cells_r * cell_r {
+            grad.compute(&data, height, width, channels, r);
+            for (cell, cell_totals) in totals.chunks_exact_mut(n).enumerate() {
+                for c in cell * cell_c..(cell + 1) * cell_c {
+                    grad.vote(c, bins, cell_totals);
+                }
+            }
+            if (r + 1) % cell_r == 0 {
+                hist.extend(totals.iter().map(|&total| f64::from(total / area)));
+                totals.fill(0.0);
+            }
+        }
+        hist
+    }
+
+    /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
+    fn normalise_blocks<T: Real>(&self, cells: &[f64], cells_c: usize, shape: [usize; 5], out: &mut [T]) {
+        let [_, blocks_c, block_r, block_c, n] = shape;
+        let row_len = block_c * n;
+        let mut block = vec![0.0; block_r * row_len];
+        let mut scratch = Vec::with_capacity(block.len());
+        for (index, out_block) in out.chunks_exact_mut(block.len()).enumerate() {
+            let (r, c) = (index / blocks_c, index % blocks_c);
+            for (i, block_row) in block.chunks_exact_mut(row_len).enumerate() {
+                let start = ((r + i) * cells_c + c) * n;
+                block_row.copy_from_slice(&cells[start..start + row_len]);
+            }
+            self.block_norm.apply(&mut block, &mut scratch);
+            for (o, &v) in out_block.iter_mut().zip(&block) {
+                *o = T::from_f64_lossy(v);
+            }
+        }
+    }
+}
+
+/// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
+/// pseudo-angles, computed in bulk so that the loops vectorise.
+struct RowGradients {
+    /// Column gradient `I[r, c+1] − I[r, c−1]`.
+    gc: Vec<f64>,
+    /// Row gradient `I[r+1, c] − I[r−1, c]`.
+    gr: Vec<f64>,
+    /// glibc `hypot`, or NaN where libm itself must be asked.
+    magnitude: Vec<f64>,
+    /// [`pseudo_angle`], or −1 where numpy's formula must decide the bin.
+    pseudo: Vec<f64>,
+}
+
+impl RowGradients {
+    fn new(cols: usize) -> Self {
+        RowGradients { gc: vec![0.0; cols], gr: vec![0.0; cols], magnitude: vec![0.0; cols], pseudo: vec![0.0; cols] }
+    }
+
+    /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
+    /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
+    fn compute<T: Real>(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize) {
+        let stride = width * channels;
+        let row = &data[r * stride..(r + 1) * stride];
+        let vertical = (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
+        let cols = self.gc.len();
+        for c in 0..cols {
+            let horizontal = c > 0 && c + 1 < width;
+            let gradient = |ch: usize| {
+                let i = c * channels + ch;
+                let gr = vertical.map_or(T::zero(), |(up, down)| down[i] - up[i]);
+                let gc = if horizontal { row[i + channels] - row[i - channels] } else { T::zero() };
+                (gr, gc)
+            };
+            let (mut gr, mut gc) = gradient(0);
+            if channels == 3 {
+                // g_magn.argmax(axis=2): the first maximum, or the first NaN.
+                let mut best = numpy_hypot(gr, gc);
+                for ch in 1..3 {
+                    if best.is_nan() {
+                        break;
+                    }
+                    let (r_ch, c_ch) = gradient(ch);
+                    let magnitude = numpy_hypot(r_ch, c_ch);
+                    if magnitude > best || magnitude.is_nan() {
+                        (best, gr, gc) = (magnitude, r_ch, c_ch);
+                    }
+                }
+            }
+            self.gr[c] = gr.to_f64_exact();
+            self.gc[c] = gc.to_f64_exact();
+        }
+        for (((&gc, &gr), magnitude), pseudo) in
+            self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()).zip(self.pseudo.iter_mut())
+        {
+            *magnitude = glibc_hypot_unscaled(gc, gr);
+            *pseudo = pseudo_angle(gc, gr);
+        }
+    }
+
+    /// Adds column `c`'s magnitude to its orientation bin of `totals` as `cell_hog` does: a
+    /// float32 running total that each f64 magnitude is added to in double precision.
+    #[inline]
+    fn vote(&self, c: usize, bins: &OrientationBins, totals: &mut [f32]) {
+        let (gc, gr) = (self.gc[c], self.gr[c]);
+        let mut magnitude = self.magnitude[c];
+        if magnitude.is_nan() {
+            magnitude = gc.hypot(gr);
+        }
+        // A zero magnitude (both gradients 0) leaves every total unchanged.
+        if magnitude == 0.0 {
+            return;
+        }
+        let add = |total: &mut f32| *total = (f64::from(*total) + magnitude) as f32;
+        match bins.bin(gc, gr, self.pseudo[c]) {
+            Bin::One(i) => add(&mut totals[i]),
+            Bin::None => {}
+            Bin::All => totals.iter_mut().for_each(add),
+        }
+    }
+}
+
+/// `np.hypot` in the image's float type (glibc's `hypotf` or `hypot`).
+fn numpy_hypot<T: Real>(a: T, b: T) -> T {
+    let (a64, b64) = (a.to_f64_exact(), b.to_f64_exact());
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // glibc's hypotf: squares and sum in double, one rounding to float.
+        let h = if a.is_infinite() || b.is_infinite() {
+            f64::INFINITY
+        } else if a.is_nan() || b.is_nan() {
+            f64::NAN
+        } else {
+            (a64 * a64 + b64 * b64).sqrt()
+        };
+        T::from_f64_lossy(f64::from(h as f32))
+    } else {
+        let h = glibc_hypot_unscaled(a64, b64);
+        T::from_f64_lossy(if h.is_nan() { a64.hypot(b64) } else { h })
+    }
+}
+
+/// glibc ≥ 2.35's `hypot` (Borges' corrected algorithm, the non-FMA kernel that x86-64 builds
+/// use) for the inputs it handles without rescaling; NaN for the others (non-finite, huge or
+/// tiny), which must go to libm's `hypot` itself. Branch-free so that rows vectorise.
+#[inline]
+fn glibc_hypot_unscaled(x: f64, y: f64) -> f64 {
+    const LARGE: f64 = 6.703903964971299e153; // 0x1p+511
+    const TINY: f64 = 6.717876107567089e-139; // 0x1p-459
+    const EPS: f64 = 5.551115123125783e-17; // 0x1p-54
+    let (x, y) = (x.abs(), y.abs());
+    let (ax, ay) = if x < y { (y, x) } else { (x, y) };
+    let h = (ax * ax + ay * ay).sqrt();
+    let (t1, t2) = if h <= 2.0 * ay {
+        let delta = h - ay;
+        (ax * (2.0 * delta - ax), (delta - 2.0 * (ax - ay)) * delta)
+    } else {
+        let delta = h - ax;
+        (2.0 * delta * (ax - 2.0 * ay), (4.0 * delta - ay) * ay + delta * delta)
+    };
+    let kernel = h - (t1 + t2) / (2.0 * h);
+    let result = if ay <= ax * EPS { ax + ay } else { kernel };
+    if ax <= LARGE && (ay >= TINY || ay == 0.0) {
+        result
+    } else {
+        f64::NAN
+    }
+}
+
+/// A monotone stand-in for the orientation `atan2(gr, gc) mod π`: `gr/(|gc|+gr)` on [0°, 90°],
+/// `2 − gr/(|gc|+gr)` on (90°, 180°), after turning the vector into the upper half-plane.
+/// Its slope is between ½ and 1 per radian, and it is computed to within 1e-15.
+/// −1 when the vector is too close to 0°/180° (or not finite) for it to decide.
+#[inline]
+fn pseudo_angle(gc: f64, gr: f64) -> f64 {
+    let (x, y) = if gr < 0.0 { (-gc, -gr) } else { (gc, gr) };
+    let sum = x.abs() + y;
+    let q = y / sum;
+    let p = if x >= 0.0 { q } else { 2.0 - q };
+    if y > 0.0 && sum < f64::INFINITY && p >= MARGIN && p <= 2.0 - MARGIN {
+        p
+    } else {
+        -1.0
+    }
+}
+
+/// The pseudo-angle of a direction given in degrees in [0, 180).
+fn pseudo_angle_of_degrees(degrees: f64) -> f64 {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let q = sin / (cos.abs() + sin);
+    if degrees <= 90.0 {
+        q
+    } else {
+        2.0 - q
+    }
+}
+
+/// numpy's `np.rad2deg(np.arctan2(gr, gc)) % 180`.
+fn numpy_orientation(gc: f64, gr: f64) -> f64 {
+    let degrees = gr.atan2(gc) * RAD2DEG;
+    // npy_remainder: fmod, then moved into the divisor's sign.
+    let m = degrees % 180.0;
+    if m == 0.0 {
+        0.0
+    } else if m < 0.0 {
+        m + 180.0
+    } else {
+        m
+    }
+}
+
+/// Where a pixel votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bin {
+    /// In bin `i`.
+    One(usize),
+    /// Nowhere: its angle is past the last float32 bound (just below 180°).
+    None,
+    /// Everywhere: a NaN orientation fails both bound tests of `cell_hog`.
+    All,
+}
+
+/// The orientation bins of `_hoghistogram`: bin `i` is `[bound_i, bound_i+1)` in degrees with
+/// float32 bounds `(float)(180.0/n) * i`, located through pseudo-angles.
+#[derive(Debug, Clone)]
+pub(crate) struct OrientationBins {
+    orientations: usize,
+    /// `bound_1 ..= bound_n` in degrees.
+    bounds: Vec<f64>,
+    /// Pseudo-angles of `bound_0 ..= bound_n`, then +∞ (also for bounds ≥ 180°).
+    pseudo: Vec<f64>,
+    /// For each pseudo-angle bucket `[j, j+1) / scale`, the bin holding its lower end.
+    start: Vec<u32>,
+    /// Buckets per unit of pseudo-angle.
+    scale: f64,
+}
+
+impl OrientationBins {
+    pub(crate) fn new(orientations: usize) -> Self {
+        let width = (180.0 / orientations as f64) as f32;
+        let bounds: Vec<f64> = (1..=orientations).map(|i| f64::from(width * i as f32)).collect();
+        let mut pseudo = vec![0.0];
+        pseudo.extend(bounds.iter().map(|&b| if b < 180.0 { pseudo_angle_of_degrees(b) } else { f64::INFINITY }));
+        pseudo.push(f64::INFINITY);
+        // A bin spans at least π/(2n) of pseudo-angle, so with 2n buckets per unit a bucket
+        // meets at most two bins and a lookup moves at most one step.
+        let scale = (2 * orientations).max(16) as f64;
+        let buckets = 2 * (2 * orientations).max(16);
+        let mut k = 0;
+        let start = (0..buckets)
+            .map(|j| {
+                let low = j as f64 / scale;
+                while pseudo[k + 1] <= low {
+                    k += 1;
+                }
+                k as u32
+            })
+            .collect();
+        OrientationBins { orientations, bounds, pseudo, start, scale }
+    }
+
+    /// The bin of the gradient `(gc, gr)` whose [`pseudo_angle`] is `pseudo`.
+    #[inline]
+    fn bin(&self, gc: f64, gr: f64, pseudo: f64) -> Bin {
+        if pseudo >= 0.0 {
+            let bucket = ((pseudo * self.scale) as usize).min(self.start.len() - 1);
+            let mut k = self.start[bucket] as usize;
+            while self.pseudo[k + 1] <= pseudo {
+                k += 1;
+            }
+            while self.pseudo[k] > pseudo {
+                k -= 1;
+            }
+            if pseudo - self.pseudo[k] >= MARGIN && self.pseudo[k + 1] - pseudo >= MARGIN {
+                return self.one(k);
+            }
+        }
+        self.bin_of_degrees(numpy_orientation(gc, gr))
+    }
+
+    /// The bin of an orientation as numpy computes it, in [0, 180] or NaN.
+    fn bin_of_degrees(&self, degrees: f64) -> Bin {
+        if degrees.is_nan() {
+            Bin::All
+        } else {
+            self.one(self.bounds.partition_point(|&b| b <= degrees))
+        }
+    }
+
+    fn one(&self, k: usize) -> Bin {
+        if k < self.orientations {
+            Bin::One(k)
+        } else {
+            Bin::None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn view<T: Copy>(h: usize, w: usize, c: usize, data: &[T]) -> ImageView<'_, T> {
+        ImageView::new(h, w, c, data).unwrap()
+    }
+
+    #[test]
+    fn block_norm_names_round_trip() {
+        for norm in BlockNorm::ALL {
+            assert_eq!(norm.name().parse::<BlockNorm>().unwrap(), norm);
+            assert_eq!(serde_json::to_string(&norm).unwrap(), format!("\"{norm}\""));
+        }
+        let err = "L3".parse::<BlockNorm>().unwrap_err().to_string();
+        assert!(err.contains("L1-sqrt") && err.contains("L2-Hys"), "{err}");
+    }
+
+    #[test]
+    fn numpy_sum_is_pairwise() {
+        // repr(np.sum(1 / np.arange(1, n + 1))) with numpy 2.4; a left-to-right sum differs.
+        let harmonic = |n: usize| numpy_sum(&(1..=n).map(|i| 1.0 / i as f64).collect::<Vec<_>>());
+        assert_eq!(harmonic(5), 2.283333333333333);
+        assert_eq!(harmonic(24), 3.775958177753507);
+        assert_eq!(harmonic(27), 3.8914567532520827);
+        assert_eq!(harmonic(200), 5.878030948121444);
+        assert_eq!(harmonic(1000), 7.485470860550345);
+    }
+
+    #[test]
+    fn glibc_hypot_kernel_equals_libm() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let a = f64::from_bits(next() % (0x7fe0 << 48));
+            let b = a * (next() % 4096) as f64 / 777.0;
+            let fast = glibc_hypot_unscaled(a, b);
+            assert!(fast.is_nan() || fast == a.hypot(b), "{a:e} {b:e}");
+        }
+        for x in -510..=510 {
+            for y in -510..=510 {
+                assert_eq!(glibc_hypot_unscaled(x as f64, y as f64), (x as f64).hypot(y as f64));
+            }
+        }
+    }
+
+    #[test]
+    fn pseudo_angle_bins_equal_numpy_formula_bins() {
+        for n in [1, 2, 3, 4, 6, 7, 8, 9, 12, 16, 18, 36, 100] {
+            let bins = OrientationBins::new(n);
+            for gr in -40i32..=40 {
+                for gc in -40i32..=40 {
+                    let (gc, gr) = (gc as f64 * 0.75, gr as f64 * 0.75);
+                    let exact = bins.bin_of_degrees(numpy_orientation(gc, gr));
+                    assert_eq!(bins.bin(gc, gr, pseudo_angle(gc, gr)), exact, "n={n} gc={gc} gr={gr}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn special_orientations() {
+        // numpy: 0° for horizontal gradients either way, 90°, 45°, 135°; NaN votes everywhere.
+        assert_eq!(numpy_orientation(-3.0, 0.0), 0.0);
+        assert_eq!(numpy_orientation(3.0, -0.0), 0.0);
+        assert_eq!(numpy_orientation(0.0, -2.0), 90.0);
+        assert_eq!(numpy_orientation(5.0, 5.0), 45.0);
+        assert_eq!(numpy_orientation(-5.0, 5.0), 135.0);
+        let bins = OrientationBins::new(4);
+        assert_eq!(bins.bin(5.0, 5.0, pseudo_angle(5.0, 5.0)), Bin::One(1));
+        assert_eq!(bins.bin(f64::NAN, 1.0, pseudo_angle(f64::NAN, 1.0)), Bin::All);
+        // The last float32 bound is 180 for 9 bins, just below for 73, just above for 81.
+        assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), Bin::None);
+        assert_eq!(OrientationBins::new(73).bin_of_degrees(179.99999), Bin::None);
+        assert_eq!(OrientationBins::new(81).bin_of_degrees(180.0), Bin::One(80));
+    }
+
+    #[test]
+    fn too_small_images_are_errors() {
+        let hog = Hog::default();
+        let data = vec![0f32; 23 * 40];
+        let err = hog.compute(view(23, 40, 1, &data)).unwrap_err().to_string();
+        assert!(err.contains("at least 24 rows and 24 columns"), "{err}");
+        assert!(hog.compute(view(0, 0, 1, &[] as &[f32])).is_err());
+        let one = Hog { pixels_per_cell: [1, 1], cells_per_block: [1, 1], ..Hog::default() };
+        assert_eq!(one.compute(view(1, 1, 1, &[7.0f64])).unwrap(), vec![0.0; 9]);
+    }
+
+    #[test]
+    fn wrong_buffer_and_parameters_are_errors() {
+        let data = vec![1f32; 16 * 16];
+        let hog = Hog { cells_per_block: [2, 2], ..Hog::default() };
+        assert!(hog.compute_into(view(16, 16, 1, &data), &mut [0.0; 3]).is_err());
+        for bad in [
+            Hog { orientations: 0, ..Hog::default() },
+            Hog { orientations: usize::MAX, ..Hog::default() },
+            Hog { pixels_per_cell: [0, 8], ..Hog::default() },
+            Hog { cells_per_block: [usize::MAX, 1], ..Hog::default() },
+        ] {
+            assert!(bad.validate().is_err());
+            assert!(bad.compute(view(16, 16, 1, &data)).is_err());
+        }
+    }
+
+    #[test]
+    fn vertical_edge_votes_into_bin_zero() {
+        // A step along columns: gradient along columns only, orientation 0°.
+        let (h, w) = (16, 16);
+        let data: Vec<f64> = (0..h * w).map(|i| if i % w < 8 { 0.0 } else { 100.0 }).collect();
+        let hog = Hog { cells_per_block: [1, 1], pixels_per_cell: [16, 16], ..Hog::default() };
+        let out = hog.compute(view(h, w, 1, &data)).unwrap();
+        assert!(out[0] > 0.0 && out[1..].iter().all(|&v| v == 0.0), "{out:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_input_gives_finite_features_or_an_error(
+            h in 0usize..40, w in 0usize..40, rgb in any::<bool>(),
+            orientations in 0usize..20, cell in (0usize..12, 0usize..12), block in (0usize..5, 0usize..5),
+            norm in 0usize..4, sqrt in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let channels = if rgb { 3 } else { 1 };
+            let data: Vec<f32> = (0..h * w * channels)
+                .map(|i| ((seed.wrapping_mul(i as u64 + 1) >> 40) % 256) as f32)
+                .collect();
+            let hog = Hog {
+                orientations,
+                pixels_per_cell: [cell.0, cell.1],
+                cells_per_block: [block.0, block.1],
+                block_norm: BlockNorm::ALL[norm],
+                transform_sqrt: sqrt,
+            };
+            match hog.compute(view(h, w, channels, &data)) {
+                Ok(out) => {
+                    prop_assert_eq!(out.len(), hog.len(h, w).unwrap());
+                    prop_assert!(out.iter().all(|v| v.is_finite() && *v >= 0.0));
+                }
+                Err(_) => prop_assert!(hog.len(h, w).is_err()),
+            }
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Local binary patterns, equal to scikit-image 0.26's `skimage.feature.local_binary_pattern`.
+//!
+//! Sample `i` of `P` sits at `(round(−R·sin(2πi/P), 5), round(R·cos(2πi/P), 5))` from the
+//! pixel and is read by bilinear interpolation with 0 outside the image, with scikit-image's
+//! exact operations: `top = (1 − dc)·tl + dc·tr`, `(1 − dr)·top + dr·bottom`. Its bit is
+//! `sample − centre ≥ 0`. The interpolation is separable, so the horizontal pass is shared by
+//! the samples of equal column offset and both passes run over whole rows.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::grey::grey;
+use crate::image::ImageView;
+use crate::{Error, Real, Result};
+
+/// Largest `points` for the methods with 2^P codes.
+const MAX_POINTS_WIDE: usize = 24;
+/// Largest `points` for the other methods (a pixel's bits fit a `u32`).
+const MAX_POINTS: usize = 32;
+/// Largest accepted |radius|.
+const MAX_RADIUS: f64 = 1e6;
+/// Values below this magnitude keep every interpolation finite, so that a weight of exactly
+/// 0 or 1 can be skipped without changing any comparison.
+const SAFE_MAGNITUDE: f64 = 1e300;
+
+/// How the `P` bits of a pixel become its code (scikit-image's `method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbpMethod {
+    /// The bits as a number, `Σ bit_i 2^i`: 2^P codes.
+    Default,
+    /// The smallest rotation of the default code (rotation invariant): at most 2^P codes.
+    Ror,
+    /// Number of ones for patterns with at most two 0/1 changes (counted without wrapping
+    /// around, as scikit-image does), `P + 1` for the others: `P + 2` codes.
+    Uniform,
+    /// Uniform patterns told apart by rotation too: `P(P − 1) + 3` codes.
+    #[serde(rename = "nri_uniform")]
+    NriUniform,
+}
+
+impl LbpMethod {
+    /// Every method.
+    pub const ALL: [LbpMethod; 4] = [LbpMethod::Default, LbpMethod::Ror, LbpMethod::Uniform, LbpMethod::NriUniform];
+
+    /// scikit-image's name for the method.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbpMethod::Default => "default",
+            LbpMethod::Ror => "ror",
+            LbpMethod::Uniform => "uniform",
+            LbpMethod::NriUniform => "nri_uniform",
+        }
+    }
+}
+
+impl FromStr for LbpMethod {
+    type Err = Error;
+
+    /// scikit-image's names, in any case (`"default"`, `"ror"`, `"uniform"`, `"nri_uniform"`).
+    fn from_str(s: &str) -> Result<Self> {
+        LbpMethod::ALL.into_iter().find(|method| method.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let hint = if s.eq_ignore_ascii_case("var") { " (\"var\" is not supported)" } else { "" };
+            Error::parameter(
+                "method",
+                format!("unknown method {s:?}{hint}; expected one of default, ror, uniform, nri_uniform"),
+            )
+        })
+    }
+}
+
+/// Local binary pattern codes and their histogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lbp {
+    /// Number of samples `P` on the circle.
+    pub points: usize,
+    /// Circle radius `R` in pixels (any real; the samples are interpolated).
+    pub radius: f64,
+    /// How bits become codes.
+    pub method: LbpMethod,
+}
+
+impl Default for Lbp {
+    /// 8 points at radius 1, uniform codes.
+    fn default() -> Self {
+        Lbp { points: 8, radius: 1.0, method: LbpMethod::Uniform }
+    }
+}
+
+impl Lbp {
+    /// Checks the parameters: `1 ≤ P ≤ 24` for default/ror (2^P codes), `≤ 32` otherwise,
+    /// `|R| ≤ 10⁶` and finite.
+    pub fn validate(&self) -> Result<()> {
+        let max = match self.method {
+            LbpMethod::Default | LbpMethod::Ror => MAX_POINTS_WIDE,
+            LbpMethod::Uniform | LbpMethod::NriUniform => MAX_POINTS,
+        };
+        if !(1..=max).contains(&self.points) {
+            return Err(Error::parameter(
+                "points",
+                format!("must be between 1 and {max} for method {}, got {}", self.method.name(), self.points),
+            ));
+        }
+        if !(self.radius.abs() <= MAX_RADIUS) {
+            return Err(Error::parameter("radius", format!("must be finite and at most {MAX_RADIUS}, got {}", self.radius)));
+        }
+        Ok(())
+    }
+
+    /// Codes of a grey (1 channel) image, row-major `height × width`, identical to
+    /// `skimage.feature.local_binary_pattern(image, P, R, method)`.
+    pub fn codes<T: Real>(&self, image: ImageView<'_, T>) -> Result<Vec<f64>> {
+        self.validate()?;
+        if image.channels() != 1 {
+            return Err(Error::input(format!(
+                "local binary patterns need a grey image, got {} channels",
+                image.channels()
+            )));
+        }
+        let values: Vec<f64> = image.data().iter().map(|v| v.to_f64_exact()).collect();
+        let plan = LbpPlan::new(self, values.len());
+        let masks = plan.masks(&values, image.height(), image.width())?;
+        Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask))).collect())
+    }
+
+    /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
+    /// (nri_uniform).
+    pub fn n_bins(&self) -> usize {
+        let p = self.points;
+        match self.method {
+            LbpMethod::Default | LbpMethod::Ror => 1usize.checked_shl(p as u32).unwrap_or(usize::MAX),
+            LbpMethod::Uniform => p.saturating_add(2),
+            LbpMethod::NriUniform => p.saturating_mul(p.saturating_sub(1)).saturating_add(3),
+        }
+    }
+
+    /// Histogram of the codes of a grey or RGB image (RGB is first turned grey with
+    /// `skimage.color.rgb2gray`'s weights, see [`grey`]), normalised to sum 1. `out` must be
+    /// [`Lbp::n_bins`] long.
+    pub fn histogram_into(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+        self.validate()?;
+        let grey = grey(image);
+        LbpPlan::new(self, grey.len()).histogram(&grey, image.height(), image.width(), out)
+    }
+}
+
+/// An [`Lbp`] prepared for many images: sample offsets and, for small `P`, a code table.
+#[derive(Debug, Clone)]
+pub(crate) struct LbpPlan {
+    points: usize,
+    method: LbpMethod,
+    n_bins: usize,
+    /// `(row, column)` offset of each sample.
+    offsets: Vec<(f64, f64)>,
+    /// Sample indices grouped by equal column offset.
+    by_column: Vec<usize>,
+    /// The code of every mask, when there are few masks for the pixels to be coded.
+    table: Option<Vec<u32>>,
+}
+
+impl LbpPlan {
+    /// Prepares `lbp` (already validated) for about `pixels` pixels.
+    pub(crate) fn new(lbp: &Lbp, pixels: usize) -> Self {
+        let p = lbp.points;
+        // rr = -R * sin(2 * pi * arange(P) / P), then np.round(.., 5) = rint(x * 1e5) / 1e5.
+        let round5 = |x: f64| (x * 1e5).round_ties_even() / 1e5;
+        let offsets: Vec<(f64, f64)> = (0..p)
+            .map(|i| {
+                let angle = 2.0 * std::f64::consts::PI * i as f64 / p as f64;
+                (round5(-lbp.radius * angle.sin()), round5(lbp.radius * angle.cos()))
+            })
+            .collect();
+        let mut by_column: Vec<usize> = (0..p).collect();
+        by_column.sort_by_key(|&i| offsets[i].1.to_bits());
+        let mut plan = LbpPlan { points: p, method: lbp.method, n_bins: lbp.n_bins(), offsets, by_column, table: None };
+        if p <= 8 || (p <= 16 && (1 << p) <= pixels / 8) {
+            plan.table = Some((0..1u32 << p).map(|mask| plan.code_of_mask(mask)).collect());
+        }
+        plan
+    }
+
+    /// The code of a pixel whose bit `i` is set when sample `i` is at least the centre.
+    #[inline]
+    fn code(&self, mask: u32) -> u32 {
+        match &self.table {
+            Some(table) => table[mask as usize],
+            None => self.code_of_mask(mask),
+        }
+    }
+
+    /// `_local_binary_pattern`'s code for one mask.
+    fn code_of_mask(&self, mask: u32) -> u32 {
+        let p = self.points as u32;
+        let low_bits = u32::MAX >> (32 - p);
+        // Changes between neighbours 0–1, 1–2, …, (P−2)–(P−1): no wrap-around.
+        let changes = ((mask ^ (mask >> 1)) & (low_bits >> 1)).count_ones();
+        let ones = mask.count_ones();
+        match self.method {
+            LbpMethod::Default => mask,
+            LbpMethod::Ror => {
+                let rotate = |v: u32| (v >> 1) | ((v & 1) << (p - 1));
+                (0..p).scan(mask, |v, _| Some(std::mem::replace(v, rotate(*v)))).min().unwrap_or(mask)
+            }
+            LbpMethod::Uniform if changes <= 2 => ones,
+            LbpMethod::Uniform => p + 1,
+            LbpMethod::NriUniform if changes > 2 => p * (p - 1) + 2,
+            LbpMethod::NriUniform if ones == 0 => 0,
+            LbpMethod::NriUniform if ones == p => p * (p - 1) + 1,
+            LbpMethod::NriUniform => {
+                let first_one = mask.trailing_zeros();
+                let rotation = if first_one == 0 { ones - (!mask).trailing_zeros() } else { p - first_one };
+                1 + (ones - 1) * p + rotation
+            }
+        }
+    }
+
+    /// Normalised histogram of the codes of a grey image into `out` (`n_bins` long).
+    pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
+        let n_bins = self.n_bins;
+        if out.len() != n_bins {
+            return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
+        }
+        if grey.is_empty() {
+            return Err(Error::input("cannot take the LBP histogram of an empty image"));
+        }
+        let values: Vec<f64> = grey.iter().map(|&v| f64::from(v)).collect();
+        let mut counts = vec![0u32; n_bins];
+        for mask in self.masks(&values, height, width)? {
+            counts[self.code(mask) as usize] += 1;
+        }
+        let total = values.len() as f64;
+        for (o, &count) in out.iter_mut().zip(&counts) {
+            *o = (f64::from(count) / total) as f32;
+        }
+        Ok(())
+    }
+
+    /// Bit `i` of pixel `(r, c)` is set when sample `i` minus the pixel is ≥ 0.
+    fn masks(&self, image: &[f64], height: usize, width: usize) -> Result<Vec<u32>> {
+        let mut masks = vec![0u32; image.len()];
+        if image.is_empty() {
+            return Ok(masks);
+        }
+        let safe = image.iter().all(|v| v.abs() < SAFE_MAGNITUDE);
+        let columns: Vec<ColumnWeights> =
+            self.offsets.iter().map(|&(_, dc)| ColumnWeights::new(dc, width)).collect::<Result<_>>()?;
+        // Zero padding wide enough for every column shift, a shift past it reads only zeros.
+        let pad = columns.iter().map(|w| w.low.abs().max(w.high.abs())).max().unwrap_or(0).min(width as i64 + 1);
+        let padded_width = width + 2 * pad as usize;
+        let mut padded = vec![0.0; height * padded_width];
+        for (dst, src) in padded.chunks_exact_mut(padded_width).zip(image.chunks_exact(width)) {
+            dst[pad as usize..pad as usize + width].copy_from_slice(src);
+        }
+        let zeros = vec![0.0; width];
+        let mut horizontal = vec![0.0; image.len()];
+        let mut previous_column: Option<u64> = None;
+        for &i in &self.by_column {
+            let weights = &columns[i];
+            let shifted = |shift: i64| (pad + shift.clamp(-pad, pad)) as usize;
+            let whole_pixels = safe && weights.frac.iter().all(|&f| f == 0.0);
+            if !whole_pixels && previous_column != Some(self.offsets[i].1.to_bits()) {
+                let (low, high) = (shifted(weights.low), shifted(weights.high));
+                for (h_row, p_row) in horizontal.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
+                    for (((h, &one_minus), &frac), (&left, &right)) in h_row
+                        .iter_mut()
+                        .zip(&weights.one_minus)
+                        .zip(&weights.frac)
+                        .zip(p_row[low..low + width].iter().zip(&p_row[high..high + width]))
+                    {
+                        *h = one_minus * left + frac * right;
+                    }
+                }
+                previous_column = Some(self.offsets[i].1.to_bits());
+            }
+            // Row `r` of the horizontally interpolated image (zeros outside).
+            let row = |r: f64| -> &[f64] {
+                if r < 0.0 || r >= height as f64 {
+                    &zeros
+                } else if whole_pixels {
+                    let start = r as usize * padded_width + shifted(weights.low);
+                    &padded[start..start + width]
+                } else {
+                    &horizontal[r as usize * width..(r as usize + 1) * width]
+                }
+            };
+            let bit = 1u32 << i;
+            let dr_offset = self.offsets[i].0;
+            for (r, (mask_row, centre_row)) in masks.chunks_exact_mut(width).zip(image.chunks_exact(width)).enumerate() {
+                let y = r as f64 + dr_offset;
+                let (low, high) = (y.floor(), y.ceil());
+                let dr = y - low;
+                let (top, bottom) = (row(low), row(high));
+                if safe && dr == 0.0 {
+                    for ((m, &t), &centre) in mask_row.iter_mut().zip(top).zip(centre_row) {
+                        *m |= if t - centre >= 0.0 { bit } else { 0 };
+                    }
+                } else {
+                    let one_minus = 1.0 - dr;
+                    for (((m, &t), &b), &centre) in mask_row.iter_mut().zip(top).zip(bottom).zip(centre_row) {
+                        let texture = one_minus * t + dr * b;
+                        *m |= if texture - centre >= 0.0 { bit } else { 0 };
+                    }
+                }
+            }
+        }
+        Ok(masks)
+    }
+}
+
+/// Bilinear weights along columns for one column offset: `floor`/`ceil` of `c + offset` are
+/// `c + low`/`c + high` for every column, `frac = (c + offset) − floor(c + offset)`.
+struct ColumnWeights {
+    low: i64,
+    high: i64,
+    frac: Vec<f64>,
+    one_minus: Vec<f64>,
+}
+
+impl ColumnWeights {
+    fn new(offset: f64, width: usize) -> Result<Self> {
+        let at = |c: usize| c as f64 + offset;
+        let (low, high) = (at(0).floor() as i64, at(0).ceil() as i64);
+        let frac: Vec<f64> = (0..width).map(|c| at(c) - at(c).floor()).collect();
+        // The 5-decimal offsets are ≥ 1e-5 from an integer unless integral, far more than the
+        // rounding of `c + offset`, so the shifts are the same for every column.
+        if (0..width).any(|c| at(c).floor() as i64 - c as i64 != low || at(c).ceil() as i64 - c as i64 != high) {
+            return Err(Error::input(format!("an image {width} pixels wide is too wide for local binary patterns")));
+        }
+        let one_minus = frac.iter().map(|f| 1.0 - f).collect();
+        Ok(ColumnWeights { low, high, frac, one_minus })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `_local_binary_pattern` transcribed pixel by pixel, the oracle of the fast path.
+    fn reference_codes(lbp: &Lbp, image: &[f64], height: usize, width: usize) -> Vec<f64> {
+        let plan = LbpPlan::new(lbp, 0);
+        let pixel = |r: i64, c: i64| {
+            if r < 0 || c < 0 || r >= height as i64 || c >= width as i64 {
+                0.0
+            } else {
+                image[r as usize * width + c as usize]
+            }
+        };
+        let mut out = Vec::new();
+        for r in 0..height {
+            for c in 0..width {
+                let mut mask = 0u32;
+                for (i, &(rp, cp)) in plan.offsets.iter().enumerate() {
+                    let (y, x) = (r as f64 + rp, c as f64 + cp);
+                    let (minr, minc, maxr, maxc) = (y.floor(), x.floor(), y.ceil(), x.ceil());
+                    let (dr, dc) = (y - minr, x - minc);
+                    let (minr, minc, maxr, maxc) = (minr as i64, minc as i64, maxr as i64, maxc as i64);
+                    let top = (1.0 - dc) * pixel(minr, minc) + dc * pixel(minr, maxc);
+                    let bottom = (1.0 - dc) * pixel(maxr, minc) + dc * pixel(maxr, maxc);
+                    let texture = (1.0 - dr) * top + dr * bottom;
+                    if texture - image[r * width + c] >= 0.0 {
+                        mask |= 1 << i;
+                    }
+                }
+                out.push(f64::from(plan.code_of_mask(mask)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for method in LbpMethod::ALL {
+            assert_eq!(method.name().parse::<LbpMethod>().unwrap(), method);
+            assert_eq!(method.name().to_uppercase().parse::<LbpMethod>().unwrap(), method);
+            assert_eq!(serde_json::to_string(&method).unwrap(), format!("\"{}\"", method.name()));
+        }
+        assert!("var".parse::<LbpMethod>().unwrap_err().to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn offsets_are_rounded_like_skimage() {
+        // np.round(-1 * np.sin(2 * np.pi * np.arange(8) / 8), 5) and the cosines.
+        let plan = LbpPlan::new(&Lbp::default(), 0);
+        let rows: Vec<f64> = plan.offsets.iter().map(|o| o.0).collect();
+        let cols: Vec<f64> = plan.offsets.iter().map(|o| o.1).collect();
+        assert_eq!(rows, [-0.0, -0.70711, -1.0, -0.70711, -0.0, 0.70711, 1.0, 0.70711]);
+        assert_eq!(cols, [1.0, 0.70711, 0.0, -0.70711, -1.0, -0.70711, -0.0, 0.70711]);
+    }
+
+    #[test]
+    fn uniform_codes_of_a_known_patch() {
+        // A bright pixel on black: its samples are all smaller (code 0 → uniform 0); its
+        // neighbours see it in one sample only.
+        let mut image = vec![0.0f32; 25];
+        image[12] = 9.0;
+        let codes = Lbp::default().codes(ImageView::new(5, 5, 1, &image).unwrap()).unwrap();
+        assert_eq!(codes[12], 0.0);
+        assert_eq!(codes[0], 8.0);
+    }
+
+    #[test]
+    fn codes_need_grey_and_histograms_need_pixels() {
+        let rgb = vec![0f32; 12];
+        assert!(Lbp::default().codes(ImageView::new(2, 2, 3, &rgb).unwrap()).is_err());
+        let mut out = vec![0f32; 10];
+        assert!(Lbp::default().histogram_into(ImageView::new(0, 4, 1, &[]).unwrap(), &mut out).is_err());
+        assert!(Lbp::default().histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out[..9]).is_err());
+        Lbp::default().histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out).unwrap();
+        assert_eq!(out.iter().sum::<f32>(), 1.0);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        for bad in [
+            Lbp { points: 0, ..Lbp::default() },
+            Lbp { points: 33, ..Lbp::default() },
+            Lbp { points: 25, method: LbpMethod::Default, ..Lbp::default() },
+            Lbp { radius: f64::NAN, ..Lbp::default() },
+            Lbp { radius: 1e7, ..Lbp::default() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn fast_codes_equal_the_transcription(
+            h in 0usize..12, w in 1usize..12, points in 1usize..25, radius in -4.0f64..6.0,
+            method in 0usize..4, levels in 1u64..6, seed in any::<u64>(), huge in any::<bool>(),
+        ) {
+            let lbp = Lbp { points, radius, method: LbpMethod::ALL[method] };
+            let image: Vec<f64> = (0..h * w)
+                .map(|i| ((seed.wrapping_mul(2 * i as u64 + 1) >> 33) % levels) as f64 * 0.3)
+                .map(|v| if huge && v > 0.5 { f64::MAX } else { v })
+                .collect();
+            let codes = lbp.codes(ImageView::new(h, w, 1, &image).unwrap()).unwrap();
+            prop_assert_eq!(codes, reference_codes(&lbp, &image, h, w));
+        }
+
+        #[test]
+        fn histograms_sum_to_one(h in 1usize..20, w in 1usize..20, points in 1usize..17, radius in 0.0f64..30.0,
+                                 method in 0usize..4, seed in any::<u64>()) {
+            let lbp = Lbp { points, radius, method: LbpMethod::ALL[method] };
+            let image: Vec<f32> = (0..h * w * 3).map(|i| ((seed.wrapping_mul(i as u64 + 7) >> 40) % 256) as f32).collect();
+            let mut out = vec![0f32; lbp.n_bins()];
+            lbp.histogram_into(ImageView::new(h, w, 3, &image).unwrap(), &mut out).unwrap();
+            prop_assert!((out.iter().map(|&v| f64::from(v)).sum::<f64>() - 1.0).abs() < 1e-5);
+            prop_assert!(out.iter().all(|v| v.is_finite() && *v >= 0.0));
+        }
+    }
+}
