@@ -114,8 +114,11 @@ pub(crate) fn plusplus<T: Real>(
         owner: vec![u32::MAX; n],
         chunk_pot: vec![0.0; n.div_ceil(CHUNK_ROWS)],
     };
-    // Distances of the rows to the step's candidates, per chunk trial-major (`trials × rows`).
-    let mut dists = vec![T::zero(); n * trials];
+    let mut pass = Pass {
+        dists: vec![T::zero(); n * trials],
+        active: vec![0; n],
+        chunks: Vec::new(),
+    };
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
     for c in 0..k {
         let candidates: Vec<usize> = if c == 0 {
@@ -145,17 +148,18 @@ pub(crate) fn plusplus<T: Real>(
             candidates: &candidates,
             packed,
             skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
-            trials,
         };
-        let pots: Vec<Vec<f64>> = dists
+        pass.chunks = pass
+            .dists
             .par_chunks_mut(CHUNK_ROWS * trials)
+            .zip(pass.active.par_chunks_mut(CHUNK_ROWS))
             .enumerate()
-            .map(|(ci, dists)| step.potentials(&state, ci * CHUNK_ROWS, dists))
+            .map(|(ci, (dists, active))| step.potentials(&state, ci * CHUNK_ROWS, dists, active))
             .collect();
-        let pot = |t: usize| pots.iter().map(|p| p[t]).sum::<f64>();
+        let pot = |t: usize| pass.chunks.iter().map(|(p, _)| p[t]).sum::<f64>();
         let best = (0..candidates.len()).fold(0, |b, t| if pot(t) < pot(b) { t } else { b });
         chosen.push(candidates[best]);
-        step.update(&mut state, &dists, best, c as u32);
+        update(&mut state, &pass, best, c as u32);
     }
     Ok(chosen)
 }
@@ -179,7 +183,6 @@ struct Step<'a, T> {
     packed: Packed<T>,
     /// `4 (1 + SKIP_MARGIN)` as `T`.
     skip_factor: T,
-    trials: usize,
 }
 
 impl<T: Real> Step<'_, T> {
@@ -196,29 +199,29 @@ impl<T: Real> Step<'_, T> {
         self.data.w.map_or(1.0, |w| w[i].to_f64_exact())
     }
 
-    /// For the chunk of rows from `start`: writes each row's distance to each candidate into
-    /// `dists` (rows that are skipped keep stale values) and returns per candidate the chunk's
-    /// `Σ weight × min(closest, distance)`.
-    fn potentials(&self, state: &Nearest<T>, start: usize, dists: &mut [T]) -> Vec<f64> {
-        let (nt, rows, stride) = (self.candidates.len(), dists.len() / self.trials, self.packed.stride());
-        let (mut pot, mut skipped) = (vec![0.0; nt], 0.0);
-        let (mut select, mut out) = (vec![0u32; SUB_ROWS], vec![T::zero(); SUB_ROWS * stride]);
+    /// For the chunk of rows from `start`: lists in `active` the rows that a candidate might
+    /// bring closer (returning how many), writes their distance to each candidate into `dists`
+    /// and returns per candidate the chunk's `Σ weight × min(closest, distance)`.
+    fn potentials(&self, state: &Nearest<T>, start: usize, dists: &mut [T], active: &mut [u32]) -> (Vec<f64>, usize) {
+        let (nt, rows, stride) = (self.candidates.len(), active.len(), self.packed.stride());
+        let (mut pot, mut skipped, mut listed) = (vec![0.0; nt], 0.0, 0);
+        let mut out = vec![T::zero(); SUB_ROWS * stride];
         for s in (start..start + rows).step_by(SUB_ROWS) {
             let m = SUB_ROWS.min(start + rows - s);
             // Branch-free compaction: the skip pattern is as random as the data's order.
-            let mut count = 0;
+            let first = listed;
             let rows_state = state.closest[s..s + m].iter().zip(&state.owner[s..s + m]);
             for (i, (&closest, &owner)) in (s..s + m).zip(rows_state) {
                 let skip = self.skip(closest, owner);
-                select[count] = i as u32;
-                count += usize::from(!skip);
+                active[listed] = i as u32;
+                listed += usize::from(!skip);
                 skipped += if skip {
                     self.weight(i) * closest.to_f64_exact()
                 } else {
                     0.0
                 };
             }
-            let (select, out) = (&select[..count], &mut out[..count * stride]);
+            let (select, out) = (&active[first..listed], &mut out[..(listed - first) * stride]);
             self.kernel.partial_dists(self.data.x, select, &self.packed, out);
             for (t, pot) in pot.iter_mut().enumerate() {
                 let to_t = &mut dists[t * rows..(t + 1) * rows];
@@ -233,36 +236,51 @@ impl<T: Real> Step<'_, T> {
             }
         }
         pot.iter_mut().for_each(|p| *p += skipped);
-        pot
+        (pot, listed)
     }
+}
 
-    /// Moves the rows that candidate `best` (now centre `centre`) brings closer to it.
-    fn update(&self, state: &mut Nearest<T>, dists: &[T], best: usize, centre: u32) {
-        let Nearest {
-            closest,
-            owner,
-            chunk_pot,
-        } = state;
-        closest
-            .par_chunks_mut(CHUNK_ROWS)
-            .zip(owner.par_chunks_mut(CHUNK_ROWS))
-            .zip(chunk_pot.par_iter_mut())
-            .zip(dists.par_chunks(CHUNK_ROWS * self.trials))
-            .enumerate()
-            .for_each(|(ci, (((closest, owner), chunk_pot), dists))| {
-                let start = ci * CHUNK_ROWS;
-                let to_best = &dists[best * closest.len()..(best + 1) * closest.len()];
-                let mut sum = 0.0;
-                for (r, ((cl, ow), &dt)) in closest.iter_mut().zip(owner.iter_mut()).zip(to_best).enumerate() {
-                    if !self.skip(*cl, *ow) && dt < *cl {
-                        *cl = dt;
-                        *ow = centre;
-                    }
-                    sum += self.weight(start + r) * cl.to_f64_exact();
-                }
-                *chunk_pot = sum;
-            });
+/// Moves the active rows of every chunk that candidate `best` (now centre `centre`) brings
+/// closer to it; the chunk sums of `weight × closest` are the candidate's chunk potentials.
+fn update<T: Real>(state: &mut Nearest<T>, pass: &Pass<T>, best: usize, centre: u32) {
+    let Nearest {
+        closest,
+        owner,
+        chunk_pot,
+    } = state;
+    for (pot, (p, _)) in chunk_pot.iter_mut().zip(&pass.chunks) {
+        *pot = p[best];
     }
+    let rows = closest.len();
+    let trials = pass.dists.len() / rows;
+    closest
+        .par_chunks_mut(CHUNK_ROWS)
+        .zip(owner.par_chunks_mut(CHUNK_ROWS))
+        .zip(pass.dists.par_chunks(CHUNK_ROWS * trials))
+        .zip(pass.active.par_chunks(CHUNK_ROWS))
+        .zip(&pass.chunks)
+        .enumerate()
+        .for_each(|(ci, ((((closest, owner), dists), active), (_, listed)))| {
+            let start = ci * CHUNK_ROWS;
+            let to_best = &dists[best * closest.len()..(best + 1) * closest.len()];
+            for &i in &active[..*listed] {
+                let r = i as usize - start;
+                if to_best[r] < closest[r] {
+                    closest[r] = to_best[r];
+                    owner[r] = centre;
+                }
+            }
+        });
+}
+
+/// What a step's pass over the rows leaves for [`update`].
+struct Pass<T> {
+    /// Distances of the rows to the step's candidates, per chunk trial-major (`trials × rows`).
+    dists: Vec<T>,
+    /// Per chunk, from the chunk's first row: the rows that were not skipped.
+    active: Vec<u32>,
+    /// Per chunk: the candidates' potentials and the number of active rows.
+    chunks: Vec<(Vec<f64>, usize)>,
 }
 
 /// The first row whose cumulative `weight × closest` reaches `target` (scikit-learn's

@@ -190,7 +190,8 @@ pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize
     out: &mut [L::T],
 ) {
     let (d, nr, data, norms, stride) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr(), c.stride());
-    let mut block = vec![L::T::zero(); MR * stride];
+    // A short last block is written here first: the micro-kernel always stores MR rows.
+    let mut tail = vec![L::T::zero(); MR * stride];
     for r0 in (0..select.len()).step_by(MR) {
         let m = MR.min(select.len() - r0);
         // Selected rows are scattered, too short for the hardware prefetcher: ask a few blocks
@@ -202,15 +203,21 @@ pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize
             }
         }
         let rows = selected_rows::<L::T, MR>(x, d, select, r0, m);
-        let bp = block.as_mut_ptr();
+        let dst = if m == MR {
+            out[r0 * stride..(r0 + MR) * stride].as_mut_ptr()
+        } else {
+            tail.as_mut_ptr()
+        };
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
             with_panel_width!(c, p, NVMAX, |NV| {
                 let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
-                store_block::<L, MR, NV>(&acc, norms, p * nr, bp, stride);
+                store_block::<L, MR, NV>(&acc, norms, p * nr, dst, stride);
             });
         }
-        out[r0 * stride..(r0 + m) * stride].copy_from_slice(&block[..m * stride]);
+        if m < MR {
+            out[r0 * stride..].copy_from_slice(&tail[..m * stride]);
+        }
     }
 }
 
@@ -276,6 +283,7 @@ macro_rules! routines {
                 lanes::sq_dist::<$lanes>(a, b)
             }
             super::Routines {
+                lanes: <$lanes as lanes::Lanes>::W,
                 panel: $nv * <$lanes as lanes::Lanes>::W,
                 nearest,
                 partial_dists,

@@ -45,6 +45,8 @@ type AccumulateFn<T> = unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64
 /// The entry points of one kernel variant for one element type.
 #[derive(Clone, Copy)]
 pub(super) struct Routines<T: 'static> {
+    /// Vector width in elements.
+    lanes: usize,
     /// Centres per packed panel.
     panel: usize,
     /// See [`Kernel::nearest`].
@@ -109,7 +111,7 @@ impl Kernel {
     /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
     /// [`Kernel::partial_dists`].
     pub(crate) fn pack<T: Real>(self, centres: ArrayView2<'_, T>) -> Packed<T> {
-        Packed::new(centres, self.routines::<T>().panel, self)
+        Packed::new(centres, self.routines::<T>().panel, self.routines::<T>().lanes, self)
     }
 
     /// For each row of `x` (row-major, `labels.len()` rows of `packed.d`), the nearest centre
@@ -174,11 +176,13 @@ pub(crate) struct Packed<T> {
     /// Number of features.
     pub(crate) d: usize,
     nr: usize,
+    /// Vector width of the kernel, in elements.
+    lanes: usize,
     kernel: Kernel,
 }
 
 impl<T: Real> Packed<T> {
-    fn new(centres: ArrayView2<'_, T>, nr: usize, kernel: Kernel) -> Self {
+    fn new(centres: ArrayView2<'_, T>, nr: usize, lanes: usize, kernel: Kernel) -> Self {
         let (k, d) = centres.dim();
         let panels = k.div_ceil(nr);
         let len = panels * nr * d;
@@ -201,6 +205,7 @@ impl<T: Real> Packed<T> {
             k,
             d,
             nr,
+            lanes,
             kernel,
         }
     }
@@ -215,9 +220,9 @@ impl<T: Real> Packed<T> {
         self.k.div_ceil(self.nr)
     }
 
-    /// Row stride of [`Kernel::partial_dists`]' output: k rounded up to whole panels.
+    /// Row stride of [`Kernel::partial_dists`]' output: k rounded up to whole vectors.
     pub(crate) fn stride(&self) -> usize {
-        self.panels() * self.nr
+        self.k.div_ceil(self.lanes) * self.lanes
     }
 }
 

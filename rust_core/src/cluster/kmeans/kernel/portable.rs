@@ -88,6 +88,7 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 /// The portable routines for `T`.
 pub(super) fn routines<T: Real>() -> Routines<T> {
     Routines {
+        lanes: W,
         panel: 2 * W,
         nearest,
         partial_dists,
