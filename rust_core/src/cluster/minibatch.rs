@@ -196,11 +196,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
         let kernel = Kernel::detect();
         let xs = x.as_standard_layout();
         let w = sample_weight.map(|w| w.to_vec());
-        let data = Data {
-            x: xs.as_slice().expect("standard layout"),
-            d,
-            w: w.as_deref(),
-        };
+        let data = Data::new(xs.view(), w.as_deref());
         let total_weight: f64 = w
             .as_ref()
             .map_or(n as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
@@ -227,11 +223,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
         // Initialisation: the best of `runs` on random subsets, judged on a validation subset.
         let valid: Vec<usize> = (0..init_size).map(|_| rng.random_range(0..n)).collect();
         let (x_valid, w_valid) = subset(&data, &valid);
-        let valid = Data {
-            x: x_valid.as_slice().expect("standard layout"),
-            d,
-            w: w_valid.as_deref(),
-        };
+        let valid = Data::new(x_valid.view(), w_valid.as_deref());
         let mut best: Option<(f64, Array2<T>)> = None;
         for _ in 0..self.runs() {
             let centres = if let Some(c) = &given {
@@ -239,11 +231,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             } else {
                 let rows: Vec<usize> = (0..init_size).map(|_| rng.random_range(0..n)).collect();
                 let (xi, wi) = subset(&data, &rows);
-                let sub = Data {
-                    x: xi.as_slice().expect("standard layout"),
-                    d,
-                    w: wi.as_deref(),
-                };
+                let sub = Data::new(xi.view(), wi.as_deref());
                 let chosen = match self.init {
                     KMeansInit::Random => random(&sub, k, &mut rng)?,
                     _ => plusplus(kernel, &sub, k, default_trials(k), &mut rng)?,
@@ -290,11 +278,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             if reassign {
                 since_reassign = 0;
             }
-            let batch_data = Data {
-                x: xb.as_slice().expect("standard layout"),
-                d,
-                w: None,
-            };
+            let batch_data = Data::new(xb.view(), None);
             let labels = assign(kernel, &batch_data, &centres);
             let batch_inertia = inertia(kernel, &batch_data, &centres, &labels);
             let mut new = update_centres(&centres, &xb, &labels, &mut counts);

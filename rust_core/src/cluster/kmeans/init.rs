@@ -46,11 +46,7 @@ pub fn kmeans_plusplus<T: Real>(
     validate_data(x, sample_weight, n_clusters)?;
     let x = x.as_standard_layout();
     let w = sample_weight.map(|w| w.to_vec());
-    let data = Data {
-        x: x.as_slice().expect("standard layout"),
-        d: x.ncols(),
-        w: w.as_deref(),
-    };
+    let data = Data::new(x.view(), w.as_deref());
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let trials = n_local_trials.unwrap_or_else(|| default_trials(n_clusters));
     let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng)?;

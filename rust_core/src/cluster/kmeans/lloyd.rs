@@ -26,6 +26,15 @@ pub(crate) struct Data<'a, T> {
 }
 
 impl<'a, T: Real> Data<'a, T> {
+    /// Data over a row-major matrix (callers make it so with `as_standard_layout`).
+    pub(crate) fn new(x: ArrayView2<'a, T>, w: Option<&'a [T]>) -> Self {
+        Data {
+            x: x.to_slice().expect("standard layout"),
+            d: x.ncols(),
+            w,
+        }
+    }
+
     pub(crate) fn n(&self) -> usize {
         self.x.len() / self.d
     }

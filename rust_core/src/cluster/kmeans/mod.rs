@@ -244,11 +244,7 @@ impl<T: Real> Clusterer<T> for KMeans {
         let kernel = Kernel::detect();
         let (xc, mean, var) = centre(x);
         let w = sample_weight.map(|w| w.to_vec());
-        let data = Data {
-            x: xc.as_slice().expect("standard layout"),
-            d,
-            w: w.as_deref(),
-        };
+        let data = Data::new(xc.view(), w.as_deref());
         let tol = if self.tol == 0.0 { 0.0 } else { self.tol * var };
         let runs = self.runs();
         let total = self.max_iter * runs;
@@ -305,11 +301,19 @@ impl<T: Real> Fitted<T> for KMeansModel<T> {
     }
 
     fn predict(&self, x: ArrayView2<'_, T>) -> Result<Vec<i64>> {
-        Ok(self.predict_with_distances(x)?.0)
+        self.check(x, None)?;
+        let (kernel, x, centres) = (Kernel::detect(), x.as_standard_layout(), self.standard_centres());
+        let labels = assign(kernel, &Data::new(x.view(), None), &centres);
+        Ok(labels.iter().map(|&l| i64::from(l)).collect())
     }
 }
 
 impl<T: Real> KMeansModel<T> {
+    /// The centres in row-major layout (a copy only if they are not).
+    fn standard_centres(&self) -> Array2<T> {
+        self.centres.as_standard_layout().into_owned()
+    }
+
     fn check(&self, x: ArrayView2<'_, T>, sample_weight: Option<ArrayView1<'_, T>>) -> Result<()> {
         validate_data(x, sample_weight, 1)?;
         if x.ncols() != self.centres.ncols() {
@@ -328,14 +332,8 @@ impl<T: Real> KMeansModel<T> {
     /// [`Error::InvalidInput`] for empty or non-finite `x` or a feature count unlike the model's.
     pub fn predict_with_distances(&self, x: ArrayView2<'_, T>) -> Result<(Vec<i64>, Vec<T>)> {
         self.check(x, None)?;
-        let kernel = Kernel::detect();
-        let x = x.as_standard_layout();
-        let data = Data {
-            x: x.as_slice().expect("standard layout"),
-            d: x.ncols(),
-            w: None,
-        };
-        let centres = self.centres.as_standard_layout().into_owned();
+        let (kernel, x, centres) = (Kernel::detect(), x.as_standard_layout(), self.standard_centres());
+        let data = Data::new(x.view(), None);
         let labels = assign(kernel, &data, &centres);
         let dists = lloyd::label_sq_dists(kernel, &data, &centres, &labels);
         Ok((labels.iter().map(|&l| i64::from(l)).collect(), dists))
