@@ -231,6 +231,9 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             } else {
                 let rows: Vec<usize> = (0..init_size).map(|_| rng.random_range(0..n)).collect();
                 let (xi, wi) = subset(&data, &rows);
+                // A small subset may hold fewer than k positively weighted rows: initialise it
+                // unweighted then, rather than fail where the full data is fine.
+                let wi = wi.filter(|w| w.iter().filter(|&&v| v > T::zero()).count() >= k);
                 let sub = Data::new(xi.view(), wi.as_deref());
                 let chosen = match self.init {
                     KMeansInit::Random => random(&sub, k, &mut rng)?,
