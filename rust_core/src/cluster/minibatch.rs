@@ -12,8 +12,8 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use super::kmeans::{
-    assign, check_common, default_trials, given_centres, inertia, plusplus, random, rows_of, Data, KMeansInit,
-    KMeansModel, Kernel,
+    assign, check_common, default_trials, given_centres, inertia, plusplus, random, rows_of, total_weight, Data,
+    KMeansInit, KMeansModel, Kernel,
 };
 use super::{validate_data, Clusterer, Progress};
 use crate::{Error, Real, Result};
@@ -197,14 +197,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
         let xs = x.as_standard_layout();
         let w = sample_weight.map(|w| w.to_vec());
         let data = Data::new(xs.view(), w.as_deref());
-        let total_weight: f64 = w
-            .as_ref()
-            .map_or(n as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
-        if total_weight <= 0.0 {
-            return Err(Error::input(
-                "sample_weight sums to zero: give some samples a positive weight",
-            ));
-        }
+        let total_weight = total_weight(&data)?;
         let batch = self.batch_size.min(n);
         let init_size = match self.init_size {
             None if 3 * batch < k => 3 * k,

@@ -63,7 +63,7 @@ fn weighted_row<T: Real>(data: &Data<'_, T>, total: f64, rng: &mut Pcg64Mcg) -> 
     let target = rng.random::<f64>() * total;
     let mut cum = 0.0;
     for i in 0..data.n() {
-        cum += data.w.map_or(1.0, |w| w[i].to_f64_exact());
+        cum += data.weight(i);
         if cum >= target && data.w.is_none_or(|w| w[i] > T::zero()) {
             return i;
         }
@@ -72,7 +72,7 @@ fn weighted_row<T: Real>(data: &Data<'_, T>, total: f64, rng: &mut Pcg64Mcg) -> 
 }
 
 /// Total weight, which must be positive for weighted sampling.
-fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
+pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
     let total = data
         .w
         .map_or(data.n() as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
@@ -191,10 +191,6 @@ impl<T: Real> Step<'_, T> {
             .is_some_and(|&b| b > self.skip_factor * closest)
     }
 
-    fn weight(&self, i: usize) -> f64 {
-        self.data.w.map_or(1.0, |w| w[i].to_f64_exact())
-    }
-
     /// For the chunk of rows from `start`: lists in `active` the rows that a candidate might
     /// bring closer (returning how many), writes their distance to each candidate into `dists`
     /// and returns per candidate the chunk's `Σ weight × min(closest, distance)`.
@@ -212,7 +208,7 @@ impl<T: Real> Step<'_, T> {
                 active[listed] = i as u32;
                 listed += usize::from(!skip);
                 skipped += if skip {
-                    self.weight(i) * closest.to_f64_exact()
+                    self.data.weight(i) * closest.to_f64_exact()
                 } else {
                     0.0
                 };
@@ -226,7 +222,7 @@ impl<T: Real> Step<'_, T> {
                     let i = i as usize;
                     let dt = (self.norms[i] + out[t]).max(T::zero());
                     to_t[i - start] = dt;
-                    sum += self.weight(i) * dt.min(state.closest[i]).to_f64_exact();
+                    sum += self.data.weight(i) * dt.min(state.closest[i]).to_f64_exact();
                 }
                 *pot += sum;
             }
@@ -292,7 +288,7 @@ fn sample_by_potential<T: Real>(data: &Data<'_, T>, state: &Nearest<T>, mut targ
         let end = (start + CHUNK_ROWS).min(closest.len());
         let mut cum = 0.0;
         for (i, cl) in closest.iter().enumerate().take(end).skip(start) {
-            cum += data.w.map_or(1.0, |w| w[i].to_f64_exact()) * cl.to_f64_exact();
+            cum += data.weight(i) * cl.to_f64_exact();
             if cum >= target {
                 return i;
             }

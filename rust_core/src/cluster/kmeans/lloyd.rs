@@ -44,7 +44,8 @@ impl<'a, T: Real> Data<'a, T> {
         &self.x[start * self.d..(start + len) * self.d]
     }
 
-    fn weight(&self, i: usize) -> f64 {
+    /// Weight of row `i` (1 without weights).
+    pub(crate) fn weight(&self, i: usize) -> f64 {
         self.w.map_or(1.0, |w| w[i].to_f64_exact())
     }
 }

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use init::kmeans_plusplus;
-pub(crate) use init::{default_trials, plusplus, random};
+pub(crate) use init::{default_trials, plusplus, random, total_weight};
 pub(crate) use kernel::Kernel;
 pub(crate) use lloyd::{assign, inertia, Data};
 
