@@ -46,6 +46,9 @@ pub(super) trait Lanes {
 ///
 /// Each row has its own pointer so that the broadcasts address `row + q` with one shared
 /// index: no per-row address arithmetic competes with the FMAs for ports.
+///
+/// # Safety
+/// Every row pointer is valid for `d` reads and `panel` for `d · nr` reads (`NV·W ≤ nr`).
 #[inline(always)]
 unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
     rows: &[*const L::T; MR],
@@ -88,6 +91,9 @@ fn selected_rows<T: Real, const MR: usize>(x: &[T], d: usize, select: &[u32], r0
 
 /// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
 /// row; strict `<` in increasing centre order keeps the lowest index among equals.
+///
+/// # Safety
+/// `norms` is valid for reads of `col + NV·W` values.
 #[inline(always)]
 unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
     acc: &[[L::V; NV]; MR],
@@ -110,6 +116,9 @@ unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
 }
 
 /// Stores `‖c‖² − 2·acc` (centres `col..col + NV·W`) for MR rows into `out` (row stride `stride`).
+///
+/// # Safety
+/// `norms` is valid for reads of `col + NV·W` values, `out` for writes of MR rows of `stride`.
 #[inline(always)]
 unsafe fn store_block<L: Lanes, const MR: usize, const NV: usize>(
     acc: &[[L::V; NV]; MR],
@@ -150,6 +159,10 @@ macro_rules! with_panel_width {
 }
 
 /// See [`super::Kernel::nearest`]; panels are `NVMAX` vectors wide.
+///
+/// # Safety
+/// `L`'s instruction set is available, `c` was packed with panels of `NVMAX·W` centres and `x`
+/// holds `labels.len()` rows of `c.d` values (checked by [`super::Kernel::nearest`]).
 #[inline(always)]
 pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
@@ -182,6 +195,10 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
 const PREFETCH_ROWS: usize = 24;
 
 /// See [`super::Kernel::partial_dists`]; panels are `NVMAX` vectors wide.
+///
+/// # Safety
+/// As [`nearest`], with `out` holding `select.len() · c.stride()` values; the selected rows
+/// are bounds-checked here.
 #[inline(always)]
 pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
@@ -222,6 +239,10 @@ pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize
 }
 
 /// See [`super::Kernel::accumulate`].
+///
+/// # Safety
+/// `L`'s instruction set is available; slices are indexed with bounds checks except the
+/// vector loads and stores, which stay within the row being added.
 #[inline(always)]
 pub(super) unsafe fn accumulate<L: Lanes>(
     x: &[L::T],
@@ -248,6 +269,9 @@ pub(super) unsafe fn accumulate<L: Lanes>(
 }
 
 /// See [`super::Kernel::sq_dist`].
+///
+/// # Safety
+/// `L`'s instruction set is available and `a.len() == b.len()`.
 #[inline(always)]
 pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
     let full = a.len() / L::W * L::W;
