@@ -66,10 +66,7 @@ impl Default for MiniBatchKMeans {
 impl MiniBatchKMeans {
     /// Mini-batch k-means with `n_clusters` clusters and scikit-learn's defaults otherwise.
     pub fn new(n_clusters: usize) -> Self {
-        MiniBatchKMeans {
-            n_clusters,
-            ..Self::default()
-        }
+        MiniBatchKMeans { n_clusters, ..Self::default() }
     }
 
     /// Checks the parameters on their own (the data is checked by `fit`).
@@ -106,10 +103,7 @@ impl MiniBatchKMeans {
 /// Mean over the columns of their variance (two passes, f64).
 fn mean_variance<T: Real>(x: ArrayView2<'_, T>) -> f64 {
     let n = x.nrows() as f64;
-    let mean: Vec<f64> = x
-        .axis_iter(Axis(1))
-        .map(|c| c.iter().map(|v| v.to_f64_exact()).sum::<f64>() / n)
-        .collect();
+    let mean: Vec<f64> = x.axis_iter(Axis(1)).map(|c| c.iter().map(|v| v.to_f64_exact()).sum::<f64>() / n).collect();
     let var: f64 = x
         .axis_iter(Axis(1))
         .zip(&mean)
@@ -120,10 +114,7 @@ fn mean_variance<T: Real>(x: ArrayView2<'_, T>) -> f64 {
 
 /// The rows `indices` of `data` (and their weights) as contiguous owned data.
 fn subset<T: Real>(data: &Data<'_, T>, indices: &[usize]) -> (Array2<T>, Option<Vec<T>>) {
-    (
-        rows_of(data, indices),
-        data.w.map(|w| indices.iter().map(|&i| w[i]).collect()),
-    )
+    (rows_of(data, indices), data.w.map(|w| indices.iter().map(|&i| w[i]).collect()))
 }
 
 /// The state of scikit-learn's early-stopping heuristics (`_mini_batch_convergence`).
@@ -151,9 +142,7 @@ impl Convergence {
             return false;
         }
         let alpha = (batch as f64 * 2.0 / (n as f64 + 1.0)).min(1.0);
-        let ewa = self
-            .ewa_inertia
-            .map_or(batch_inertia, |e| e * (1.0 - alpha) + batch_inertia * alpha);
+        let ewa = self.ewa_inertia.map_or(batch_inertia, |e| e * (1.0 - alpha) + batch_inertia * alpha);
         self.ewa_inertia = Some(ewa);
         if tol > 0.0 && shift <= tol {
             return true;
@@ -188,18 +177,10 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
         let kernel = Kernel::detect();
         let xs = x.as_standard_layout();
         let w = sample_weight.map(|w| w.to_vec());
-        let data = Data {
-            x: xs.as_slice().expect("standard layout"),
-            d,
-            w: w.as_deref(),
-        };
-        let total_weight: f64 = w
-            .as_ref()
-            .map_or(n as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
+        let data = Data { x: xs.as_slice().expect("standard layout"), d, w: w.as_deref() };
+        let total_weight: f64 = w.as_ref().map_or(n as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
         if total_weight <= 0.0 {
-            return Err(Error::input(
-                "sample_weight sums to zero: give some samples a positive weight",
-            ));
+            return Err(Error::input("sample_weight sums to zero: give some samples a positive weight"));
         }
         let batch = self.batch_size.min(n);
         let init_size = match self.init_size {
@@ -209,21 +190,13 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             Some(s) => s,
         }
         .min(n);
-        let tol = if self.tol > 0.0 {
-            self.tol * mean_variance(xs.view())
-        } else {
-            0.0
-        };
+        let tol = if self.tol > 0.0 { self.tol * mean_variance(xs.view()) } else { 0.0 };
         let mut rng = Pcg64Mcg::seed_from_u64(self.random_state);
 
         // Initialisation: the best of `runs` on random subsets, judged on a validation subset.
         let valid: Vec<usize> = (0..init_size).map(|_| rng.random_range(0..n)).collect();
         let (x_valid, w_valid) = subset(&data, &valid);
-        let valid = Data {
-            x: x_valid.as_slice().expect("standard layout"),
-            d,
-            w: w_valid.as_deref(),
-        };
+        let valid = Data { x: x_valid.as_slice().expect("standard layout"), d, w: w_valid.as_deref() };
         let mut best: Option<(f64, Array2<T>)> = None;
         for _ in 0..self.runs() {
             let centres = if let Some(c) = &given {
@@ -231,11 +204,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             } else {
                 let rows: Vec<usize> = (0..init_size).map(|_| rng.random_range(0..n)).collect();
                 let (xi, wi) = subset(&data, &rows);
-                let sub = Data {
-                    x: xi.as_slice().expect("standard layout"),
-                    d,
-                    w: wi.as_deref(),
-                };
+                let sub = Data { x: xi.as_slice().expect("standard layout"), d, w: wi.as_deref() };
                 let chosen = match self.init {
                     KMeansInit::Random => random(&sub, k, &mut rng)?,
                     _ => plusplus(kernel, &sub, k, default_trials(k), &mut rng)?,
@@ -282,11 +251,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             if reassign {
                 since_reassign = 0;
             }
-            let batch_data = Data {
-                x: xb.as_slice().expect("standard layout"),
-                d,
-                w: None,
-            };
+            let batch_data = Data { x: xb.as_slice().expect("standard layout"), d, w: None };
             let labels = assign(kernel, &batch_data, &centres);
             let batch_inertia = inertia(kernel, &batch_data, &centres, &labels);
             let mut new = update_centres(&centres, &xb, &labels, &mut counts);
@@ -294,19 +259,12 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
                 reassign_low_counts(&mut new, &xb, &mut counts, self.reassignment_ratio, &mut rng);
             }
             let shift = if tol > 0.0 {
-                new.iter()
-                    .zip(&centres)
-                    .map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-                    .sum()
+                new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum()
             } else {
                 0.0
             };
             centres = new;
-            progress(Progress {
-                done: steps,
-                total: n_steps,
-                stage: "batch",
-            });
+            progress(Progress { done: steps, total: n_steps, stage: "batch" });
             if conv.stop(self, step, n, batch, shift, tol, batch_inertia / batch as f64) {
                 break;
             }
@@ -331,10 +289,7 @@ fn update_centres<T: Real>(centres: &Array2<T>, xb: &Array2<T>, labels: &[u32], 
     for (row, &l) in xb.outer_iter().zip(labels) {
         let l = l as usize;
         seen[l] += 1.0;
-        sums[l * d..(l + 1) * d]
-            .iter_mut()
-            .zip(row)
-            .for_each(|(s, v)| *s += v.to_f64_exact());
+        sums[l * d..(l + 1) * d].iter_mut().zip(row).for_each(|(s, v)| *s += v.to_f64_exact());
     }
     let mut new = centres.clone();
     for j in (0..k).filter(|&j| seen[j] > 0.0) {
@@ -372,10 +327,7 @@ fn reassign_low_counts<T: Real>(
     for (&j, i) in low.iter().zip(rows.iter()) {
         centres.row_mut(j).assign(&xb.row(i));
     }
-    let kept = (0..counts.len())
-        .filter(|j| !low.contains(j))
-        .map(|j| counts[j])
-        .fold(f64::INFINITY, f64::min);
+    let kept = (0..counts.len()).filter(|j| !low.contains(j)).map(|j| counts[j]).fold(f64::INFINITY, f64::min);
     if kept.is_finite() {
         for &j in &low {
             counts[j] = kept;

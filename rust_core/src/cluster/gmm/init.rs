@@ -90,12 +90,8 @@ fn sq_dist(a: ArrayView1<'_, f64>, b: ArrayView1<'_, f64>) -> f64 {
 fn kmeans_plusplus(x: ArrayView2<'_, f64>, k: usize, rng: &mut Pcg64) -> Vec<usize> {
     let n = x.nrows();
     let n_trials = 2 + (k as f64).ln() as usize;
-    let distances_to = |c: usize| -> Vec<f64> {
-        x.outer_iter()
-            .into_par_iter()
-            .map(|row| sq_dist(row, x.row(c)))
-            .collect()
-    };
+    let distances_to =
+        |c: usize| -> Vec<f64> { x.outer_iter().into_par_iter().map(|row| sq_dist(row, x.row(c))).collect() };
     let mut seeds = vec![rng.random_range(0..n)];
     let mut closest = distances_to(seeds[0]);
     while seeds.len() < k {
@@ -110,11 +106,7 @@ fn kmeans_plusplus(x: ArrayView2<'_, f64>, k: usize, rng: &mut Pcg64) -> Vec<usi
                 acc > target
             });
             let candidate = candidate.unwrap_or(n - 1);
-            let merged: Vec<f64> = distances_to(candidate)
-                .iter()
-                .zip(&closest)
-                .map(|(a, b)| a.min(*b))
-                .collect();
+            let merged: Vec<f64> = distances_to(candidate).iter().zip(&closest).map(|(a, b)| a.min(*b)).collect();
             let potential: f64 = merged.iter().sum();
             if best.as_ref().is_none_or(|b| potential < b.0) {
                 best = Some((potential, candidate, merged));
@@ -138,10 +130,7 @@ fn kmeans_labels(x: ArrayView2<'_, f64>, k: usize, rng: &mut Pcg64) -> Vec<usize
             .into_par_iter()
             .map(|row| {
                 let dists = centres.outer_iter().map(|c| sq_dist(row, c));
-                dists
-                    .enumerate()
-                    .fold((0, f64::INFINITY), |b, (c, d)| if d < b.1 { (c, d) } else { b })
-                    .0
+                dists.enumerate().fold((0, f64::INFINITY), |b, (c, d)| if d < b.1 { (c, d) } else { b }).0
             })
             .collect();
         if nearest == labels {
@@ -171,19 +160,11 @@ mod tests {
     #[test]
     fn every_init_gives_stochastic_responsibilities() {
         let x = Array2::from_shape_fn((40, 2), |(i, k)| (i % 4) as f64 * 10.0 + ((i * 7 + k) % 5) as f64 * 0.1);
-        for init in [
-            GmmInit::Kmeans,
-            GmmInit::KMeansPlusPlus,
-            GmmInit::Random,
-            GmmInit::RandomFromData,
-        ] {
+        for init in [GmmInit::Kmeans, GmmInit::KMeansPlusPlus, GmmInit::Random, GmmInit::RandomFromData] {
             let resp = initial_responsibilities(x.view(), 4, init, &mut Pcg64::seed_from_u64(3));
             assert_eq!(resp.dim(), (40, 4));
             let col_sums = resp.sum_axis(ndarray::Axis(0));
-            assert!(
-                col_sums.iter().all(|&s| s > 0.0),
-                "{init:?}: empty component {col_sums}"
-            );
+            assert!(col_sums.iter().all(|&s| s > 0.0), "{init:?}: empty component {col_sums}");
             if init == GmmInit::Random || init == GmmInit::Kmeans {
                 assert!(resp.rows().into_iter().all(|r| (r.sum() - 1.0).abs() < 1e-12));
             }

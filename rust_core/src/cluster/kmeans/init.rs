@@ -45,11 +45,7 @@ pub fn kmeans_plusplus<T: Real>(
     validate_data(x, sample_weight, n_clusters)?;
     let x = x.as_standard_layout();
     let w = sample_weight.map(|w| w.to_vec());
-    let data = Data {
-        x: x.as_slice().expect("standard layout"),
-        d: x.ncols(),
-        w: w.as_deref(),
-    };
+    let data = Data { x: x.as_slice().expect("standard layout"), d: x.ncols(), w: w.as_deref() };
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let trials = n_local_trials.unwrap_or_else(|| default_trials(n_clusters));
     let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng)?;
@@ -76,15 +72,11 @@ fn weighted_row<T: Real>(data: &Data<'_, T>, total: f64, rng: &mut Pcg64Mcg) -> 
 
 /// Total weight, which must be positive for weighted sampling.
 fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
-    let total = data
-        .w
-        .map_or(data.n() as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
+    let total = data.w.map_or(data.n() as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
     if total > 0.0 {
         Ok(total)
     } else {
-        Err(Error::input(
-            "sample_weight sums to zero: give some samples a positive weight",
-        ))
+        Err(Error::input("sample_weight sums to zero: give some samples a positive weight"))
     }
 }
 
@@ -104,10 +96,7 @@ pub(crate) fn plusplus<T: Real>(
     let (n, d) = (data.n(), data.d);
     let total = total_weight(data)?;
     let zeros = vec![T::zero(); d];
-    let norms: Vec<T> = (0..n)
-        .into_par_iter()
-        .map(|i| kernel.sq_dist(data.rows(i, 1), &zeros))
-        .collect();
+    let norms: Vec<T> = (0..n).into_par_iter().map(|i| kernel.sq_dist(data.rows(i, 1), &zeros)).collect();
     let mut state = Nearest {
         closest: vec![T::infinity(); n],
         owner: vec![u32::MAX; n],
@@ -121,28 +110,16 @@ pub(crate) fn plusplus<T: Real>(
             vec![weighted_row(data, total, rng)]
         } else {
             let pot: f64 = state.chunk_pot.iter().sum();
-            (0..trials)
-                .map(|_| sample_by_potential(data, &state, rng.random::<f64>() * pot))
-                .collect()
+            (0..trials).map(|_| sample_by_potential(data, &state, rng.random::<f64>() * pot)).collect()
         };
         // Per chosen centre: the smallest squared distance to a candidate.
         let bound: Vec<T> = chosen
             .iter()
             .map(|&a| {
-                candidates
-                    .iter()
-                    .map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1)))
-                    .fold(T::infinity(), T::min)
+                candidates.iter().map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1))).fold(T::infinity(), T::min)
             })
             .collect();
-        let step = Step {
-            kernel,
-            data,
-            norms: &norms,
-            bound: &bound,
-            candidates: &candidates,
-            trials,
-        };
+        let step = Step { kernel, data, norms: &norms, bound: &bound, candidates: &candidates, trials };
         let pots: Vec<Vec<f64>> = dists
             .par_chunks_mut(CHUNK_ROWS * trials)
             .enumerate()
@@ -204,11 +181,7 @@ impl<T: Real> Step<'_, T> {
                 let skip = self.skip(state.closest[i], state.owner[i]);
                 idx[count] = i;
                 count += usize::from(!skip);
-                skipped += if skip {
-                    self.weight(i) * state.closest[i].to_f64_exact()
-                } else {
-                    0.0
-                };
+                skipped += if skip { self.weight(i) * state.closest[i].to_f64_exact() } else { 0.0 };
             }
             if count == 0 {
                 continue;
@@ -238,11 +211,7 @@ impl<T: Real> Step<'_, T> {
 
     /// Moves the rows that candidate `best` (now centre `centre`) brings closer to it.
     fn update(&self, state: &mut Nearest<T>, dists: &[T], best: usize, centre: u32) {
-        let Nearest {
-            closest,
-            owner,
-            chunk_pot,
-        } = state;
+        let Nearest { closest, owner, chunk_pot } = state;
         closest
             .par_chunks_mut(CHUNK_ROWS)
             .zip(owner.par_chunks_mut(CHUNK_ROWS))
@@ -307,11 +276,7 @@ pub(crate) fn random<T: Real>(data: &Data<'_, T>, k: usize, rng: &mut Pcg64Mcg) 
                 .enumerate()
                 .map(|(i, &wi)| {
                     let u: f64 = rng.random();
-                    let key = if wi > T::zero() {
-                        u.ln() / wi.to_f64_exact()
-                    } else {
-                        f64::NEG_INFINITY
-                    };
+                    let key = if wi > T::zero() { u.ln() / wi.to_f64_exact() } else { f64::NEG_INFINITY };
                     (key, i)
                 })
                 .collect();

@@ -260,13 +260,7 @@ macro_rules! routines {
             unsafe fn sq_dist(a: &[$t], b: &[$t]) -> $t {
                 lanes::sq_dist::<$lanes>(a, b)
             }
-            super::Routines {
-                panel: $nv * <$lanes as lanes::Lanes>::W,
-                nearest,
-                partial_dists,
-                accumulate,
-                sq_dist,
-            }
+            super::Routines { panel: $nv * <$lanes as lanes::Lanes>::W, nearest, partial_dists, accumulate, sq_dist }
         };
     };
 }
