@@ -227,7 +227,7 @@ impl GaussianMixture {
             // scikit-learn draws nothing when every parameter is given.
             (Some(_), Some(_), Some(_)) => None,
             _ => {
-                let resp = init::initial_responsibilities(x, self.n_components, self.init_params, rng);
+                let resp = init::initial_responsibilities(x, self.n_components, self.init_params, rng)?;
                 let (nk, means, covariances) =
                     estimate_parameters(x, resp.view(), self.reg_covar, self.covariance_type);
                 Some((nk / x.nrows() as f64, means, covariances))
