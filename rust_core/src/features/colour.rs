@@ -36,8 +36,15 @@ impl ColourHistogram {
     pub fn validate(&self) -> Result<()> {
         let max = if self.joint { MAX_JOINT_BINS } else { MAX_BINS };
         if !(1..=max).contains(&self.bins) {
-            let kind = if self.joint { "a joint histogram" } else { "a per-channel histogram" };
-            return Err(Error::parameter("bins", format!("must be between 1 and {max} for {kind}, got {}", self.bins)));
+            let kind = if self.joint {
+                "a joint histogram"
+            } else {
+                "a per-channel histogram"
+            };
+            return Err(Error::parameter(
+                "bins",
+                format!("must be between 1 and {max} for {kind}, got {}", self.bins),
+            ));
         }
         Ok(())
     }
@@ -67,12 +74,17 @@ impl ColourHistogram {
             return Err(Error::input("cannot take the colour histogram of an empty image"));
         }
         let bins = self.bins;
-        // v ≤ 2^24 significant bits times bins ≤ 2^8 is exact in f64, and so is /256.
-        let bin = |v: f32| ((f64::from(v) * bins as f64 / 256.0).floor() as usize).min(bins - 1);
+        // v (24 significant bits) times bins (≤ 2^8) is exact in f64, and so is /256; the cast
+        // truncates, i.e. floors non-negative values, and sends negative ones and NaN to 0.
+        let bin = |v: f32| ((f64::from(v) * bins as f64 / 256.0) as usize).min(bins - 1);
         let mut counts = vec![0u32; out.len()];
         let channels = image.channels();
         for pixel in image.data().chunks_exact(channels) {
-            let rgb = if channels == 3 { [pixel[0], pixel[1], pixel[2]] } else { [pixel[0]; 3] };
+            let rgb = if channels == 3 {
+                [pixel[0], pixel[1], pixel[2]]
+            } else {
+                [pixel[0]; 3]
+            };
             let [r, g, b] = rgb.map(bin);
             if self.joint {
                 counts[(r * bins + g) * bins + b] += 1;
@@ -118,7 +130,9 @@ mod tests {
         assert!(ColourHistogram { bins: 0, joint: false }.validate().is_err());
         assert!(ColourHistogram { bins: 65, joint: true }.validate().is_err());
         assert!(ColourHistogram::default().compute_into(view, &mut [0.0; 47]).is_err());
-        assert!(ColourHistogram::default().compute_into(ImageView::new(0, 1, 3, &[]).unwrap(), &mut [0.0; 48]).is_err());
+        assert!(ColourHistogram::default()
+            .compute_into(ImageView::new(0, 1, 3, &[]).unwrap(), &mut [0.0; 48])
+            .is_err());
     }
 
     proptest! {

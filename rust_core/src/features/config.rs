@@ -43,7 +43,10 @@ impl Default for FeatureConfig {
         FeatureConfig {
             size: [64, 64],
             grey: false,
-            hog: Some(Hog { cells_per_block: [2, 2], ..Hog::default() }),
+            hog: Some(Hog {
+                cells_per_block: [2, 2],
+                ..Hog::default()
+            }),
             lbp: None,
             colour: None,
             pixels: None,
@@ -57,10 +60,16 @@ impl FeatureConfig {
     pub fn validate(&self) -> Result<()> {
         let [height, width] = self.size;
         if !(1..=MAX_SIDE).contains(&height) || !(1..=MAX_SIDE).contains(&width) {
-            return Err(Error::parameter("size", format!("both sides must be between 1 and {MAX_SIDE}, got {:?}", self.size)));
+            return Err(Error::parameter(
+                "size",
+                format!("both sides must be between 1 and {MAX_SIDE}, got {:?}", self.size),
+            ));
         }
         if self.hog.is_none() && self.lbp.is_none() && self.colour.is_none() && self.pixels.is_none() {
-            return Err(Error::parameter("features", "enable at least one of hog, lbp, colour, pixels"));
+            return Err(Error::parameter(
+                "features",
+                "enable at least one of hog, lbp, colour, pixels",
+            ));
         }
         if let Some(hog) = &self.hog {
             hog.len(height, width)?;
@@ -118,8 +127,10 @@ impl FeatureConfig {
             extractor.check(index, *image)?;
         }
         let done = AtomicUsize::new(0);
-        out.axis_chunks_iter_mut(Axis(0), CHUNK).into_par_iter().zip(images.par_chunks(CHUNK)).try_for_each(
-            |(mut rows, chunk)| {
+        out.axis_chunks_iter_mut(Axis(0), CHUNK)
+            .into_par_iter()
+            .zip(images.par_chunks(CHUNK))
+            .try_for_each(|(mut rows, chunk)| {
                 let mut scratch = Vec::new();
                 for (mut row, image) in rows.outer_iter_mut().zip(chunk) {
                     match row.as_slice_mut() {
@@ -133,8 +144,7 @@ impl FeatureConfig {
                 }
                 progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
                 Ok(())
-            },
-        )
+            })
     }
 
     /// The `images.len() × dim` feature matrix of `images` (see [`FeatureConfig::extract_into`]).
@@ -181,7 +191,11 @@ impl<'a> Extractor<'a> {
 
     fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         if out.len() != self.dim {
-            return Err(Error::input(format!("the feature buffer holds {} values, {} are needed", out.len(), self.dim)));
+            return Err(Error::input(format!(
+                "the feature buffer holds {} values, {} are needed",
+                out.len(),
+                self.dim
+            )));
         }
         let config = self.config;
         let [height, width] = config.size;
@@ -202,7 +216,12 @@ impl<'a> Extractor<'a> {
             hog.compute_with(bins, source, next(hog.len(height, width)?))?;
         }
         if let Some(lbp) = &self.lbp {
-            lbp.histogram(&grey_values, height, width, next(config.lbp.as_ref().map_or(0, Lbp::n_bins)))?;
+            lbp.histogram(
+                &grey_values,
+                height,
+                width,
+                next(config.lbp.as_ref().map_or(0, Lbp::n_bins)),
+            )?;
         }
         if let Some(colour) = &config.colour {
             colour.compute_into(image, next(colour.len()))?;

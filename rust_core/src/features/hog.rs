@@ -68,11 +68,9 @@ impl BlockNorm {
                 scratch.clear();
                 scratch.extend(block.iter().map(|v| v.abs()));
                 let norm = numpy_sum(scratch) + NORM_EPS;
-                for v in block.iter_mut() {
-                    *v /= norm;
-                    if self == BlockNorm::L1Sqrt {
-                        *v = v.sqrt();
-                    }
+                block.iter_mut().for_each(|v| *v /= norm);
+                if self == BlockNorm::L1Sqrt {
+                    block.iter_mut().for_each(|v| *v = v.sqrt());
                 }
             }
             BlockNorm::L2 => l2_normalise(block, scratch),
@@ -101,7 +99,10 @@ impl FromStr for BlockNorm {
 
     fn from_str(s: &str) -> Result<Self> {
         BlockNorm::ALL.into_iter().find(|norm| norm.name() == s).ok_or_else(|| {
-            Error::parameter("block_norm", format!("unknown norm {s:?}; expected one of L1, L1-sqrt, L2, L2-Hys"))
+            Error::parameter(
+                "block_norm",
+                format!("unknown norm {s:?}; expected one of L1, L1-sqrt, L2, L2-Hys"),
+            )
         })
     }
 }
@@ -178,9 +179,15 @@ impl Hog {
                 format!("must be between 1 and {MAX_ORIENTATIONS}, got {}", self.orientations),
             ));
         }
-        for (name, sides) in [("pixels_per_cell", self.pixels_per_cell), ("cells_per_block", self.cells_per_block)] {
+        for (name, sides) in [
+            ("pixels_per_cell", self.pixels_per_cell),
+            ("cells_per_block", self.cells_per_block),
+        ] {
             if sides.iter().any(|side| !(1..=MAX_SIDE).contains(side)) {
-                return Err(Error::parameter(name, format!("both sides must be between 1 and {MAX_SIDE}, got {sides:?}")));
+                return Err(Error::parameter(
+                    name,
+                    format!("both sides must be between 1 and {MAX_SIDE}, got {sides:?}"),
+                ));
             }
         }
         Ok(())
@@ -203,7 +210,13 @@ impl Hog {
                 cell_c * block_c,
             )));
         }
-        Ok([cells_r - block_r + 1, cells_c - block_c + 1, block_r, block_c, self.orientations])
+        Ok([
+            cells_r - block_r + 1,
+            cells_c - block_c + 1,
+            block_r,
+            block_c,
+            self.orientations,
+        ])
     }
 
     /// Length of the feature vector of a `height × width` image.
@@ -239,7 +252,10 @@ impl Hog {
         let shape = self.output_shape(image.height(), image.width())?;
         let len = self.len(image.height(), image.width())?;
         if out.len() != len {
-            return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
+            return Err(Error::input(format!(
+                "the HOG output buffer holds {} values, {len} are needed",
+                out.len()
+            )));
         }
         debug_assert_eq!(bins.orientations, self.orientations);
         let cells = self.cell_histograms(bins, image);
@@ -263,17 +279,18 @@ impl Hog {
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
         let mut grad = RowGradients::new(cols);
-        let mut totals = vec![0f32; cells_c * n];
+        let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
-            grad.compute(&data, height, width, channels, r);
-            for (cell, cell_totals) in totals.chunks_exact_mut(n).enumerate() {
-                for c in cell * cell_c..(cell + 1) * cell_c {
-                    grad.vote(c, bins, cell_totals);
-                }
+            grad.compute(&data, height, width, channels, r, bins);
+            for (cell, cell_totals) in totals.chunks_exact_mut(n + 1).enumerate() {
+                let columns = cell * cell_c..(cell + 1) * cell_c;
+                grad.vote(columns, bins, cell_totals);
             }
             if (r + 1) % cell_r == 0 {
-                hist.extend(totals.iter().map(|&total| f64::from(total / area)));
+                for cell_totals in totals.chunks_exact(n + 1) {
+                    hist.extend(cell_totals[..n].iter().map(|&total| f64::from(total / area)));
+                }
                 totals.fill(0.0);
             }
         }
@@ -301,7 +318,7 @@ impl Hog {
 }
 
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
-/// pseudo-angles, computed in bulk so that the loops vectorise.
+/// orientation buckets, computed in bulk so that the loops vectorise.
 struct RowGradients {
     /// Column gradient `I[r, c+1] − I[r, c−1]`.
     gc: Vec<f64>,
@@ -309,35 +326,69 @@ struct RowGradients {
     gr: Vec<f64>,
     /// glibc `hypot`, or NaN where libm itself must be asked.
     magnitude: Vec<f64>,
-    /// [`pseudo_angle`], or −1 where numpy's formula must decide the bin.
-    pseudo: Vec<f64>,
+    /// [`OrientationBins::bucket`].
+    bucket: Vec<u32>,
 }
 
 impl RowGradients {
     fn new(cols: usize) -> Self {
-        RowGradients { gc: vec![0.0; cols], gr: vec![0.0; cols], magnitude: vec![0.0; cols], pseudo: vec![0.0; cols] }
+        let zeros = vec![0.0; cols];
+        RowGradients {
+            gc: zeros.clone(),
+            gr: zeros.clone(),
+            magnitude: zeros,
+            bucket: vec![0; cols],
+        }
     }
 
     /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
     /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
-    fn compute<T: Real>(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize) {
+    fn compute<T: Real>(
+        &mut self,
+        data: &[T],
+        height: usize,
+        width: usize,
+        channels: usize,
+        r: usize,
+        bins: &OrientationBins,
+    ) {
         let stride = width * channels;
         let row = &data[r * stride..(r + 1) * stride];
-        let vertical = (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
+        let vertical =
+            (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
         let cols = self.gc.len();
-        for c in 0..cols {
-            let horizontal = c > 0 && c + 1 < width;
-            let gradient = |ch: usize| {
-                let i = c * channels + ch;
-                let gr = vertical.map_or(T::zero(), |(up, down)| down[i] - up[i]);
-                let gc = if horizontal { row[i + channels] - row[i - channels] } else { T::zero() };
-                (gr, gc)
-            };
-            let (mut gr, mut gc) = gradient(0);
-            if channels == 3 {
+        // Columns 1..interior_end have both horizontal neighbours.
+        let interior_end = cols.min(width.saturating_sub(1)).max(1);
+        if channels == 1 {
+            match vertical {
+                Some((up, down)) => {
+                    for ((g, &u), &d) in self.gr.iter_mut().zip(up).zip(down) {
+                        *g = (d - u).to_f64_exact();
+                    }
+                }
+                None => self.gr.fill(0.0),
+            }
+            self.gc.fill(0.0);
+            for (c, g) in self.gc.iter_mut().enumerate().take(interior_end).skip(1) {
+                *g = (row[c + 1] - row[c - 1]).to_f64_exact();
+            }
+        } else {
+            for c in 0..cols {
+                let horizontal = c >= 1 && c < interior_end;
+                let gradient = |ch: usize| {
+                    let i = c * channels + ch;
+                    let gr = vertical.map_or(T::zero(), |(up, down)| down[i] - up[i]);
+                    let gc = if horizontal {
+                        row[i + channels] - row[i - channels]
+                    } else {
+                        T::zero()
+                    };
+                    (gr, gc)
+                };
                 // g_magn.argmax(axis=2): the first maximum, or the first NaN.
+                let (mut gr, mut gc) = gradient(0);
                 let mut best = numpy_hypot(gr, gc);
-                for ch in 1..3 {
+                for ch in 1..channels {
                     if best.is_nan() {
                         break;
                     }
@@ -347,36 +398,51 @@ impl RowGradients {
                         (best, gr, gc) = (magnitude, r_ch, c_ch);
                     }
                 }
+                self.gr[c] = gr.to_f64_exact();
+                self.gc[c] = gc.to_f64_exact();
             }
-            self.gr[c] = gr.to_f64_exact();
-            self.gc[c] = gc.to_f64_exact();
         }
-        for (((&gc, &gr), magnitude), pseudo) in
-            self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()).zip(self.pseudo.iter_mut())
-        {
+        self.derive(bins);
+    }
+
+    /// Magnitudes and orientation buckets of the gradients.
+    fn derive(&mut self, bins: &OrientationBins) {
+        for ((&gc, &gr), magnitude) in self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()) {
             *magnitude = glibc_hypot_unscaled(gc, gr);
-            *pseudo = pseudo_angle(gc, gr);
+        }
+        for ((&gc, &gr), bucket) in self.gc.iter().zip(&self.gr).zip(self.bucket.iter_mut()) {
+            *bucket = bins.bucket(gc, gr);
         }
     }
 
-    /// Adds column `c`'s magnitude to its orientation bin of `totals` as `cell_hog` does: a
-    /// float32 running total that each f64 magnitude is added to in double precision.
-    #[inline]
-    fn vote(&self, c: usize, bins: &OrientationBins, totals: &mut [f32]) {
-        let (gc, gr) = (self.gc[c], self.gr[c]);
-        let mut magnitude = self.magnitude[c];
-        if magnitude.is_nan() {
-            magnitude = gc.hypot(gr);
-        }
-        // A zero magnitude (both gradients 0) leaves every total unchanged.
-        if magnitude == 0.0 {
-            return;
-        }
-        let add = |total: &mut f32| *total = (f64::from(*total) + magnitude) as f32;
-        match bins.bin(gc, gr, self.pseudo[c]) {
-            Bin::One(i) => add(&mut totals[i]),
-            Bin::None => {}
-            Bin::All => totals.iter_mut().for_each(add),
+    /// Adds the magnitudes of `columns` to their orientation bins in `totals` as `cell_hog`
+    /// does: a float32 running total that each f64 magnitude is added to in double precision.
+    /// `totals[n]` collects the votes of angles past the last bin, which count nowhere.
+    fn vote(&self, columns: std::ops::Range<usize>, bins: &OrientationBins, totals: &mut [f32]) {
+        let n = bins.orientations;
+        for ((&magnitude, &bucket), c) in self.magnitude[columns.clone()]
+            .iter()
+            .zip(&self.bucket[columns.clone()])
+            .zip(columns)
+        {
+            let add = |total: &mut f32, magnitude: f64| *total = (f64::from(*total) + magnitude) as f32;
+            // The common case: a positive glibc magnitude in a bucket clear of every bound.
+            if magnitude > 0.0 {
+                if let Some(&k) = bins.buckets.get(bucket as usize).filter(|&&k| k != UNSURE) {
+                    add(&mut totals[usize::from(k)], magnitude);
+                    continue;
+                }
+            }
+            // A zero magnitude (both gradients 0) leaves every total unchanged.
+            if magnitude == 0.0 {
+                continue;
+            }
+            let (gc, gr) = (self.gc[c], self.gr[c]);
+            let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
+            match bins.bin_exactly(gc, gr) {
+                k if k <= n => add(&mut totals[k], magnitude),
+                _ => totals[..n].iter_mut().for_each(|total| add(total, magnitude)),
+            }
         }
     }
 }
@@ -407,24 +473,30 @@ fn numpy_hypot<T: Real>(a: T, b: T) -> T {
 fn glibc_hypot_unscaled(x: f64, y: f64) -> f64 {
     const LARGE: f64 = 6.703903964971299e153; // 0x1p+511
     const TINY: f64 = 6.717876107567089e-139; // 0x1p-459
-    const EPS: f64 = 5.551115123125783e-17; // 0x1p-54
     let (x, y) = (x.abs(), y.abs());
-    let (ax, ay) = if x < y { (y, x) } else { (x, y) };
+    let swap = x < y;
+    let (ax, ay) = (select(swap, y, x), select(swap, x, y));
     let h = (ax * ax + ay * ay).sqrt();
-    let (t1, t2) = if h <= 2.0 * ay {
-        let delta = h - ay;
-        (ax * (2.0 * delta - ax), (delta - 2.0 * (ax - ay)) * delta)
-    } else {
-        let delta = h - ax;
-        (2.0 * delta * (ax - 2.0 * ay), (4.0 * delta - ay) * ay + delta * delta)
-    };
+    let near = h <= 2.0 * ay;
+    let delta = h - select(near, ay, ax);
+    let t1 = select(near, ax * (2.0 * delta - ax), 2.0 * delta * (ax - 2.0 * ay));
+    let t2 = select(
+        near,
+        (delta - 2.0 * (ax - ay)) * delta,
+        (4.0 * delta - ay) * ay + delta * delta,
+    );
     let kernel = h - (t1 + t2) / (2.0 * h);
-    let result = if ay <= ax * EPS { ax + ay } else { kernel };
-    if ax <= LARGE && (ay >= TINY || ay == 0.0) {
-        result
-    } else {
-        f64::NAN
-    }
+    // glibc returns ax + ay when ay ≤ ax·2^-54; the kernel then rounds to ax as well (h = ax,
+    // the correction is below half an ulp), except for ay = 0 where it divides 0 by 0.
+    let result = select(ay == 0.0, ax, kernel);
+    select((ax <= LARGE) & ((ay >= TINY) | (ay == 0.0)), result, f64::NAN)
+}
+
+/// `if condition { a } else { b }` through bit masks, which LLVM keeps branch-free.
+#[inline]
+fn select(condition: bool, a: f64, b: f64) -> f64 {
+    let mask = 0u64.wrapping_sub(u64::from(condition));
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
 /// A monotone stand-in for the orientation `atan2(gr, gc) mod π`: `gr/(|gc|+gr)` on [0°, 90°],
@@ -469,19 +541,9 @@ fn numpy_orientation(gc: f64, gr: f64) -> f64 {
     }
 }
 
-/// Where a pixel votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bin {
-    /// In bin `i`.
-    One(usize),
-    /// Nowhere: its angle is past the last float32 bound (just below 180°).
-    None,
-    /// Everywhere: a NaN orientation fails both bound tests of `cell_hog`.
-    All,
-}
-
-/// The orientation bins of `_hoghistogram`: bin `i` is `[bound_i, bound_i+1)` in degrees with
-/// float32 bounds `(float)(180.0/n) * i`, located through pseudo-angles.
+/// The orientation bins of `_hoghistogram`: bin `k` is `[bound_k, bound_k+1)` in degrees with
+/// float32 bounds `(float)(180.0/n) * k`, located through pseudo-angles. A bin index `n` means
+/// "past the last bound" (no vote), `n + 1` "NaN orientation" (a vote in every bin).
 #[derive(Debug, Clone)]
 pub(crate) struct OrientationBins {
     orientations: usize,
@@ -489,69 +551,111 @@ pub(crate) struct OrientationBins {
     bounds: Vec<f64>,
     /// Pseudo-angles of `bound_0 ..= bound_n`, then +∞ (also for bounds ≥ 180°).
     pseudo: Vec<f64>,
-    /// For each pseudo-angle bucket `[j, j+1) / scale`, the bin holding its lower end.
-    start: Vec<u32>,
+    /// Per pseudo-angle bucket `[j − ½, j + ½] / scale`, its bin if every angle whose float32
+    /// estimate falls in it is at least [`MARGIN`] from any bound, else [`UNSURE`].
+    buckets: Vec<u16>,
     /// Buckets per unit of pseudo-angle.
-    scale: f64,
+    scale: f32,
 }
+
+/// A bucket that straddles or nears a bound.
+const UNSURE: u16 = u16::MAX;
+/// The bucket of gradients whose estimate is not trusted (past every bucket).
+const NO_BUCKET: u32 = (1 << 23) - 1;
+/// Largest error of the float32 pseudo-angle estimate (≈ 4e-7, see [`OrientationBins::bucket`]).
+const ESTIMATE_SLACK: f64 = 1e-6;
 
 impl OrientationBins {
     pub(crate) fn new(orientations: usize) -> Self {
         let width = (180.0 / orientations as f64) as f32;
         let bounds: Vec<f64> = (1..=orientations).map(|i| f64::from(width * i as f32)).collect();
         let mut pseudo = vec![0.0];
-        pseudo.extend(bounds.iter().map(|&b| if b < 180.0 { pseudo_angle_of_degrees(b) } else { f64::INFINITY }));
+        pseudo.extend(bounds.iter().map(|&b| {
+            if b < 180.0 {
+                pseudo_angle_of_degrees(b)
+            } else {
+                f64::INFINITY
+            }
+        }));
         pseudo.push(f64::INFINITY);
-        // A bin spans at least π/(2n) of pseudo-angle, so with 2n buckets per unit a bucket
-        // meets at most two bins and a lookup moves at most one step.
-        let scale = (2 * orientations).max(16) as f64;
-        let buckets = 2 * (2 * orientations).max(16);
+        // A bin spans at least π/(2n) ≈ 1.57/n of pseudo-angle: with 16n buckets per unit
+        // about one bucket in twenty-five is unsure.
+        let per_unit = 16 * orientations.max(4);
+        let scale = per_unit as f64;
         let mut k = 0;
-        let start = (0..buckets)
+        let buckets = (0..=2 * per_unit)
             .map(|j| {
-                let low = j as f64 / scale;
+                let (low, high) = (
+                    (j as f64 - 0.5) / scale - ESTIMATE_SLACK,
+                    (j as f64 + 0.5) / scale + ESTIMATE_SLACK,
+                );
                 while pseudo[k + 1] <= low {
                     k += 1;
                 }
-                k as u32
+                let clear = pseudo[k] + MARGIN <= low && high <= pseudo[k + 1] - MARGIN && high <= 2.0 - MARGIN;
+                if clear {
+                    k as u16
+                } else {
+                    UNSURE
+                }
             })
             .collect();
-        OrientationBins { orientations, bounds, pseudo, start, scale }
+        OrientationBins {
+            orientations,
+            bounds,
+            pseudo,
+            buckets,
+            scale: per_unit as f32,
+        }
     }
 
-    /// The bin of the gradient `(gc, gr)` whose [`pseudo_angle`] is `pseudo`.
+    /// The bucket of the gradient's pseudo-angle, `round(p · scale)`, estimated in float32 so
+    /// that rows vectorise; [`NO_BUCKET`] when the estimate cannot be trusted. While both
+    /// gradients are 0 or in [2^−100, 2^100], the float32 conversions, sum, quotient, `2 − q`
+    /// and the scaling each add at most a few 2^−24 relative, under [`ESTIMATE_SLACK`] in all.
     #[inline]
-    fn bin(&self, gc: f64, gr: f64, pseudo: f64) -> Bin {
-        if pseudo >= 0.0 {
-            let bucket = ((pseudo * self.scale) as usize).min(self.start.len() - 1);
-            let mut k = self.start[bucket] as usize;
-            while self.pseudo[k + 1] <= pseudo {
-                k += 1;
-            }
-            while self.pseudo[k] > pseudo {
-                k -= 1;
-            }
-            if pseudo - self.pseudo[k] >= MARGIN && self.pseudo[k + 1] - pseudo >= MARGIN {
-                return self.one(k);
+    fn bucket(&self, gc: f64, gr: f64) -> u32 {
+        const LOW: f64 = 7.888609052210118e-31; // 2^-100
+        const HIGH: f64 = 1.2676506002282294e30; // 2^100
+
+        // Adding 2^23 to a float in [0, 2^22) leaves its nearest integer in the mantissa bits:
+        // a rounding conversion that vectorises, unlike `as`.
+        const ROUNDER: f32 = 8388608.0;
+        let in_range = |v: f64| (v == 0.0) | ((v.abs() >= LOW) & (v.abs() <= HIGH));
+        let flip = gr < 0.0;
+        let (x, y) = (select(flip, -gc, gc) as f32, select(flip, -gr, gr) as f32);
+        let q = y / (x.abs() + y);
+        let p = if x >= 0.0 { q } else { 2.0 - q };
+        let bucket = (p * self.scale + ROUNDER).to_bits() & NO_BUCKET;
+        let trusted = in_range(gc) & in_range(gr) & (y > 0.0);
+        let mask = 0u32.wrapping_sub(u32::from(trusted));
+        (bucket & mask) | (NO_BUCKET & !mask)
+    }
+
+    /// The bin of `(gc, gr)` from its f64 pseudo-angle when that is clear of every bound by
+    /// [`MARGIN`], else from numpy's orientation formula.
+    fn bin_exactly(&self, gc: f64, gr: f64) -> usize {
+        // atan2(±0, x) is ±0 or ±π exactly and rad2deg(±π) is ±180: horizontal gradients are
+        // at 0° (a common case worth sparing atan2).
+        if gr == 0.0 && gc.is_finite() {
+            return self.bin_of_degrees(0.0);
+        }
+        let p = pseudo_angle(gc, gr);
+        if p >= 0.0 {
+            let k = self.pseudo.partition_point(|&bound| bound <= p) - 1;
+            if p - self.pseudo[k] >= MARGIN && self.pseudo[k + 1] - p >= MARGIN {
+                return k;
             }
         }
         self.bin_of_degrees(numpy_orientation(gc, gr))
     }
 
     /// The bin of an orientation as numpy computes it, in [0, 180] or NaN.
-    fn bin_of_degrees(&self, degrees: f64) -> Bin {
+    fn bin_of_degrees(&self, degrees: f64) -> usize {
         if degrees.is_nan() {
-            Bin::All
+            self.orientations + 1
         } else {
-            self.one(self.bounds.partition_point(|&b| b <= degrees))
-        }
-    }
-
-    fn one(&self, k: usize) -> Bin {
-        if k < self.orientations {
-            Bin::One(k)
-        } else {
-            Bin::None
+            self.bounds.partition_point(|&b| b <= degrees)
         }
     }
 }
@@ -608,6 +712,26 @@ mod tests {
         }
     }
 
+    /// The bins `RowGradients::vote` adds a single gradient to.
+    fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
+        let mut row = RowGradients::new(1);
+        (row.gc[0], row.gr[0]) = (gc, gr);
+        row.derive(bins);
+        row.magnitude[0] = 1.0; // so that zero gradients vote too
+        let mut totals = vec![0.0f32; bins.orientations + 1];
+        row.vote(0..1, bins, &mut totals);
+        (0..bins.orientations).filter(|&k| totals[k] != 0.0).collect()
+    }
+
+    /// The bins a pixel of bin `k` (as [`OrientationBins::bin_of_degrees`] numbers them) votes in.
+    fn bins_of(bins: &OrientationBins, k: usize) -> Vec<usize> {
+        match k {
+            k if k < bins.orientations => vec![k],
+            k if k == bins.orientations => vec![],
+            _ => (0..bins.orientations).collect(),
+        }
+    }
+
     #[test]
     fn pseudo_angle_bins_equal_numpy_formula_bins() {
         for n in [1, 2, 3, 4, 6, 7, 8, 9, 12, 16, 18, 36, 100] {
@@ -616,7 +740,12 @@ mod tests {
                 for gc in -40i32..=40 {
                     let (gc, gr) = (gc as f64 * 0.75, gr as f64 * 0.75);
                     let exact = bins.bin_of_degrees(numpy_orientation(gc, gr));
-                    assert_eq!(bins.bin(gc, gr, pseudo_angle(gc, gr)), exact, "n={n} gc={gc} gr={gr}");
+                    assert_eq!(
+                        voted_bins(&bins, gc, gr),
+                        bins_of(&bins, exact),
+                        "n={n} gc={gc} gr={gr}"
+                    );
+                    assert_eq!(bins.bin_exactly(gc, gr), exact, "n={n} gc={gc} gr={gr}");
                 }
             }
         }
@@ -625,18 +754,21 @@ mod tests {
     #[test]
     fn special_orientations() {
         // numpy: 0° for horizontal gradients either way, 90°, 45°, 135°; NaN votes everywhere.
-        assert_eq!(numpy_orientation(-3.0, 0.0), 0.0);
+        for gc in [-3.0, -1e-300, 1e-300, 7.5, f64::MAX] {
+            assert_eq!(numpy_orientation(gc, 0.0), 0.0);
+            assert_eq!(numpy_orientation(gc, -0.0), 0.0);
+        }
         assert_eq!(numpy_orientation(3.0, -0.0), 0.0);
         assert_eq!(numpy_orientation(0.0, -2.0), 90.0);
         assert_eq!(numpy_orientation(5.0, 5.0), 45.0);
         assert_eq!(numpy_orientation(-5.0, 5.0), 135.0);
         let bins = OrientationBins::new(4);
-        assert_eq!(bins.bin(5.0, 5.0, pseudo_angle(5.0, 5.0)), Bin::One(1));
-        assert_eq!(bins.bin(f64::NAN, 1.0, pseudo_angle(f64::NAN, 1.0)), Bin::All);
+        assert_eq!(voted_bins(&bins, 5.0, 5.0), [1]);
+        assert_eq!(voted_bins(&bins, f64::NAN, 1.0), [0, 1, 2, 3]);
         // The last float32 bound is 180 for 9 bins, just below for 73, just above for 81.
-        assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), Bin::None);
-        assert_eq!(OrientationBins::new(73).bin_of_degrees(179.99999), Bin::None);
-        assert_eq!(OrientationBins::new(81).bin_of_degrees(180.0), Bin::One(80));
+        assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), 9);
+        assert_eq!(OrientationBins::new(73).bin_of_degrees(179.99999), 73);
+        assert_eq!(OrientationBins::new(81).bin_of_degrees(180.0), 80);
     }
 
     #[test]
@@ -646,20 +778,39 @@ mod tests {
         let err = hog.compute(view(23, 40, 1, &data)).unwrap_err().to_string();
         assert!(err.contains("at least 24 rows and 24 columns"), "{err}");
         assert!(hog.compute(view(0, 0, 1, &[] as &[f32])).is_err());
-        let one = Hog { pixels_per_cell: [1, 1], cells_per_block: [1, 1], ..Hog::default() };
+        let one = Hog {
+            pixels_per_cell: [1, 1],
+            cells_per_block: [1, 1],
+            ..Hog::default()
+        };
         assert_eq!(one.compute(view(1, 1, 1, &[7.0f64])).unwrap(), vec![0.0; 9]);
     }
 
     #[test]
     fn wrong_buffer_and_parameters_are_errors() {
         let data = vec![1f32; 16 * 16];
-        let hog = Hog { cells_per_block: [2, 2], ..Hog::default() };
+        let hog = Hog {
+            cells_per_block: [2, 2],
+            ..Hog::default()
+        };
         assert!(hog.compute_into(view(16, 16, 1, &data), &mut [0.0; 3]).is_err());
         for bad in [
-            Hog { orientations: 0, ..Hog::default() },
-            Hog { orientations: usize::MAX, ..Hog::default() },
-            Hog { pixels_per_cell: [0, 8], ..Hog::default() },
-            Hog { cells_per_block: [usize::MAX, 1], ..Hog::default() },
+            Hog {
+                orientations: 0,
+                ..Hog::default()
+            },
+            Hog {
+                orientations: usize::MAX,
+                ..Hog::default()
+            },
+            Hog {
+                pixels_per_cell: [0, 8],
+                ..Hog::default()
+            },
+            Hog {
+                cells_per_block: [usize::MAX, 1],
+                ..Hog::default()
+            },
         ] {
             assert!(bad.validate().is_err());
             assert!(bad.compute(view(16, 16, 1, &data)).is_err());
@@ -671,7 +822,11 @@ mod tests {
         // A step along columns: gradient along columns only, orientation 0°.
         let (h, w) = (16, 16);
         let data: Vec<f64> = (0..h * w).map(|i| if i % w < 8 { 0.0 } else { 100.0 }).collect();
-        let hog = Hog { cells_per_block: [1, 1], pixels_per_cell: [16, 16], ..Hog::default() };
+        let hog = Hog {
+            cells_per_block: [1, 1],
+            pixels_per_cell: [16, 16],
+            ..Hog::default()
+        };
         let out = hog.compute(view(h, w, 1, &data)).unwrap();
         assert!(out[0] > 0.0 && out[1..].iter().all(|&v| v == 0.0), "{out:?}");
     }
