@@ -278,7 +278,7 @@ impl Hog {
         };
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
-        let mut grad = RowGradients::new(cols);
+        let mut grad = RowGradients::new(cols, channels);
         let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
@@ -319,7 +319,7 @@ impl Hog {
 
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
 /// orientation buckets, computed in bulk so that the loops vectorise.
-struct RowGradients {
+struct RowGradients<T> {
     /// Column gradient `I[r, c+1] − I[r, c−1]`.
     gc: Vec<f64>,
     /// Row gradient `I[r+1, c] − I[r−1, c]`.
@@ -328,37 +328,32 @@ struct RowGradients {
     magnitude: Vec<f64>,
     /// [`OrientationBins::bucket`].
     bucket: Vec<u32>,
+    /// RGB only: every channel's gradients and magnitudes in the image's type, interleaved
+    /// like the image.
+    rgb: Option<[Vec<T>; 3]>,
 }
 
-impl RowGradients {
-    fn new(cols: usize) -> Self {
+impl<T: Real> RowGradients<T> {
+    fn new(cols: usize, channels: usize) -> Self {
         let zeros = vec![0.0; cols];
         RowGradients {
             gc: zeros.clone(),
             gr: zeros.clone(),
             magnitude: zeros,
             bucket: vec![0; cols],
+            rgb: (channels == 3).then(|| std::array::from_fn(|_| vec![T::zero(); 3 * cols])),
         }
     }
 
     /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
     /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
-    fn compute<T: Real>(
-        &mut self,
-        data: &[T],
-        height: usize,
-        width: usize,
-        channels: usize,
-        r: usize,
-        bins: &OrientationBins,
-    ) {
+    fn compute(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize, bins: &OrientationBins) {
         let stride = width * channels;
         let row = &data[r * stride..(r + 1) * stride];
         let vertical =
             (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
-        let cols = self.gc.len();
         // Columns 1..interior_end have both horizontal neighbours.
-        let interior_end = cols.min(width.saturating_sub(1)).max(1);
+        let interior_end = self.gc.len().min(width.saturating_sub(1)).max(1);
         if channels == 1 {
             match vertical {
                 Some((up, down)) => {
@@ -372,34 +367,41 @@ impl RowGradients {
             for (c, g) in self.gc.iter_mut().enumerate().take(interior_end).skip(1) {
                 *g = (row[c + 1] - row[c - 1]).to_f64_exact();
             }
-        } else {
-            for c in 0..cols {
-                let horizontal = c >= 1 && c < interior_end;
-                let gradient = |ch: usize| {
-                    let i = c * channels + ch;
-                    let gr = vertical.map_or(T::zero(), |(up, down)| down[i] - up[i]);
-                    let gc = if horizontal {
-                        row[i + channels] - row[i - channels]
-                    } else {
-                        T::zero()
-                    };
-                    (gr, gc)
-                };
-                // g_magn.argmax(axis=2): the first maximum, or the first NaN.
-                let (mut gr, mut gc) = gradient(0);
-                let mut best = numpy_hypot(gr, gc);
-                for ch in 1..channels {
-                    if best.is_nan() {
-                        break;
-                    }
-                    let (r_ch, c_ch) = gradient(ch);
-                    let magnitude = numpy_hypot(r_ch, c_ch);
-                    if magnitude > best || magnitude.is_nan() {
-                        (best, gr, gc) = (magnitude, r_ch, c_ch);
+        } else if let Some([gr, gc, magnitude]) = &mut self.rgb {
+            match vertical {
+                Some((up, down)) => {
+                    for ((g, &u), &d) in gr.iter_mut().zip(up).zip(down) {
+                        *g = d - u;
                     }
                 }
-                self.gr[c] = gr.to_f64_exact();
-                self.gc[c] = gc.to_f64_exact();
+                None => gr.fill(T::zero()),
+            }
+            gc.fill(T::zero());
+            for (i, g) in gc.iter_mut().enumerate().take(3 * interior_end).skip(3) {
+                *g = row[i + 3] - row[i - 3];
+            }
+            for ((m, &r), &c) in magnitude.iter_mut().zip(gr.iter()).zip(gc.iter()) {
+                *m = numpy_hypot_unscaled(r, c);
+            }
+            for ((m, &r), &c) in magnitude.iter_mut().zip(gr.iter()).zip(gc.iter()) {
+                if m.is_nan() {
+                    *m = numpy_hypot(r, c);
+                }
+            }
+            // g_magn.argmax(axis=2): the first maximum, or the first NaN.
+            let pixels = magnitude
+                .chunks_exact(3)
+                .zip(gr.chunks_exact(3))
+                .zip(gc.chunks_exact(3));
+            for ((gr_out, gc_out), ((m, r), c)) in self.gr.iter_mut().zip(self.gc.iter_mut()).zip(pixels) {
+                let mut best = 0;
+                for ch in 1..3 {
+                    if !m[best].is_nan() & (m[ch].is_nan() | (m[ch] > m[best])) {
+                        best = ch;
+                    }
+                }
+                *gr_out = r[best].to_f64_exact();
+                *gc_out = c[best].to_f64_exact();
             }
         }
         self.derive(bins);
@@ -449,20 +451,29 @@ impl RowGradients {
 
 /// `np.hypot` in the image's float type (glibc's `hypotf` or `hypot`).
 fn numpy_hypot<T: Real>(a: T, b: T) -> T {
+    let h = numpy_hypot_unscaled(a, b);
+    if h.is_nan() {
+        T::from_f64_lossy(a.to_f64_exact().hypot(b.to_f64_exact()))
+    } else {
+        h
+    }
+}
+
+/// [`numpy_hypot`] without branches, NaN where libm must be asked (f64 only: glibc's
+/// `hypotf` is squares and sum in double then one rounding to float, and infinite when
+/// either side is, even NaN).
+#[inline]
+fn numpy_hypot_unscaled<T: Real>(a: T, b: T) -> T {
     let (a64, b64) = (a.to_f64_exact(), b.to_f64_exact());
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        // glibc's hypotf: squares and sum in double, one rounding to float.
-        let h = if a.is_infinite() || b.is_infinite() {
-            f64::INFINITY
-        } else if a.is_nan() || b.is_nan() {
-            f64::NAN
-        } else {
-            (a64 * a64 + b64 * b64).sqrt()
-        };
+        let h = select(
+            a.is_infinite() | b.is_infinite(),
+            f64::INFINITY,
+            (a64 * a64 + b64 * b64).sqrt(),
+        );
         T::from_f64_lossy(f64::from(h as f32))
     } else {
-        let h = glibc_hypot_unscaled(a64, b64);
-        T::from_f64_lossy(if h.is_nan() { a64.hypot(b64) } else { h })
+        T::from_f64_lossy(glibc_hypot_unscaled(a64, b64))
     }
 }
 
@@ -714,7 +725,7 @@ mod tests {
 
     /// The bins `RowGradients::vote` adds a single gradient to.
     fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
-        let mut row = RowGradients::new(1);
+        let mut row = RowGradients::<f64>::new(1, 1);
         (row.gc[0], row.gr[0]) = (gc, gr);
         row.derive(bins);
         row.magnitude[0] = 1.0; // so that zero gradients vote too
