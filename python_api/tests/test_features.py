@@ -88,7 +88,7 @@ def hog_cases():
             yield pytest.param(image, params, id=f"{name}-{params}")
 
 
-@pytest.mark.parametrize("image,params", hog_cases())
+@pytest.mark.parametrize("image,params", list(hog_cases()))
 def test_hog_equals_skimage(image, params):
     kwargs = dict(params, channel_axis=-1 if image.ndim == 3 else None)
     expected = sk_hog(image, **kwargs)

@@ -50,6 +50,7 @@ impl ColourHistogram {
     }
 
     /// Length of the feature vector: `3·bins`, or `bins³` when joint.
+    #[allow(clippy::len_without_is_empty)] // a vector length, not a container
     pub fn len(&self) -> usize {
         if self.joint {
             self.bins.saturating_mul(self.bins).saturating_mul(self.bins)

@@ -520,7 +520,7 @@ fn pseudo_angle(gc: f64, gr: f64) -> f64 {
     let sum = x.abs() + y;
     let q = y / sum;
     let p = if x >= 0.0 { q } else { 2.0 - q };
-    if y > 0.0 && sum < f64::INFINITY && p >= MARGIN && p <= 2.0 - MARGIN {
+    if y > 0.0 && sum < f64::INFINITY && (MARGIN..=2.0 - MARGIN).contains(&p) {
         p
     } else {
         -1.0
