@@ -1,5 +1,45 @@
-"""ferrocluster: image features and clustering in Rust, on every core and across machines."""
+"""ferrocluster: image features and clustering in Rust, on every core and across machines.
 
-from ferrocluster._core import __version__
+Example:
+    >>> import ferrocluster as fc
+    >>> images, labels = fc.datasets.make_images(n=64, size=(32, 32), classes=4, seed=0)
+    >>> X = fc.extract_features(images, fc.FeatureConfig(size=(32, 32)))
+    >>> km = fc.KMeans(n_clusters=4, random_state=0).fit(X)
+    >>> fc.metrics.adjusted_rand_score(labels, km.labels_) > 0.9
+    True
+"""
 
-__all__ = ["__version__"]
+from ferrocluster import datasets, metrics
+from ferrocluster._core import ImageError, ModelFileError, __version__
+from ferrocluster.cluster import DBSCAN, KMeans, MiniBatchKMeans
+from ferrocluster.mixture import GaussianMixture
+from ferrocluster.features import (
+    ColourHistogram,
+    FeatureConfig,
+    Hog,
+    Lbp,
+    Pixels,
+    extract_features,
+    hog,
+    local_binary_pattern,
+)
+
+__all__ = [
+    "ColourHistogram",
+    "DBSCAN",
+    "FeatureConfig",
+    "GaussianMixture",
+    "Hog",
+    "ImageError",
+    "KMeans",
+    "Lbp",
+    "MiniBatchKMeans",
+    "ModelFileError",
+    "Pixels",
+    "__version__",
+    "datasets",
+    "extract_features",
+    "hog",
+    "local_binary_pattern",
+    "metrics",
+]

@@ -73,3 +73,33 @@ impl<'a, T: Copy> ImageView<'a, T> {
         self.data[(r * self.width + c) * self.channels + ch]
     }
 }
+
+mod batch;
+mod decode;
+mod resize;
+
+pub use batch::{list_images, load_batch, LoadedBatch, IMAGE_EXTENSIONS};
+pub use decode::{decode, decode_dynamic, load, to_rgb, DecodeLimits};
+pub use resize::resize_rgb;
+
+impl<T> Image<T> {
+    /// Rows.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Columns.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// 1 (grey) or 3 (RGB).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// All samples, row-major, channels interleaved.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+}

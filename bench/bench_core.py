@@ -1,0 +1,200 @@
+"""Core benchmark: ferrocluster against scikit-image, scikit-learn, Pillow and the machine's
+sgemm ceiling, measured side by side in this run. Prints medians and ratios against the
+targets of the core-engine issue.
+
+    python bench/bench_core.py [--quick]     # --quick: n=2e5 instead of 1e6 for k-means
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import ferrocluster as fc
+
+RESULTS: list[tuple[str, float, float, str]] = []
+
+
+def median_time(fn, repeat: int = 5, number: int = 1) -> float:
+    """Median seconds per call over `repeat` rounds of `number` calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def report(name: str, ours: float, theirs: float, target: float, unit: str = "s") -> None:
+    ratio = theirs / ours
+    status = "MET" if ratio >= target else "not met"
+    RESULTS.append((name, ratio, target, status))
+    print(f"{name:<58} ours {ours * 1e3:10.3f} ms  anchor {theirs * 1e3:10.3f} ms  ratio {ratio:7.2f}x  (target {target}x: {status})", flush=True)
+
+
+def bench_features() -> None:
+    from skimage.feature import hog, local_binary_pattern
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((64, 64)) * 255).astype(np.uint8)
+    rgb = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    args = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
+    with threadpool_limits(1):
+        ours = median_time(lambda: fc.hog(image, **args), number=200)
+        theirs = median_time(lambda: hog(image, **args), number=20)
+    report("HOG 64x64 grey, 1 thread (vs skimage)", ours, theirs, 40)
+    ours = median_time(lambda: fc.hog(rgb, channel_axis=-1, **args), number=200)
+    theirs = median_time(lambda: hog(rgb, channel_axis=-1, **args), number=20)
+    report("HOG 64x64 RGB, 1 thread (vs skimage)", ours, theirs, 40)
+    ours = median_time(lambda: fc.local_binary_pattern(image, 8, 1, "uniform"), number=200)
+    theirs = median_time(lambda: local_binary_pattern(image, 8, 1, "uniform"), number=20)
+    report("LBP uniform P=8 R=1 64x64, 1 thread (vs skimage)", ours, theirs, 25)
+
+    images, _ = fc.datasets.make_images(n=400, size=(64, 64), classes=8, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        from PIL import Image
+
+        paths = []
+        for i, img in enumerate(images):
+            p = Path(tmp) / f"{i:04}.png"
+            Image.fromarray(img).save(p)
+            paths.append(str(p))
+        config = fc.FeatureConfig(size=(64, 64), hog=fc.Hog(cells_per_block=(2, 2)))
+
+        def pillow_skimage():
+            for p in paths:
+                arr = np.asarray(Image.open(p).convert("RGB"))
+                hog(arr, channel_axis=-1, **args)
+
+        ours1 = median_time(lambda: fc.extract_features(paths, config, n_threads=1), repeat=3)
+        ours2 = median_time(lambda: fc.extract_features(paths, config, n_threads=2), repeat=3)
+        theirs = median_time(pillow_skimage, repeat=1)
+        report(f"decode PNG + HOG RGB, {len(paths)} files, per core (vs Pillow+skimage)", ours1, theirs, 15)
+        report("  features scaling 1 -> 2 threads", ours2, ours1, 1.8)
+
+
+SGEMM = textwrap.dedent(
+    """
+    import time, numpy as np
+    from threadpoolctl import threadpool_limits, threadpool_info
+    a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+    b = np.random.default_rng(1).random((4096, 4096), dtype=np.float32)
+    with threadpool_limits(1):
+        np.dot(a, b)
+        best = min((lambda s: (np.dot(a, b), time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(3))
+    print(2 * 4096**3 / best / 1e9)
+    """
+)
+
+
+def sgemm_ceiling() -> float:
+    """1-thread sgemm GFLOP/s from numpy's BLAS, with the OpenBLAS overrides unset for this command only."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = subprocess.run([sys.executable, "-c", SGEMM], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def blobs(n: int, d: int, k: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10.0, size=(k, d)).astype(np.float32)
+    return (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d)).astype(np.float32)).astype(np.float32)
+
+
+def bench_kmeans(n: int) -> None:
+    from sklearn.cluster import KMeans as SkKMeans
+
+    d = k = 64
+    X = blobs(n, d, k)
+    init = X[np.random.default_rng(1).choice(n, k, replace=False)].astype(np.float64)
+    iters = 10
+    ceiling = sgemm_ceiling()
+    print(f"sgemm ceiling (numpy BLAS, 1 thread): {ceiling:.1f} GFLOP/s", flush=True)
+
+    def lloyd(threads: int, ours: bool) -> float:
+        if ours:
+            est = fc.KMeans(k, init=init, n_init=1, max_iter=iters, tol=0.0, n_threads=threads)
+            start = time.perf_counter()
+            est.fit(X)
+        else:
+            est = SkKMeans(k, init=init, n_init=1, max_iter=iters, tol=0.0)
+            with threadpool_limits(threads):
+                start = time.perf_counter()
+                est.fit(X)
+        return (time.perf_counter() - start) / est.n_iter_
+
+    ours2 = statistics.median(lloyd(2, True) for _ in range(3))
+    ours1 = statistics.median(lloyd(1, True) for _ in range(3))
+    theirs2 = statistics.median(lloyd(2, False) for _ in range(2))
+    report(f"Lloyd iteration f32 n={n:.0e} d=64 k=64, 2 threads (vs sklearn)", ours2, theirs2, 3)
+    gflops = 2 * n * k * d / ours2 / 1e9
+    share = gflops / (2 * ceiling)
+    RESULTS.append(("  Lloyd GFLOP/s share of 2x sgemm ceiling", share / 0.45, 1.0, "MET" if share >= 0.45 else "not met"))
+    print(f"  Lloyd: {gflops:.1f} GFLOP/s on 2 threads = {share:.0%} of 2 x {ceiling:.0f} GFLOP/s (target 45%)", flush=True)
+    report("  Lloyd scaling 1 -> 2 threads", ours2, ours1, 1.8)
+
+    start = time.perf_counter()
+    ours_model = fc.KMeans(k, random_state=0).fit(X)
+    ours = time.perf_counter() - start
+    with threadpool_limits(2):
+        start = time.perf_counter()
+        sk_model = SkKMeans(k, random_state=0).fit(X)
+        theirs = time.perf_counter() - start
+    report(f"default KMeans(64).fit f32 n={n:.0e} end to end (vs sklearn)", ours, theirs, 10)
+    quality = ours_model.inertia_ / sk_model.inertia_
+    print(f"  inertia ours / sklearn = {quality:.4f} (equal quality: <= 1.01)", flush=True)
+    RESULTS.append(("  default fit inertia within 1% of sklearn", 1.01 / max(quality, 1e-12), 1.0, "MET" if quality <= 1.01 else "not met"))
+
+
+MEMORY = textwrap.dedent(
+    """
+    import resource, sys, numpy as np, ferrocluster as fc
+    n = int(sys.argv[1])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 64)).astype(np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fc.KMeans(64, random_state=0, max_iter=20).fit(X)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024 / X.nbytes)
+    """
+)
+
+
+def bench_memory(n: int) -> None:
+    out = subprocess.run([sys.executable, "-c", MEMORY, str(n)], capture_output=True, text=True, check=True)
+    extra = float(out.stdout.strip())
+    status = "MET" if extra <= 1.1 else "not met"
+    RESULTS.append(("peak memory of the fit, in copies of X", 1.1 / max(extra, 1e-9), 1.0, status))
+    print(f"peak extra memory of KMeans.fit = {extra:.2f} x sizeof(X) (target <= 1 copy: {status})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller k-means data (2e5 rows)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    n = 200_000 if args.quick else 1_000_000
+    print(f"ferrocluster {fc.__version__}, {os.cpu_count()} CPUs", flush=True)
+    bench_features()
+    bench_kmeans(n)
+    bench_memory(n)
+    print("\nsummary (ratio / target):")
+    for name, ratio, target, status in RESULTS:
+        print(f"  {name:<62} {ratio:7.2f} / {target:<4} {status}")
+    if args.json:
+        args.json.write_text(json.dumps([dict(zip(("name", "ratio", "target", "status"), r)) for r in RESULTS], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+//! The one mapping from the core's errors to Python exceptions.
+
+use ferrocluster_core::Error;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::PyErr;
+
+pyo3::create_exception!(
+    ferrocluster,
+    ImageError,
+    PyValueError,
+    "An image could not be decoded: corrupt, truncated, unsupported or too large."
+);
+pyo3::create_exception!(ferrocluster, ModelFileError, PyValueError, "A saved model file could not be read.");
+
+/// Converts a core error into the Python exception a user would expect.
+pub fn to_py(err: Error) -> PyErr {
+    match err {
+        Error::Image { .. } => ImageError::new_err(err.to_string()),
+        Error::Model { .. } => ModelFileError::new_err(err.to_string()),
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(err.to_string())
+        }
+        Error::Io { .. } => PyOSError::new_err(err.to_string()),
+        Error::InvalidInput(_) | Error::InvalidParameter { .. } | Error::NotFitted => {
+            PyValueError::new_err(err.to_string())
+        }
+    }
+}
+
+/// Converts a parameter document the Python layer built into a ValueError naming the problem.
+pub fn json_error(what: &str, err: serde_json::Error) -> PyErr {
+    PyValueError::new_err(format!("invalid {what}: {err}"))
+}

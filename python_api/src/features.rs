@@ -1,0 +1,180 @@
+//! Feature extraction: HOG and LBP on single images (scikit-image's semantics) and whole
+//! batches of arrays or files into one float32 matrix.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use ferrocluster_core::features::{FeatureConfig, Hog, Lbp};
+use ferrocluster_core::image::{DecodeLimits, Image, ImageView};
+use ferrocluster_core::pipeline::{extract_files, extract_images};
+use ferrocluster_core::{Error, Real};
+use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::compute::compute;
+use crate::errors::{json_error, to_py};
+use crate::progress::with_progress;
+
+/// An image array as numpy holds it: 2-D grey or 3-D RGB, in one of the accepted dtypes.
+#[derive(FromPyObject)]
+pub enum ImageArray<'py> {
+    U8(PyReadonlyArrayDyn<'py, u8>),
+    U16(PyReadonlyArrayDyn<'py, u16>),
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
+    match *shape {
+        [h, w] => Ok((h, w, 1)),
+        [h, w, 3] => Ok((h, w, 3)),
+        _ => Err(PyValueError::new_err(format!(
+            "an image must have shape (height, width) or (height, width, 3), got {shape:?}"
+        ))),
+    }
+}
+
+fn view_of<'a, T: Copy + Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<ImageView<'a, T>> {
+    let (h, w, c) = shape_of(array.shape())?;
+    let data = array.as_slice().map_err(|_| PyValueError::new_err("the image array must be C-contiguous"))?;
+    ImageView::new(h, w, c, data)
+        .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
+}
+
+impl ImageArray<'_> {
+    /// A copy in the pipeline's convention: f32, 0–255 (uint16 and float [0, 1] are rescaled).
+    fn to_pipeline_image(&self) -> PyResult<Image<f32>> {
+        fn scaled<T: Copy + Element>(a: &PyReadonlyArrayDyn<'_, T>, f: impl Fn(T) -> f32) -> PyResult<Image<f32>> {
+            let v = view_of(a)?;
+            let data = v.data().iter().map(|&x| f(x)).collect();
+            Image::from_vec(v.height(), v.width(), v.channels(), data)
+                .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
+        }
+        match self {
+            ImageArray::U8(a) => scaled(a, f32::from),
+            ImageArray::U16(a) => scaled(a, |x| f32::from(x) / 257.0),
+            ImageArray::F32(a) => scaled(a, |x| x * 255.0),
+            ImageArray::F64(a) => scaled(a, |x| (x * 255.0) as f32),
+        }
+    }
+}
+
+fn hog_typed<'py, T: Real + Element>(
+    py: Python<'py>,
+    hog: &Hog,
+    image: &PyReadonlyArrayDyn<'py, T>,
+) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
+    let view = view_of(image)?;
+    let shape = hog.output_shape(view.height(), view.width()).map_err(to_py)?;
+    let out = compute(py, Some(1), || hog.compute(view))?;
+    Ok((out.into_pyarray(py).into_any(), shape))
+}
+
+/// HOG of one image (grey 2-D, or RGB 3-D with channels last); `params` is the core's `Hog`
+/// as JSON. Returns the flat descriptor (same dtype as the image) and its 5-D shape.
+#[pyfunction]
+pub fn hog<'py>(py: Python<'py>, image: ImageArray<'py>, params: &str) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
+    let hog: Hog = serde_json::from_str(params).map_err(|e| json_error("HOG parameters", e))?;
+    hog.validate().map_err(to_py)?;
+    match &image {
+        ImageArray::F32(a) => hog_typed(py, &hog, a),
+        ImageArray::F64(a) => hog_typed(py, &hog, a),
+        _ => Err(PyValueError::new_err("hog takes float32 or float64 images (the Python layer converts integers)")),
+    }
+}
+
+/// LBP codes of a grey image, like skimage.feature.local_binary_pattern; `params` is the
+/// core's `Lbp` as JSON.
+#[pyfunction]
+pub fn local_binary_pattern<'py>(
+    py: Python<'py>,
+    image: ImageArray<'py>,
+    params: &str,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let lbp: Lbp = serde_json::from_str(params).map_err(|e| json_error("LBP parameters", e))?;
+    lbp.validate().map_err(to_py)?;
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        lbp: &Lbp,
+        a: &PyReadonlyArrayDyn<'_, T>,
+    ) -> PyResult<(Vec<f64>, usize, usize)> {
+        let view = view_of(a)?;
+        if view.channels() != 1 {
+            return Err(PyValueError::new_err("local_binary_pattern takes a 2-D grey image"));
+        }
+        let codes = compute(py, Some(1), || lbp.codes(view))?;
+        Ok((codes, view.height(), view.width()))
+    }
+    let (codes, h, w) = match &image {
+        ImageArray::F32(a) => typed(py, &lbp, a)?,
+        ImageArray::F64(a) => typed(py, &lbp, a)?,
+        _ => return Err(PyValueError::new_err("local_binary_pattern takes float32 or float64 images")),
+    };
+    let codes = ndarray::Array2::from_shape_vec((h, w), codes).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(PyArray2::from_owned_array(py, codes))
+}
+
+fn config_from(json: &str) -> PyResult<FeatureConfig> {
+    let config: FeatureConfig = serde_json::from_str(json).map_err(|e| json_error("FeatureConfig", e))?;
+    config.validate().map_err(to_py)?;
+    Ok(config)
+}
+
+/// Length of one image's feature vector under a `FeatureConfig` (JSON); validates it.
+#[pyfunction]
+pub fn feature_dim(config: &str) -> PyResult<usize> {
+    Ok(config_from(config)?.dim())
+}
+
+/// Features of in-memory images (a list of arrays), one float32 row each.
+#[pyfunction]
+#[pyo3(signature = (images, config, progress=None, n_threads=None))]
+pub fn extract_arrays<'py>(
+    py: Python<'py>,
+    images: Vec<ImageArray<'py>>,
+    config: &str,
+    progress: Option<Bound<'py, PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let config = config_from(config)?;
+    let owned: Vec<Image<f32>> = images.iter().map(ImageArray::to_pipeline_image).collect::<PyResult<_>>()?;
+    let views: Vec<ImageView<'_, f32>> = owned.iter().map(Image::view).collect();
+    let extracted = with_progress(py, progress.as_ref(), n_threads, |counter| {
+        extract_images(&views, &config, &|n| {
+            counter.fetch_max(n, Ordering::Relaxed);
+        })
+    })?;
+    if let Some((i, e)) = extracted.failures.into_iter().next() {
+        return Err(to_py(Error::input(format!("image {i}: {e}"))));
+    }
+    Ok(PyArray2::from_owned_array(py, extracted.features))
+}
+
+/// The features of the files that could be read, their input indices, and the failures.
+type ExtractedPaths<'py> = (Bound<'py, PyArray2<f32>>, Vec<usize>, Vec<(usize, String)>);
+
+/// Features of image files: (matrix, input index of each row, [(index, error)] for files that failed).
+#[pyfunction]
+#[pyo3(signature = (paths, config, limits=None, progress=None, n_threads=None))]
+pub fn extract_paths<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    config: &str,
+    limits: Option<&str>,
+    progress: Option<Bound<'py, PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<ExtractedPaths<'py>> {
+    let config = config_from(config)?;
+    let limits: DecodeLimits = match limits {
+        Some(json) => serde_json::from_str(json).map_err(|e| json_error("decode limits", e))?,
+        None => DecodeLimits::default(),
+    };
+    let extracted = with_progress(py, progress.as_ref(), n_threads, |counter| {
+        extract_files(&paths, &config, &limits, &|n| {
+            counter.fetch_max(n, Ordering::Relaxed);
+        })
+    })?;
+    let failures = extracted.failures.into_iter().map(|(i, e)| (i, e.to_string())).collect();
+    Ok((PyArray2::from_owned_array(py, extracted.features), extracted.rows, failures))
+}

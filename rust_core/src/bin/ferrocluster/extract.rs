@@ -1,0 +1,59 @@
+//! `ferrocluster extract`: features of a folder of images into a .npy file.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use ferrocluster_core::features::FeatureConfig;
+use ferrocluster_core::image::{list_images, DecodeLimits};
+use ferrocluster_core::pipeline::{extract_files, Extracted};
+use ferrocluster_core::Error;
+
+use crate::progress::Bars;
+use crate::FeatureArgs;
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Folder of images (searched recursively).
+    dir: PathBuf,
+    /// Where to write the features (.npy, float32, one row per image); a .files.txt beside it lists the images.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// The image files of `dir`, or a clear error when there are none.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let paths = list_images(dir)?;
+    if paths.is_empty() {
+        return Err(Error::input(format!("no images (PNG, JPEG, BMP, GIF, TIFF, WebP) found under {}", dir.display())));
+    }
+    Ok(paths)
+}
+
+/// Extracts features from `paths` with a progress bar, warning about files that failed.
+pub fn features_of(paths: &[PathBuf], config: &FeatureConfig, bars: &Bars) -> Result<Extracted, Error> {
+    let bar = bars.bar(paths.len(), "features");
+    let extracted = extract_files(paths, config, &DecodeLimits::default(), &|n| bar.set_position(n as u64))?;
+    bar.finish();
+    for (i, e) in &extracted.failures {
+        eprintln!("warning: skipped {}: {e}", paths[*i].display());
+    }
+    if extracted.rows.is_empty() {
+        return Err(Error::input("none of the images could be read"));
+    }
+    Ok(extracted)
+}
+
+pub fn run(args: ExtractArgs, bars: &Bars) -> Result<(), Error> {
+    let config = args.features.load()?;
+    let paths = images_in(&args.dir)?;
+    let extracted = features_of(&paths, &config, bars)?;
+    crate::npy::write_f32(&args.output, &extracted.features)?;
+    let list_path = args.output.with_extension("files.txt");
+    let list: String = extracted.rows.iter().map(|&i| format!("{}\n", paths[i].display())).collect();
+    std::fs::write(&list_path, list).map_err(|e| Error::io(&list_path, e))?;
+    let (n, d) = extracted.features.dim();
+    println!("wrote {n} × {d} features to {} (files listed in {})", args.output.display(), list_path.display());
+    Ok(())
+}

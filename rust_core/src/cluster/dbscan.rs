@@ -1,1 +1,0 @@
-//! DBSCAN: density-based clusters with noise, equal to scikit-learn's.

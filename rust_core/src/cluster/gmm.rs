@@ -1,1 +1,0 @@
-//! Gaussian mixture models fitted by expectation–maximisation, like scikit-learn's.

@@ -1,0 +1,130 @@
+//! AVX2 + FMA instantiation of the kernel: 6 rows × 16 centres (f32) or 8 centres (f64) in
+//! 12 of the 16 ymm registers.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::lanes::{routines, Lanes};
+
+/// 8 × f32 in a ymm register.
+pub(super) struct F32x8;
+
+// SAFETY (all impls in this file): only called from the `avx2,fma` entry points below, which the
+// dispatcher calls only after detecting AVX2 and FMA; pointers are valid for W elements by the
+// callers' contracts in `lanes.rs`.
+impl Lanes for F32x8 {
+    type T = f32;
+    type V = __m256;
+    const W: usize = 8;
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m256 {
+        _mm256_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        _mm256_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+        _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    unsafe fn iota() -> __m256 {
+        _mm256_setr_ps(0., 1., 2., 3., 4., 5., 6., 7.)
+    }
+    #[inline(always)]
+    unsafe fn argmin(v: __m256, idx: __m256) -> (f32, f32) {
+        let (mut vs, mut is) = ([0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(vs.as_mut_ptr(), v);
+        _mm256_storeu_ps(is.as_mut_ptr(), idx);
+        lowest(&vs, &is)
+    }
+    #[inline(always)]
+    unsafe fn sum(v: __m256) -> f32 {
+        let mut vs = [0f32; 8];
+        _mm256_storeu_ps(vs.as_mut_ptr(), v);
+        vs.iter().sum()
+    }
+}
+
+/// 4 × f64 in a ymm register.
+pub(super) struct F64x4;
+
+impl Lanes for F64x4 {
+    type T = f64;
+    type V = __m256d;
+    const W: usize = 4;
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> __m256d {
+        _mm256_set1_pd(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> __m256d {
+        _mm256_loadu_pd(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f64, v: __m256d) {
+        _mm256_storeu_pd(p, v)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: __m256d, b: __m256d, c: __m256d) -> __m256d {
+        _mm256_fmadd_pd(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_sub_pd(a, b)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_add_pd(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: __m256d, b: __m256d, x: __m256d, y: __m256d) -> __m256d {
+        _mm256_blendv_pd(y, x, _mm256_cmp_pd::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    unsafe fn iota() -> __m256d {
+        _mm256_setr_pd(0., 1., 2., 3.)
+    }
+    #[inline(always)]
+    unsafe fn argmin(v: __m256d, idx: __m256d) -> (f64, f64) {
+        let (mut vs, mut is) = ([0f64; 4], [0f64; 4]);
+        _mm256_storeu_pd(vs.as_mut_ptr(), v);
+        _mm256_storeu_pd(is.as_mut_ptr(), idx);
+        lowest(&vs, &is)
+    }
+    #[inline(always)]
+    unsafe fn sum(v: __m256d) -> f64 {
+        let mut vs = [0f64; 4];
+        _mm256_storeu_pd(vs.as_mut_ptr(), v);
+        vs.iter().sum()
+    }
+}
+
+/// The smallest value and the smallest index among the lanes holding it.
+#[inline(always)]
+fn lowest<T: crate::Real>(values: &[T], idx: &[T]) -> (T, T) {
+    let min = values.iter().copied().fold(T::infinity(), T::min);
+    let at = values.iter().zip(idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
+    (min, at)
+}
+
+routines!(F32, F32x8, f32, 6, 2, "avx2,fma");
+routines!(F64, F64x4, f64, 6, 2, "avx2,fma");

@@ -1,0 +1,267 @@
+//! The kernel's routines, written once over a vector type and instantiated per instruction set.
+//!
+//! The micro-kernel keeps an `MR × NV·W` block of dot products in registers (MR rows of X, NV
+//! vectors of W centres), loading each centre vector once per feature and broadcasting each x
+//! value from memory: `MR·NV` FMAs per `NV + MR` loads. The argmin is folded in per panel as a
+//! lane-wise running minimum, so distances never go to memory.
+
+use num_traits::{Float, One, Zero};
+
+use super::Packed;
+use crate::Real;
+
+/// A SIMD vector of `W` values of `T` and the operations the kernel needs.
+///
+/// # Safety
+/// Implementations for an instruction set may only be called from code compiled for it (the
+/// `#[target_feature]` entry points made by [`routines!`]); every function is `#[inline(always)]`
+/// so that it is compiled into them.
+pub(super) trait Lanes {
+    type T: Real;
+    type V: Copy;
+    const W: usize;
+    unsafe fn splat(v: Self::T) -> Self::V;
+    /// Unaligned load of W values.
+    unsafe fn load(p: *const Self::T) -> Self::V;
+    /// Unaligned store of W values.
+    unsafe fn store(p: *mut Self::T, v: Self::V);
+    /// `a · b + c`.
+    unsafe fn mul_add(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `if a < b { x } else { y }`.
+    unsafe fn select_lt(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
+    /// `0, 1, …, W − 1`.
+    unsafe fn iota() -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// The smallest value and the smallest `idx` among the lanes holding it.
+    unsafe fn argmin(v: Self::V, idx: Self::V) -> (Self::T, Self::T);
+    /// Sum of the lanes.
+    unsafe fn sum(v: Self::V) -> Self::T;
+}
+
+/// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`).
+///
+/// Each row has its own pointer so that the broadcasts address `row + q` with one shared
+/// index: no per-row address arithmetic competes with the FMAs for ports.
+#[inline(always)]
+unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
+    rows: &[*const L::T; MR],
+    d: usize,
+    panel: *const L::T,
+    nr: usize,
+) -> [[L::V; NV]; MR] {
+    let mut acc = [[L::splat(L::T::zero()); NV]; MR];
+    for q in 0..d {
+        let mut b = [L::splat(L::T::zero()); NV];
+        for (v, b) in b.iter_mut().enumerate() {
+            *b = L::load(panel.add(q * nr + v * L::W));
+        }
+        for (row, acc) in rows.iter().zip(acc.iter_mut()) {
+            let a = L::splat(*row.add(q));
+            for v in 0..NV {
+                acc[v] = L::mul_add(a, b[v], acc[v]);
+            }
+        }
+    }
+    acc
+}
+
+/// Pointers to the MR rows of `x` starting at row `r0`, of which `m` are real: the last,
+/// partial group is copied into `tail`, zero-padded, so the micro-kernel always sees MR rows.
+#[inline(always)]
+fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize, tail: &mut Vec<T>) -> [*const T; MR] {
+    let base = if m == MR {
+        x[r0 * d..(r0 + MR) * d].as_ptr()
+    } else {
+        tail.clear();
+        tail.extend_from_slice(&x[r0 * d..(r0 + m) * d]);
+        tail.resize(MR * d, T::zero());
+        tail.as_ptr()
+    };
+    std::array::from_fn(|r| base.wrapping_add(r * d))
+}
+
+/// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
+/// row; strict `<` in increasing centre order keeps the lowest index among equals.
+#[inline(always)]
+unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
+    acc: &[[L::V; NV]; MR],
+    norms: *const L::T,
+    col: usize,
+    best: &mut [L::V; MR],
+    best_idx: &mut [L::V; MR],
+) {
+    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
+    for v in 0..NV {
+        let c = col + v * L::W;
+        let norm = L::load(norms.add(c));
+        let idx = L::add(L::splat(L::T::from_f64_lossy(c as f64)), L::iota());
+        for r in 0..MR {
+            let val = L::mul_add(acc[r][v], minus_two, norm);
+            best_idx[r] = L::select_lt(val, best[r], idx, best_idx[r]);
+            best[r] = L::select_lt(val, best[r], val, best[r]);
+        }
+    }
+}
+
+/// Stores `‖c‖² − 2·acc` (centres `col..col + NV·W`) for MR rows into `out` (row stride `stride`).
+#[inline(always)]
+unsafe fn store_block<L: Lanes, const MR: usize, const NV: usize>(
+    acc: &[[L::V; NV]; MR],
+    norms: *const L::T,
+    col: usize,
+    out: *mut L::T,
+    stride: usize,
+) {
+    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
+    for v in 0..NV {
+        let c = col + v * L::W;
+        let norm = L::load(norms.add(c));
+        for (r, acc) in acc.iter().enumerate() {
+            L::store(out.add(r * stride + c), L::mul_add(acc[v], minus_two, norm));
+        }
+    }
+}
+
+/// Runs `$body` with `const $nv` = the number of vectors panel `$p` of `$c` needs (at most
+/// `$nvmax`), so that a short last panel costs only what it holds.
+macro_rules! with_panel_width {
+    ($c:expr, $p:expr, $nvmax:expr, |$nv:ident| $body:block) => {{
+        let vectors = ($c.k - $p * $c.nr).div_ceil(L::W).min($nvmax);
+        if vectors >= 4 {
+            const $nv: usize = 4;
+            $body
+        } else if vectors == 3 {
+            const $nv: usize = 3;
+            $body
+        } else if vectors == 2 {
+            const $nv: usize = 2;
+            $body
+        } else {
+            const $nv: usize = 1;
+            $body
+        }
+    }};
+}
+
+/// See [`super::Kernel::nearest`]; panels are `NVMAX` vectors wide.
+#[inline(always)]
+pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
+    x: &[L::T],
+    c: &Packed<L::T>,
+    labels: &mut [u32],
+    values: &mut [L::T],
+) {
+    let (d, nr, data, norms) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr());
+    let mut tail = Vec::new();
+    for r0 in (0..labels.len()).step_by(MR) {
+        let m = MR.min(labels.len() - r0);
+        let rows = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+        let mut best = [L::splat(L::T::infinity()); MR];
+        let mut best_idx = [L::splat(L::T::zero()); MR];
+        for p in 0..c.panels() {
+            let panel = data.add(p * d * nr);
+            with_panel_width!(c, p, NVMAX, |NV| {
+                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
+                keep_min::<L, MR, NV>(&acc, norms, p * nr, &mut best, &mut best_idx);
+            });
+        }
+        for r in 0..m {
+            let (value, idx) = L::argmin(best[r], best_idx[r]);
+            labels[r0 + r] = idx.to_f64_exact() as u32;
+            values[r0 + r] = value;
+        }
+    }
+}
+
+/// See [`super::Kernel::partial_dists`]; panels are `NVMAX` vectors wide.
+#[inline(always)]
+pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
+    x: &[L::T],
+    c: &Packed<L::T>,
+    out: &mut [L::T],
+) {
+    let (d, nr, data, norms, stride) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr(), c.stride());
+    let rows = x.len() / d;
+    let (mut tail, mut block) = (Vec::new(), vec![L::T::zero(); MR * stride]);
+    for r0 in (0..rows).step_by(MR) {
+        let m = MR.min(rows - r0);
+        let xr = row_block::<L::T, MR>(x, d, r0, m, &mut tail);
+        let bp = block.as_mut_ptr();
+        for p in 0..c.panels() {
+            let panel = data.add(p * d * nr);
+            with_panel_width!(c, p, NVMAX, |NV| {
+                let acc = dot_block::<L, MR, NV>(&xr, d, panel, nr);
+                store_block::<L, MR, NV>(&acc, norms, p * nr, bp, stride);
+            });
+        }
+        out[r0 * stride..(r0 + m) * stride].copy_from_slice(&block[..m * stride]);
+    }
+}
+
+/// See [`super::Kernel::accumulate`].
+#[inline(always)]
+pub(super) unsafe fn accumulate<L: Lanes>(
+    x: &[L::T],
+    w: Option<&[L::T]>,
+    labels: &[u32],
+    sums: &mut [L::T],
+    weights: &mut [f64],
+) {
+    let d = sums.len() / weights.len();
+    let full = d / L::W * L::W;
+    for (i, &l) in labels.iter().enumerate() {
+        let (l, wi) = (l as usize, w.map_or(L::T::one(), |w| w[i]));
+        weights[l] += wi.to_f64_exact();
+        let (row, sum) = (&x[i * d..(i + 1) * d], &mut sums[l * d..(l + 1) * d]);
+        let wv = L::splat(wi);
+        for q in (0..full).step_by(L::W) {
+            let s = sum.as_mut_ptr().add(q);
+            L::store(s, L::mul_add(L::load(row.as_ptr().add(q)), wv, L::load(s)));
+        }
+        for q in full..d {
+            sum[q] += row[q] * wi;
+        }
+    }
+}
+
+/// See [`super::Kernel::sq_dist`].
+#[inline(always)]
+pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
+    let full = a.len() / L::W * L::W;
+    let mut acc = L::splat(L::T::zero());
+    for q in (0..full).step_by(L::W) {
+        let diff = L::sub(L::load(a.as_ptr().add(q)), L::load(b.as_ptr().add(q)));
+        acc = L::mul_add(diff, diff, acc);
+    }
+    let tail: L::T = a[full..].iter().zip(&b[full..]).map(|(&u, &v)| (u - v) * (u - v)).sum();
+    L::sum(acc) + tail
+}
+
+/// Defines `const $name: Routines<$t>` whose entry points run the generic routines with
+/// `$lanes`, `MR = $mr` rows and panels of `$nv` vectors, compiled with `#[target_feature(enable = $feature)]`.
+macro_rules! routines {
+    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $nv:literal, $feature:literal) => {
+        pub(super) const $name: super::Routines<$t> = {
+            use super::{lanes, Packed};
+            #[target_feature(enable = $feature)]
+            unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
+                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
+            }
+            #[target_feature(enable = $feature)]
+            unsafe fn partial_dists(x: &[$t], c: &Packed<$t>, out: &mut [$t]) {
+                lanes::partial_dists::<$lanes, $mr, $nv>(x, c, out)
+            }
+            #[target_feature(enable = $feature)]
+            unsafe fn accumulate(x: &[$t], w: Option<&[$t]>, labels: &[u32], sums: &mut [$t], weights: &mut [f64]) {
+                lanes::accumulate::<$lanes>(x, w, labels, sums, weights)
+            }
+            #[target_feature(enable = $feature)]
+            unsafe fn sq_dist(a: &[$t], b: &[$t]) -> $t {
+                lanes::sq_dist::<$lanes>(a, b)
+            }
+            super::Routines { panel: $nv * <$lanes as lanes::Lanes>::W, nearest, partial_dists, accumulate, sq_dist }
+        };
+    };
+}
+pub(super) use routines;

@@ -1,0 +1,286 @@
+//! The distance kernel of k-means: `‖c‖² − 2 x·c` for blocks of rows against packed centres,
+//! fused with the argmin, plus the small row routines the fit needs around it.
+//!
+//! The register-blocked code is written once (`lanes.rs`) over a vector abstraction and
+//! instantiated for AVX-512F, AVX2+FMA and a portable fallback; [`Kernel::detect`] picks the
+//! best one the CPU supports at run time.
+
+// The only unsafe code of the crate: SIMD intrinsics behind run-time feature detection.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod lanes;
+mod portable;
+
+use std::any::Any;
+
+use ndarray::ArrayView2;
+
+use crate::Real;
+
+/// The instruction sets the kernel is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+/// A kernel variant the running CPU supports. The field is private so that a `Kernel` for an
+/// instruction set can only be made after detecting it: this is what makes the calls sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kernel {
+    isa: Isa,
+}
+
+/// The entry points of one kernel variant for one element type.
+#[derive(Clone, Copy)]
+pub(super) struct Routines<T: 'static> {
+    /// Centres per packed panel.
+    panel: usize,
+    /// See [`Kernel::nearest`].
+    nearest: unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]),
+    /// See [`Kernel::partial_dists`].
+    partial_dists: unsafe fn(&[T], &Packed<T>, &mut [T]),
+    /// See [`Kernel::accumulate`].
+    accumulate: unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]),
+    /// See [`Kernel::sq_dist`].
+    sq_dist: unsafe fn(&[T], &[T]) -> T,
+}
+
+impl Kernel {
+    /// The fastest variant this CPU supports.
+    pub(crate) fn detect() -> Self {
+        Self::available()[0]
+    }
+
+    /// Every variant this CPU supports, fastest first (the portable one last).
+    pub(crate) fn available() -> Vec<Self> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                all.push(Kernel { isa: Isa::Avx512 });
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                all.push(Kernel { isa: Isa::Avx2 });
+            }
+        }
+        all.push(Kernel { isa: Isa::Portable });
+        all
+    }
+
+    /// The variant's name, for test messages.
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    fn routines<T: Real>(self) -> Routines<T> {
+        let table: Option<&dyn Any> = match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(if is::<T, f32>() { &avx512::F32 } else { &avx512::F64 }),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(if is::<T, f32>() { &avx2::F32 } else { &avx2::F64 }),
+            Isa::Portable => None,
+        };
+        // A `Real` other than f32/f64 has no SIMD table and takes the portable code.
+        table.and_then(|t| t.downcast_ref::<Routines<T>>()).copied().unwrap_or_else(portable::routines::<T>)
+    }
+
+    /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
+    /// [`Kernel::partial_dists`].
+    pub(crate) fn pack<T: Real>(self, centres: ArrayView2<'_, T>) -> Packed<T> {
+        Packed::new(centres, self.routines::<T>().panel, self)
+    }
+
+    /// For each row of `x` (row-major, `labels.len()` rows of `packed.d`), the nearest centre
+    /// (the lowest index among equals) and its `‖c‖² − 2 x·c` (add `‖x‖²` for the squared distance).
+    pub(crate) fn nearest<T: Real>(self, x: &[T], packed: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
+        assert_eq!(packed.kernel, self, "centres packed for another kernel");
+        assert!(x.len() == labels.len() * packed.d && values.len() == labels.len());
+        // SAFETY: `self` was made by `available()`, so the CPU has the variant's instruction set;
+        // the slice lengths were checked above.
+        unsafe { (self.routines::<T>().nearest)(x, packed, labels, values) }
+    }
+
+    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_i·c_j` for every row `i` of `x` and centre `j`
+    /// (columns past `packed.k` hold padding).
+    pub(crate) fn partial_dists<T: Real>(self, x: &[T], packed: &Packed<T>, out: &mut [T]) {
+        assert_eq!(packed.kernel, self, "centres packed for another kernel");
+        assert!(x.len() % packed.d == 0 && out.len() == x.len() / packed.d * packed.stride());
+        // SAFETY: as in `nearest`.
+        unsafe { (self.routines::<T>().partial_dists)(x, packed, out) }
+    }
+
+    /// Adds `w_i · x_i` to row `labels[i]` of `sums` (k × d) and `w_i` to `weights[labels[i]]`
+    /// for every row `i` of `x` (w = 1 without weights).
+    pub(crate) fn accumulate<T: Real>(
+        self,
+        x: &[T],
+        w: Option<&[T]>,
+        labels: &[u32],
+        sums: &mut [T],
+        weights: &mut [f64],
+    ) {
+        let d = sums.len() / weights.len().max(1);
+        assert!(x.len() == labels.len() * d && w.is_none_or(|w| w.len() == labels.len()));
+        assert!(labels.iter().all(|&l| (l as usize) < weights.len()));
+        // SAFETY: as in `nearest`; labels index rows of `sums` and `weights` (checked above).
+        unsafe { (self.routines::<T>().accumulate)(x, w, labels, sums, weights) }
+    }
+
+    /// `‖a − b‖²` (accumulated in `T`).
+    pub(crate) fn sq_dist<T: Real>(self, a: &[T], b: &[T]) -> T {
+        assert_eq!(a.len(), b.len());
+        // SAFETY: as in `nearest`.
+        unsafe { (self.routines::<T>().sq_dist)(a, b) }
+    }
+}
+
+fn is<T: 'static, U: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+}
+
+/// Centres laid out for the micro-kernel: panels of `nr` centres, each panel `d × nr` with the
+/// `nr` values of one feature contiguous, 64-byte aligned; norms padded with +∞ so that padding
+/// columns never win an argmin.
+#[derive(Debug, Clone)]
+pub(crate) struct Packed<T> {
+    buf: Vec<T>,
+    offset: usize,
+    norms: Vec<T>,
+    /// Number of centres.
+    pub(crate) k: usize,
+    /// Number of features.
+    pub(crate) d: usize,
+    nr: usize,
+    kernel: Kernel,
+}
+
+impl<T: Real> Packed<T> {
+    fn new(centres: ArrayView2<'_, T>, nr: usize, kernel: Kernel) -> Self {
+        let (k, d) = centres.dim();
+        let panels = k.div_ceil(nr);
+        let len = panels * nr * d;
+        let align = 64 / std::mem::size_of::<T>();
+        let mut buf = vec![T::zero(); len + align];
+        let offset = buf.as_ptr().align_offset(64).min(align);
+        let data = &mut buf[offset..offset + len];
+        let mut norms = vec![T::infinity(); panels * nr];
+        for (j, c) in centres.outer_iter().enumerate() {
+            let (p, lane) = (j / nr, j % nr);
+            for (q, &v) in c.iter().enumerate() {
+                data[p * d * nr + q * nr + lane] = v;
+            }
+            norms[j] = c.iter().map(|&v| v * v).sum();
+        }
+        Packed { buf, offset, norms, k, d, nr, kernel }
+    }
+
+    /// The packed panels (`panels × d × nr`).
+    fn data(&self) -> &[T] {
+        &self.buf[self.offset..self.offset + self.panels() * self.nr * self.d]
+    }
+
+    /// Number of panels.
+    fn panels(&self) -> usize {
+        self.k.div_ceil(self.nr)
+    }
+
+    /// Row stride of [`Kernel::partial_dists`]' output: k rounded up to whole panels.
+    pub(crate) fn stride(&self) -> usize {
+        self.panels() * self.nr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64Mcg;
+
+    use super::*;
+
+    fn random<T: Real>(rows: usize, cols: usize, seed: u64) -> Array2<T> {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        Array2::from_shape_fn((rows, cols), |_| T::from_f64_lossy(rng.random_range(-3.0..3.0)))
+    }
+
+    /// Every variant agrees with a direct computation, for shapes around the block sizes.
+    fn variants_agree<T: Real>(tol: f64) {
+        for &(n, d, k) in &[(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40)] {
+            let x = random::<T>(n, d, (n * d * k) as u64);
+            let c = random::<T>(k, d, 7 + k as u64);
+            let xs = x.as_slice().unwrap();
+            for kernel in Kernel::available() {
+                let packed = kernel.pack(c.view());
+                let (mut labels, mut values) = (vec![0; n], vec![T::zero(); n]);
+                kernel.nearest(xs, &packed, &mut labels, &mut values);
+                let mut dists = vec![T::zero(); n * packed.stride()];
+                kernel.partial_dists(xs, &packed, &mut dists);
+                for i in 0..n {
+                    let exact: Vec<f64> = (0..k)
+                        .map(|j| (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum())
+                        .collect();
+                    let xn: f64 = x.row(i).iter().map(|v| v.to_f64_exact().powi(2)).sum();
+                    let scale = xn + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
+                    let best = exact.iter().copied().fold(f64::INFINITY, f64::min);
+                    let name = kernel.name();
+                    assert!((xn + values[i].to_f64_exact() - best).abs() <= tol * scale, "{name} value row {i}");
+                    assert!(exact[labels[i] as usize] - best <= 2.0 * tol * scale, "{name} label row {i}");
+                    for j in 0..k {
+                        let got = xn + dists[i * packed.stride() + j].to_f64_exact();
+                        assert!((got - exact[j]).abs() <= tol * scale, "{name} dist ({i}, {j})");
+                        let sq = kernel.sq_dist(x.row(i).as_slice().unwrap(), c.row(j).as_slice().unwrap());
+                        assert!((sq.to_f64_exact() - exact[j]).abs() <= tol * scale, "{name} sq_dist");
+                    }
+                }
+                let w: Vec<T> = (0..n).map(|i| T::from_f64_lossy(0.5 + i as f64)).collect();
+                let (mut sums, mut weights) = (vec![T::zero(); k * d], vec![0.0; k]);
+                kernel.accumulate(xs, Some(&w), &labels, &mut sums, &mut weights);
+                for j in 0..k {
+                    let rows: Vec<usize> = (0..n).filter(|&i| labels[i] as usize == j).collect();
+                    let wsum: f64 = rows.iter().map(|&i| w[i].to_f64_exact()).sum();
+                    assert!((weights[j] - wsum).abs() <= 1e-9 * (1.0 + wsum));
+                    for q in 0..d {
+                        let s: f64 = rows.iter().map(|&i| w[i].to_f64_exact() * x[[i, q]].to_f64_exact()).sum();
+                        assert!((sums[j * d + q].to_f64_exact() - s).abs() <= tol * (1.0 + wsum) * 10.0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn variants_agree_f32() {
+        variants_agree::<f32>(1e-5);
+    }
+
+    #[test]
+    fn variants_agree_f64() {
+        variants_agree::<f64>(1e-12);
+    }
+
+    #[test]
+    fn ties_pick_the_lowest_index() {
+        for kernel in Kernel::available() {
+            let c = Array2::<f32>::zeros((40, 3));
+            let packed = kernel.pack(c.view());
+            let (mut labels, mut values) = (vec![9; 2], vec![1.0; 2]);
+            kernel.nearest(&[1.0, 2.0, 3.0, 0.0, 0.0, 0.0], &packed, &mut labels, &mut values);
+            assert_eq!(labels, [0, 0], "{}", kernel.name());
+        }
+    }
+}

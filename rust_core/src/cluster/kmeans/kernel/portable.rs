@@ -1,0 +1,86 @@
+//! The portable instantiation of the kernel (any CPU, any `Real`): plain arrays of 8 values,
+//! which the compiler vectorises as far as the baseline target allows.
+
+use super::lanes::{self, Lanes};
+use super::{Packed, Routines};
+use crate::Real;
+
+/// 8 values of `T` in an array.
+pub(super) struct Array8<T>(std::marker::PhantomData<T>);
+
+const W: usize = 8;
+
+impl<T: Real> Lanes for Array8<T> {
+    type T = T;
+    type V = [T; W];
+    const W: usize = W;
+    #[inline(always)]
+    unsafe fn splat(v: T) -> [T; W] {
+        [v; W]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const T) -> [T; W] {
+        // SAFETY: the callers in `lanes.rs` pass pointers valid for W reads.
+        unsafe { p.cast::<[T; W]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut T, v: [T; W]) {
+        // SAFETY: the callers in `lanes.rs` pass pointers valid for W writes.
+        unsafe { p.cast::<[T; W]>().write_unaligned(v) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: [T; W], b: [T; W], c: [T; W]) -> [T; W] {
+        std::array::from_fn(|i| a[i] * b[i] + c[i])
+    }
+    #[inline(always)]
+    unsafe fn sub(a: [T; W], b: [T; W]) -> [T; W] {
+        std::array::from_fn(|i| a[i] - b[i])
+    }
+    #[inline(always)]
+    unsafe fn add(a: [T; W], b: [T; W]) -> [T; W] {
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: [T; W], b: [T; W], x: [T; W], y: [T; W]) -> [T; W] {
+        std::array::from_fn(|i| if a[i] < b[i] { x[i] } else { y[i] })
+    }
+    #[inline(always)]
+    unsafe fn iota() -> [T; W] {
+        std::array::from_fn(|i| T::from_f64_lossy(i as f64))
+    }
+    #[inline(always)]
+    unsafe fn argmin(v: [T; W], idx: [T; W]) -> (T, T) {
+        let min = v.iter().copied().fold(T::infinity(), T::min);
+        let at = v.iter().zip(&idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
+        (min, at)
+    }
+    #[inline(always)]
+    unsafe fn sum(v: [T; W]) -> T {
+        v.iter().copied().sum()
+    }
+}
+
+fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
+    // SAFETY: the portable lanes need no instruction set; lengths are checked by `Kernel`.
+    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
+}
+
+fn partial_dists<T: Real>(x: &[T], c: &Packed<T>, out: &mut [T]) {
+    // SAFETY: as in `nearest`.
+    unsafe { lanes::partial_dists::<Array8<T>, 4, 2>(x, c, out) }
+}
+
+fn accumulate<T: Real>(x: &[T], w: Option<&[T]>, labels: &[u32], sums: &mut [T], weights: &mut [f64]) {
+    // SAFETY: as in `nearest`.
+    unsafe { lanes::accumulate::<Array8<T>>(x, w, labels, sums, weights) }
+}
+
+fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
+    // SAFETY: as in `nearest`.
+    unsafe { lanes::sq_dist::<Array8<T>>(a, b) }
+}
+
+/// The portable routines for `T`.
+pub(super) fn routines<T: Real>() -> Routines<T> {
+    Routines { panel: 2 * W, nearest, partial_dists, accumulate, sq_dist }
+}

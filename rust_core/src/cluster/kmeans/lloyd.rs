@@ -1,0 +1,259 @@
+//! Lloyd's algorithm as scikit-learn runs it (`_kmeans_single_lloyd`), on the fused kernel.
+//!
+//! Rows are split into fixed chunks (a function of n, k and d only, never of the thread
+//! count); every per-chunk partial result is reduced in chunk order, so a fit is bit-identical
+//! whatever the size of the rayon pool.
+
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+
+use super::kernel::Kernel;
+use crate::Real;
+
+/// Rows of X that one kernel call sees: ~64 KiB, so they are still in L2 for the accumulation.
+const SUB_ROWS_BYTES: usize = 64 * 1024;
+/// Smallest chunk of rows handed to a thread.
+const MIN_CHUNK_ROWS: usize = 4096;
+/// Bound on the memory of all per-chunk partial sums of one iteration.
+const PARTIALS_BYTES: usize = 64 << 20;
+
+/// Contiguous data the algorithms run on: `n × d` row-major, optional weights.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Data<'a, T> {
+    pub(crate) x: &'a [T],
+    pub(crate) d: usize,
+    pub(crate) w: Option<&'a [T]>,
+}
+
+impl<'a, T: Real> Data<'a, T> {
+    pub(crate) fn n(&self) -> usize {
+        self.x.len() / self.d
+    }
+
+    /// Rows `start..start + len` of X.
+    pub(crate) fn rows(&self, start: usize, len: usize) -> &'a [T] {
+        &self.x[start * self.d..(start + len) * self.d]
+    }
+
+    fn weight(&self, i: usize) -> f64 {
+        self.w.map_or(1.0, |w| w[i].to_f64_exact())
+    }
+}
+
+/// Rows per chunk for `n` rows with per-chunk partials of `partial_len` values of `T`.
+pub(super) fn chunk_rows<T>(n: usize, partial_len: usize) -> usize {
+    let max_chunks = (PARTIALS_BYTES / (partial_len.max(1) * std::mem::size_of::<T>())).max(1);
+    MIN_CHUNK_ROWS.max(n.div_ceil(max_chunks))
+}
+
+/// Rows per kernel call.
+fn sub_rows<T>(d: usize) -> usize {
+    // A multiple of every micro-kernel height (6, 4), so only a chunk's last call is ragged.
+    (SUB_ROWS_BYTES / (d * std::mem::size_of::<T>()) / 12 * 12).max(12)
+}
+
+/// The outcome of one Lloyd run, in the (centred) space of the data it ran on.
+#[derive(Debug, Clone)]
+pub(super) struct Run<T> {
+    pub(super) centres: Array2<T>,
+    pub(super) labels: Vec<u32>,
+    pub(super) inertia: f64,
+    pub(super) n_iter: usize,
+}
+
+/// What one pass over the data found.
+struct Pass {
+    /// Per-cluster weighted sums of rows (k × d) and weights; empty when not updating.
+    sums: Vec<f64>,
+    weights: Vec<f64>,
+    /// Rows whose label changed.
+    changed: usize,
+}
+
+/// Assigns every row to its nearest centre (writing `labels`) and, if `update`, sums the rows
+/// per cluster: scikit-learn's `lloyd_iter_chunked_dense` before its M-step.
+fn pass<T: Real>(
+    kernel: Kernel,
+    data: &Data<'_, T>,
+    centres: ArrayView2<'_, T>,
+    labels: &mut [u32],
+    update: bool,
+) -> Pass {
+    let (k, d) = centres.dim();
+    let packed = kernel.pack(centres);
+    let chunk = chunk_rows::<T>(data.n(), k * d);
+    let sub = sub_rows::<T>(d);
+    let partials: Vec<(Vec<T>, Vec<f64>, usize)> = labels
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(ci, labels)| {
+            let start = ci * chunk;
+            let mut sums = vec![T::zero(); if update { k * d } else { 0 }];
+            let mut weights = vec![0.0; if update { k } else { 0 }];
+            let (mut new, mut values, mut changed) = (vec![0u32; sub], vec![T::zero(); sub], 0);
+            for s in (0..labels.len()).step_by(sub) {
+                let m = sub.min(labels.len() - s);
+                let x = data.rows(start + s, m);
+                kernel.nearest(x, &packed, &mut new[..m], &mut values[..m]);
+                for (old, &new) in labels[s..s + m].iter_mut().zip(&new[..m]) {
+                    changed += usize::from(*old != new);
+                    *old = new;
+                }
+                if update {
+                    let w = data.w.map(|w| &w[start + s..start + s + m]);
+                    kernel.accumulate(x, w, &new[..m], &mut sums, &mut weights);
+                }
+            }
+            (sums, weights, changed)
+        })
+        .collect();
+    let mut total = Pass { sums: vec![0.0; if update { k * d } else { 0 }], weights: vec![0.0; k], changed: 0 };
+    for (sums, weights, changed) in partials {
+        total.sums.iter_mut().zip(&sums).for_each(|(t, &s)| *t += s.to_f64_exact());
+        total.weights.iter_mut().zip(&weights).for_each(|(t, &w)| *t += w);
+        total.changed += changed;
+    }
+    total
+}
+
+/// `‖x_i − c_{labels[i]}‖²` for every row, in parallel.
+pub(super) fn label_sq_dists<T: Real>(
+    kernel: Kernel,
+    data: &Data<'_, T>,
+    centres: &Array2<T>,
+    labels: &[u32],
+) -> Vec<T> {
+    let d = data.d;
+    let c = centres.as_slice().expect("centres are standard layout");
+    labels
+        .par_iter()
+        .enumerate()
+        .map(|(i, &l)| kernel.sq_dist(data.rows(i, 1), &c[l as usize * d..(l as usize + 1) * d]))
+        .collect()
+}
+
+/// `Σ w_i ‖x_i − c_{labels[i]}‖²`, summed in f64 in a fixed order.
+pub(crate) fn inertia<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Array2<T>, labels: &[u32]) -> f64 {
+    let d = data.d;
+    let c = centres.as_slice().expect("centres are standard layout");
+    let chunk = MIN_CHUNK_ROWS;
+    let partials: Vec<f64> = labels
+        .par_chunks(chunk)
+        .enumerate()
+        .map(|(ci, labels)| {
+            let start = ci * chunk;
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| {
+                    let sq = kernel.sq_dist(data.rows(start + i, 1), &c[l as usize * d..(l as usize + 1) * d]);
+                    data.weight(start + i) * sq.to_f64_exact()
+                })
+                .sum::<f64>()
+        })
+        .collect();
+    partials.iter().sum()
+}
+
+/// The nearest centre of every row (an E-step).
+pub(crate) fn assign<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Array2<T>) -> Vec<u32> {
+    let mut labels = vec![0; data.n()];
+    pass(kernel, data, centres.view(), &mut labels, false);
+    labels
+}
+
+/// Gives each empty cluster one of the points farthest from their centre, taking it out of its
+/// cluster: scikit-learn's `_relocate_empty_clusters_dense` (farthest first, lower index first
+/// among equal distances).
+fn relocate_empty<T: Real>(
+    kernel: Kernel,
+    data: &Data<'_, T>,
+    centres_old: &Array2<T>,
+    labels: &[u32],
+    sums: &mut [f64],
+    weights: &mut [f64],
+) {
+    let empty: Vec<usize> = (0..weights.len()).filter(|&j| weights[j] == 0.0).collect();
+    if empty.is_empty() {
+        return;
+    }
+    let dists = label_sq_dists(kernel, data, centres_old, labels);
+    if dists.iter().all(|&v| v == T::zero()) {
+        // More clusters than distinct points: relocating is pointless.
+        return;
+    }
+    let farther =
+        |a: &usize, b: &usize| dists[*b].partial_cmp(&dists[*a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b));
+    let mut order: Vec<usize> = (0..dists.len()).collect();
+    let n_far = empty.len().min(order.len());
+    order.select_nth_unstable_by(n_far - 1, farther);
+    order.truncate(n_far);
+    order.sort_unstable_by(farther);
+    let d = data.d;
+    for (&new, &far) in empty.iter().zip(&order) {
+        let (old, w) = (labels[far] as usize, data.weight(far));
+        for (q, &v) in data.rows(far, 1).iter().enumerate() {
+            sums[old * d + q] -= v.to_f64_exact() * w;
+            sums[new * d + q] = v.to_f64_exact() * w;
+        }
+        weights[new] = w;
+        weights[old] -= w;
+    }
+}
+
+/// Centres from sums and weights; a cluster still empty goes to the centre of the heaviest.
+fn average<T: Real>(sums: &[f64], weights: &[f64], d: usize) -> Array2<T> {
+    let k = weights.len();
+    let mut centres = Array2::from_shape_fn((k, d), |(j, q)| {
+        if weights[j] > 0.0 {
+            T::from_f64_lossy(sums[j * d + q] / weights[j])
+        } else {
+            T::zero()
+        }
+    });
+    let heaviest = (0..k).fold(0, |best, j| if weights[j] > weights[best] { j } else { best });
+    for j in (0..k).filter(|&j| weights[j] <= 0.0) {
+        let row = centres.row(heaviest).to_owned();
+        centres.row_mut(j).assign(&row);
+    }
+    centres
+}
+
+/// One run of Lloyd's algorithm from `centres`, with scikit-learn's stopping rules: labels
+/// unchanged (strict), or the squared centre shift at most `tol`; without strict convergence
+/// one more E-step makes the labels match the final centres. Calls `progress` after each
+/// iteration.
+pub(super) fn lloyd<T: Real>(
+    kernel: Kernel,
+    data: &Data<'_, T>,
+    mut centres: Array2<T>,
+    max_iter: usize,
+    tol: f64,
+    progress: &dyn Fn(usize),
+) -> Run<T> {
+    let d = data.d;
+    let mut labels = vec![u32::MAX; data.n()];
+    let mut strict = false;
+    let mut n_iter = 0;
+    for i in 0..max_iter {
+        n_iter = i + 1;
+        let mut p = pass(kernel, data, centres.view(), &mut labels, true);
+        relocate_empty(kernel, data, &centres, &labels, &mut p.sums, &mut p.weights);
+        let new = average::<T>(&p.sums, &p.weights, d);
+        let shift: f64 = new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
+        centres = new;
+        progress(n_iter);
+        if p.changed == 0 {
+            strict = true;
+            break;
+        }
+        if shift <= tol {
+            break;
+        }
+    }
+    if !strict {
+        pass(kernel, data, centres.view(), &mut labels, false);
+    }
+    let inertia = inertia(kernel, data, &centres, &labels);
+    Run { centres, labels, inertia, n_iter }
+}
