@@ -36,15 +36,8 @@ impl ColourHistogram {
     pub fn validate(&self) -> Result<()> {
         let max = if self.joint { MAX_JOINT_BINS } else { MAX_BINS };
         if !(1..=max).contains(&self.bins) {
-            let kind = if self.joint {
-                "a joint histogram"
-            } else {
-                "a per-channel histogram"
-            };
-            return Err(Error::parameter(
-                "bins",
-                format!("must be between 1 and {max} for {kind}, got {}", self.bins),
-            ));
+            let kind = if self.joint { "a joint histogram" } else { "a per-channel histogram" };
+            return Err(Error::parameter("bins", format!("must be between 1 and {max} for {kind}, got {}", self.bins)));
         }
         Ok(())
     }
@@ -81,11 +74,7 @@ impl ColourHistogram {
         let mut counts = vec![0u32; out.len()];
         let channels = image.channels();
         for pixel in image.data().chunks_exact(channels) {
-            let rgb = if channels == 3 {
-                [pixel[0], pixel[1], pixel[2]]
-            } else {
-                [pixel[0]; 3]
-            };
+            let rgb = if channels == 3 { [pixel[0], pixel[1], pixel[2]] } else { [pixel[0]; 3] };
             let [r, g, b] = rgb.map(bin);
             if self.joint {
                 counts[(r * bins + g) * bins + b] += 1;

@@ -43,10 +43,7 @@ impl Default for FeatureConfig {
         FeatureConfig {
             size: [64, 64],
             grey: false,
-            hog: Some(Hog {
-                cells_per_block: [2, 2],
-                ..Hog::default()
-            }),
+            hog: Some(Hog { cells_per_block: [2, 2], ..Hog::default() }),
             lbp: None,
             colour: None,
             pixels: None,
@@ -66,10 +63,7 @@ impl FeatureConfig {
             ));
         }
         if self.hog.is_none() && self.lbp.is_none() && self.colour.is_none() && self.pixels.is_none() {
-            return Err(Error::parameter(
-                "features",
-                "enable at least one of hog, lbp, colour, pixels",
-            ));
+            return Err(Error::parameter("features", "enable at least one of hog, lbp, colour, pixels"));
         }
         if let Some(hog) = &self.hog {
             hog.len(height, width)?;
@@ -98,10 +92,16 @@ impl FeatureConfig {
 
     /// Writes the [`FeatureConfig::dim`] features of one RGB image (3 channels, values
     /// 0..=255, exactly `size`) into `out`.
+    /// Builds its tables each call: for many images use [`FeatureConfig::extractor`] or
+    /// [`FeatureConfig::extract_into`].
     pub fn extract_one(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
-        let extractor = Extractor::new(self)?;
-        extractor.check(0, image)?;
-        extractor.extract(image, out)
+        self.extractor()?.extract(image, out)
+    }
+
+    /// The configuration validated and prepared (orientation and LBP tables built once) for
+    /// extracting image after image.
+    pub fn extractor(&self) -> Result<FeatureExtractor<'_>> {
+        FeatureExtractor::new(self)
     }
 
     /// Writes the features of image `i` into row `i` of `out` (`images.len() × dim`), in
@@ -113,7 +113,7 @@ impl FeatureConfig {
         mut out: ArrayViewMut2<'_, f32>,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<()> {
-        let extractor = Extractor::new(self)?;
+        let extractor = self.extractor()?;
         if out.dim() != (images.len(), extractor.dim) {
             return Err(Error::input(format!(
                 "the output matrix is {:?}, {} images need ({}, {})",
@@ -127,24 +127,23 @@ impl FeatureConfig {
             extractor.check(index, *image)?;
         }
         let done = AtomicUsize::new(0);
-        out.axis_chunks_iter_mut(Axis(0), CHUNK)
-            .into_par_iter()
-            .zip(images.par_chunks(CHUNK))
-            .try_for_each(|(mut rows, chunk)| {
+        out.axis_chunks_iter_mut(Axis(0), CHUNK).into_par_iter().zip(images.par_chunks(CHUNK)).try_for_each(
+            |(mut rows, chunk)| {
                 let mut scratch = Vec::new();
                 for (mut row, image) in rows.outer_iter_mut().zip(chunk) {
                     match row.as_slice_mut() {
-                        Some(slice) => extractor.extract(*image, slice)?,
+                        Some(slice) => extractor.extract_checked(*image, slice)?,
                         None => {
                             scratch.resize(extractor.dim, 0.0);
-                            extractor.extract(*image, &mut scratch)?;
+                            extractor.extract_checked(*image, &mut scratch)?;
                             row.assign(&ArrayView1::from(&scratch));
                         }
                     }
                 }
                 progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
                 Ok(())
-            })
+            },
+        )
     }
 
     /// The `images.len() × dim` feature matrix of `images` (see [`FeatureConfig::extract_into`]).
@@ -155,19 +154,21 @@ impl FeatureConfig {
     }
 }
 
-/// A validated [`FeatureConfig`] with its per-parameter tables built once.
-struct Extractor<'a> {
+/// A validated [`FeatureConfig`] with its per-parameter tables built once, for extracting
+/// many images one at a time (from several threads if need be).
+#[derive(Debug)]
+pub struct FeatureExtractor<'a> {
     config: &'a FeatureConfig,
     orientation_bins: Option<OrientationBins>,
     lbp: Option<LbpPlan>,
     dim: usize,
 }
 
-impl<'a> Extractor<'a> {
+impl<'a> FeatureExtractor<'a> {
     fn new(config: &'a FeatureConfig) -> Result<Self> {
         config.validate()?;
         let [height, width] = config.size;
-        Ok(Extractor {
+        Ok(FeatureExtractor {
             config,
             orientation_bins: config.hog.as_ref().map(|hog| OrientationBins::new(hog.orientations)),
             lbp: config.lbp.as_ref().map(|lbp| LbpPlan::new(lbp, height * width)),
@@ -189,7 +190,20 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
-    fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+    /// Length of one image's feature vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Writes the [`FeatureExtractor::dim`] features of one RGB image (3 channels, values
+    /// 0..=255, exactly the configured size) into `out`.
+    pub fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+        self.check(0, image)?;
+        self.extract_checked(image, out)
+    }
+
+    /// [`FeatureExtractor::extract`] of an image already [checked](FeatureExtractor::check).
+    fn extract_checked(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         if out.len() != self.dim {
             return Err(Error::input(format!(
                 "the feature buffer holds {} values, {} are needed",
@@ -216,12 +230,7 @@ impl<'a> Extractor<'a> {
             hog.compute_with(bins, source, next(hog.len(height, width)?))?;
         }
         if let Some(lbp) = &self.lbp {
-            lbp.histogram(
-                &grey_values,
-                height,
-                width,
-                next(config.lbp.as_ref().map_or(0, Lbp::n_bins)),
-            )?;
+            lbp.histogram(&grey_values, height, width, next(config.lbp.as_ref().map_or(0, Lbp::n_bins)))?;
         }
         if let Some(colour) = &config.colour {
             colour.compute_into(image, next(colour.len()))?;

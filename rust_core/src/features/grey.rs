@@ -11,11 +11,7 @@ pub const GREY_WEIGHTS: [f32; 3] = [0.2125, 0.7154, 0.0721];
 pub fn grey(image: ImageView<'_, f32>) -> Vec<f32> {
     let [wr, wg, wb] = GREY_WEIGHTS;
     match image.channels() {
-        3 => image
-            .data()
-            .chunks_exact(3)
-            .map(|p| (wr * p[0] + wg * p[1]) + wb * p[2])
-            .collect(),
+        3 => image.data().chunks_exact(3).map(|p| (wr * p[0] + wg * p[1]) + wb * p[2]).collect(),
         _ => image.data().to_vec(),
     }
 }

@@ -99,10 +99,7 @@ impl FromStr for BlockNorm {
 
     fn from_str(s: &str) -> Result<Self> {
         BlockNorm::ALL.into_iter().find(|norm| norm.name() == s).ok_or_else(|| {
-            Error::parameter(
-                "block_norm",
-                format!("unknown norm {s:?}; expected one of L1, L1-sqrt, L2, L2-Hys"),
-            )
+            Error::parameter("block_norm", format!("unknown norm {s:?}; expected one of L1, L1-sqrt, L2, L2-Hys"))
         })
     }
 }
@@ -179,10 +176,7 @@ impl Hog {
                 format!("must be between 1 and {MAX_ORIENTATIONS}, got {}", self.orientations),
             ));
         }
-        for (name, sides) in [
-            ("pixels_per_cell", self.pixels_per_cell),
-            ("cells_per_block", self.cells_per_block),
-        ] {
+        for (name, sides) in [("pixels_per_cell", self.pixels_per_cell), ("cells_per_block", self.cells_per_block)] {
             if sides.iter().any(|side| !(1..=MAX_SIDE).contains(side)) {
                 return Err(Error::parameter(
                     name,
@@ -210,13 +204,7 @@ impl Hog {
                 cell_c * block_c,
             )));
         }
-        Ok([
-            cells_r - block_r + 1,
-            cells_c - block_c + 1,
-            block_r,
-            block_c,
-            self.orientations,
-        ])
+        Ok([cells_r - block_r + 1, cells_c - block_c + 1, block_r, block_c, self.orientations])
     }
 
     /// Length of the feature vector of a `height × width` image.
@@ -252,10 +240,7 @@ impl Hog {
         let shape = self.output_shape(image.height(), image.width())?;
         let len = self.len(image.height(), image.width())?;
         if out.len() != len {
-            return Err(Error::input(format!(
-                "the HOG output buffer holds {} values, {len} are needed",
-                out.len()
-            )));
+            return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
         }
         debug_assert_eq!(bins.orientations, self.orientations);
         let cells = self.cell_histograms(bins, image);
@@ -389,10 +374,7 @@ impl<T: Real> RowGradients<T> {
                 }
             }
             // g_magn.argmax(axis=2): the first maximum, or the first NaN.
-            let pixels = magnitude
-                .chunks_exact(3)
-                .zip(gr.chunks_exact(3))
-                .zip(gc.chunks_exact(3));
+            let pixels = magnitude.chunks_exact(3).zip(gr.chunks_exact(3)).zip(gc.chunks_exact(3));
             for ((gr_out, gc_out), ((m, r), c)) in self.gr.iter_mut().zip(self.gc.iter_mut()).zip(pixels) {
                 let mut best = 0;
                 for ch in 1..3 {
@@ -422,10 +404,8 @@ impl<T: Real> RowGradients<T> {
     /// `totals[n]` collects the votes of angles past the last bin, which count nowhere.
     fn vote(&self, columns: std::ops::Range<usize>, bins: &OrientationBins, totals: &mut [f32]) {
         let n = bins.orientations;
-        for ((&magnitude, &bucket), c) in self.magnitude[columns.clone()]
-            .iter()
-            .zip(&self.bucket[columns.clone()])
-            .zip(columns)
+        for ((&magnitude, &bucket), c) in
+            self.magnitude[columns.clone()].iter().zip(&self.bucket[columns.clone()]).zip(columns)
         {
             let add = |total: &mut f32, magnitude: f64| *total = (f64::from(*total) + magnitude) as f32;
             // The common case: a positive glibc magnitude in a bucket clear of every bound.
@@ -466,11 +446,7 @@ fn numpy_hypot<T: Real>(a: T, b: T) -> T {
 fn numpy_hypot_unscaled<T: Real>(a: T, b: T) -> T {
     let (a64, b64) = (a.to_f64_exact(), b.to_f64_exact());
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        let h = select(
-            a.is_infinite() | b.is_infinite(),
-            f64::INFINITY,
-            (a64 * a64 + b64 * b64).sqrt(),
-        );
+        let h = select(a.is_infinite() | b.is_infinite(), f64::INFINITY, (a64 * a64 + b64 * b64).sqrt());
         T::from_f64_lossy(f64::from(h as f32))
     } else {
         T::from_f64_lossy(glibc_hypot_unscaled(a64, b64))
@@ -491,11 +467,7 @@ fn glibc_hypot_unscaled(x: f64, y: f64) -> f64 {
     let near = h <= 2.0 * ay;
     let delta = h - select(near, ay, ax);
     let t1 = select(near, ax * (2.0 * delta - ax), 2.0 * delta * (ax - 2.0 * ay));
-    let t2 = select(
-        near,
-        (delta - 2.0 * (ax - ay)) * delta,
-        (4.0 * delta - ay) * ay + delta * delta,
-    );
+    let t2 = select(near, (delta - 2.0 * (ax - ay)) * delta, (4.0 * delta - ay) * ay + delta * delta);
     let kernel = h - (t1 + t2) / (2.0 * h);
     // glibc returns ax + ay when ay ≤ ax·2^-54; the kernel then rounds to ax as well (h = ax,
     // the correction is below half an ulp), except for ay = 0 where it divides 0 by 0.
@@ -581,13 +553,7 @@ impl OrientationBins {
         let width = (180.0 / orientations as f64) as f32;
         let bounds: Vec<f64> = (1..=orientations).map(|i| f64::from(width * i as f32)).collect();
         let mut pseudo = vec![0.0];
-        pseudo.extend(bounds.iter().map(|&b| {
-            if b < 180.0 {
-                pseudo_angle_of_degrees(b)
-            } else {
-                f64::INFINITY
-            }
-        }));
+        pseudo.extend(bounds.iter().map(|&b| if b < 180.0 { pseudo_angle_of_degrees(b) } else { f64::INFINITY }));
         pseudo.push(f64::INFINITY);
         // A bin spans at least π/(2n) ≈ 1.57/n of pseudo-angle: with 16n buckets per unit
         // about one bucket in twenty-five is unsure.
@@ -596,10 +562,8 @@ impl OrientationBins {
         let mut k = 0;
         let buckets = (0..=2 * per_unit)
             .map(|j| {
-                let (low, high) = (
-                    (j as f64 - 0.5) / scale - ESTIMATE_SLACK,
-                    (j as f64 + 0.5) / scale + ESTIMATE_SLACK,
-                );
+                let (low, high) =
+                    ((j as f64 - 0.5) / scale - ESTIMATE_SLACK, (j as f64 + 0.5) / scale + ESTIMATE_SLACK);
                 while pseudo[k + 1] <= low {
                     k += 1;
                 }
@@ -611,13 +575,7 @@ impl OrientationBins {
                 }
             })
             .collect();
-        OrientationBins {
-            orientations,
-            bounds,
-            pseudo,
-            buckets,
-            scale: per_unit as f32,
-        }
+        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32 }
     }
 
     /// The bucket of the gradient's pseudo-angle, `round(p · scale)`, estimated in float32 so
@@ -751,11 +709,7 @@ mod tests {
                 for gc in -40i32..=40 {
                     let (gc, gr) = (gc as f64 * 0.75, gr as f64 * 0.75);
                     let exact = bins.bin_of_degrees(numpy_orientation(gc, gr));
-                    assert_eq!(
-                        voted_bins(&bins, gc, gr),
-                        bins_of(&bins, exact),
-                        "n={n} gc={gc} gr={gr}"
-                    );
+                    assert_eq!(voted_bins(&bins, gc, gr), bins_of(&bins, exact), "n={n} gc={gc} gr={gr}");
                     assert_eq!(bins.bin_exactly(gc, gr), exact, "n={n} gc={gc} gr={gr}");
                 }
             }
@@ -789,39 +743,20 @@ mod tests {
         let err = hog.compute(view(23, 40, 1, &data)).unwrap_err().to_string();
         assert!(err.contains("at least 24 rows and 24 columns"), "{err}");
         assert!(hog.compute(view(0, 0, 1, &[] as &[f32])).is_err());
-        let one = Hog {
-            pixels_per_cell: [1, 1],
-            cells_per_block: [1, 1],
-            ..Hog::default()
-        };
+        let one = Hog { pixels_per_cell: [1, 1], cells_per_block: [1, 1], ..Hog::default() };
         assert_eq!(one.compute(view(1, 1, 1, &[7.0f64])).unwrap(), vec![0.0; 9]);
     }
 
     #[test]
     fn wrong_buffer_and_parameters_are_errors() {
         let data = vec![1f32; 16 * 16];
-        let hog = Hog {
-            cells_per_block: [2, 2],
-            ..Hog::default()
-        };
+        let hog = Hog { cells_per_block: [2, 2], ..Hog::default() };
         assert!(hog.compute_into(view(16, 16, 1, &data), &mut [0.0; 3]).is_err());
         for bad in [
-            Hog {
-                orientations: 0,
-                ..Hog::default()
-            },
-            Hog {
-                orientations: usize::MAX,
-                ..Hog::default()
-            },
-            Hog {
-                pixels_per_cell: [0, 8],
-                ..Hog::default()
-            },
-            Hog {
-                cells_per_block: [usize::MAX, 1],
-                ..Hog::default()
-            },
+            Hog { orientations: 0, ..Hog::default() },
+            Hog { orientations: usize::MAX, ..Hog::default() },
+            Hog { pixels_per_cell: [0, 8], ..Hog::default() },
+            Hog { cells_per_block: [usize::MAX, 1], ..Hog::default() },
         ] {
             assert!(bad.validate().is_err());
             assert!(bad.compute(view(16, 16, 1, &data)).is_err());
@@ -833,11 +768,7 @@ mod tests {
         // A step along columns: gradient along columns only, orientation 0°.
         let (h, w) = (16, 16);
         let data: Vec<f64> = (0..h * w).map(|i| if i % w < 8 { 0.0 } else { 100.0 }).collect();
-        let hog = Hog {
-            cells_per_block: [1, 1],
-            pixels_per_cell: [16, 16],
-            ..Hog::default()
-        };
+        let hog = Hog { cells_per_block: [1, 1], pixels_per_cell: [16, 16], ..Hog::default() };
         let out = hog.compute(view(h, w, 1, &data)).unwrap();
         assert!(out[0] > 0.0 && out[1..].iter().all(|&v| v == 0.0), "{out:?}");
     }

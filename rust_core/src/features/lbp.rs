@@ -42,12 +42,7 @@ pub enum LbpMethod {
 
 impl LbpMethod {
     /// Every method.
-    pub const ALL: [LbpMethod; 4] = [
-        LbpMethod::Default,
-        LbpMethod::Ror,
-        LbpMethod::Uniform,
-        LbpMethod::NriUniform,
-    ];
+    pub const ALL: [LbpMethod; 4] = [LbpMethod::Default, LbpMethod::Ror, LbpMethod::Uniform, LbpMethod::NriUniform];
 
     /// scikit-image's name for the method.
     pub fn name(self) -> &'static str {
@@ -65,20 +60,13 @@ impl FromStr for LbpMethod {
 
     /// scikit-image's names, in any case (`"default"`, `"ror"`, `"uniform"`, `"nri_uniform"`).
     fn from_str(s: &str) -> Result<Self> {
-        LbpMethod::ALL
-            .into_iter()
-            .find(|method| method.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let hint = if s.eq_ignore_ascii_case("var") {
-                    " (\"var\" is not supported)"
-                } else {
-                    ""
-                };
-                Error::parameter(
-                    "method",
-                    format!("unknown method {s:?}{hint}; expected one of default, ror, uniform, nri_uniform"),
-                )
-            })
+        LbpMethod::ALL.into_iter().find(|method| method.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let hint = if s.eq_ignore_ascii_case("var") { " (\"var\" is not supported)" } else { "" };
+            Error::parameter(
+                "method",
+                format!("unknown method {s:?}{hint}; expected one of default, ror, uniform, nri_uniform"),
+            )
+        })
     }
 }
 
@@ -97,11 +85,7 @@ pub struct Lbp {
 impl Default for Lbp {
     /// 8 points at radius 1, uniform codes.
     fn default() -> Self {
-        Lbp {
-            points: 8,
-            radius: 1.0,
-            method: LbpMethod::Uniform,
-        }
+        Lbp { points: 8, radius: 1.0, method: LbpMethod::Uniform }
     }
 }
 
@@ -116,11 +100,7 @@ impl Lbp {
         if !(1..=max).contains(&self.points) {
             return Err(Error::parameter(
                 "points",
-                format!(
-                    "must be between 1 and {max} for method {}, got {}",
-                    self.method.name(),
-                    self.points
-                ),
+                format!("must be between 1 and {max} for method {}, got {}", self.method.name(), self.points),
             ));
         }
         if !self.radius.is_finite() || self.radius.abs() > MAX_RADIUS {
@@ -145,10 +125,7 @@ impl Lbp {
         let values: Vec<f64> = image.data().iter().map(|v| v.to_f64_exact()).collect();
         let plan = LbpPlan::new(self, values.len());
         let masks = plan.masks(&values, image.height(), image.width())?;
-        Ok(masks
-            .into_iter()
-            .map(|mask| f64::from(plan.code(mask as u32)))
-            .collect())
+        Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask as u32))).collect())
     }
 
     /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
@@ -200,14 +177,7 @@ impl LbpPlan {
             .collect();
         let mut by_column: Vec<usize> = (0..p).collect();
         by_column.sort_by_key(|&i| offsets[i].1.to_bits());
-        let mut plan = LbpPlan {
-            points: p,
-            method: lbp.method,
-            n_bins: lbp.n_bins(),
-            offsets,
-            by_column,
-            table: None,
-        };
+        let mut plan = LbpPlan { points: p, method: lbp.method, n_bins: lbp.n_bins(), offsets, by_column, table: None };
         if p <= 8 || (p <= 16 && (1 << p) <= pixels / 8) {
             plan.table = Some((0..1u32 << p).map(|mask| plan.code_of_mask(mask)).collect());
         }
@@ -234,10 +204,7 @@ impl LbpPlan {
             LbpMethod::Default => mask,
             LbpMethod::Ror => {
                 let rotate = |v: u32| (v >> 1) | ((v & 1) << (p - 1));
-                (0..p)
-                    .scan(mask, |v, _| Some(std::mem::replace(v, rotate(*v))))
-                    .min()
-                    .unwrap_or(mask)
+                (0..p).scan(mask, |v, _| Some(std::mem::replace(v, rotate(*v)))).min().unwrap_or(mask)
             }
             LbpMethod::Uniform if changes <= 2 => ones,
             LbpMethod::Uniform => p + 1,
@@ -246,11 +213,7 @@ impl LbpPlan {
             LbpMethod::NriUniform if ones == p => p * (p - 1) + 1,
             LbpMethod::NriUniform => {
                 let first_one = mask.trailing_zeros();
-                let rotation = if first_one == 0 {
-                    ones - (!mask).trailing_zeros()
-                } else {
-                    p - first_one
-                };
+                let rotation = if first_one == 0 { ones - (!mask).trailing_zeros() } else { p - first_one };
                 1 + (ones - 1) * p + rotation
             }
         }
@@ -260,10 +223,7 @@ impl LbpPlan {
     pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
         let n_bins = self.n_bins;
         if out.len() != n_bins {
-            return Err(Error::input(format!(
-                "the LBP output buffer holds {} values, {n_bins} are needed",
-                out.len()
-            )));
+            return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
         }
         if grey.is_empty() {
             return Err(Error::input("cannot take the LBP histogram of an empty image"));
@@ -309,18 +269,12 @@ impl LbpPlan {
         let mut weights: Option<ColumnWeights> = None;
         for &i in &self.by_column {
             let (dr_offset, dc_offset) = self.offsets[i];
-            if weights
-                .as_ref()
-                .is_none_or(|w| w.offset.to_bits() != dc_offset.to_bits())
-            {
+            if weights.as_ref().is_none_or(|w| w.offset.to_bits() != dc_offset.to_bits()) {
                 let w = ColumnWeights::new(dc_offset, width)?;
                 if !(safe && w.whole) {
                     horizontal.resize(image.len(), 0.0);
                     let (low, high) = (shifted(w.low), shifted(w.high));
-                    for (h_row, p_row) in horizontal
-                        .chunks_exact_mut(width)
-                        .zip(padded.chunks_exact(padded_width))
-                    {
+                    for (h_row, p_row) in horizontal.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
                         for (((h, &one_minus), &frac), (&left, &right)) in h_row
                             .iter_mut()
                             .zip(&w.one_minus)
@@ -397,20 +351,11 @@ impl ColumnWeights {
         // The 5-decimal offsets are ≥ 1e-5 from an integer unless integral, far more than the
         // rounding of `c + offset`, so the shifts are the same for every column.
         if !same_shifts {
-            return Err(Error::input(format!(
-                "an image {width} pixels wide is too wide for local binary patterns"
-            )));
+            return Err(Error::input(format!("an image {width} pixels wide is too wide for local binary patterns")));
         }
         let whole = frac.iter().all(|&f| f == 0.0);
         let one_minus = frac.iter().map(|f| 1.0 - f).collect();
-        Ok(ColumnWeights {
-            offset,
-            low,
-            high,
-            whole,
-            frac,
-            one_minus,
-        })
+        Ok(ColumnWeights { offset, low, high, whole, frac, one_minus })
     }
 }
 
@@ -466,16 +411,9 @@ mod tests {
         for method in LbpMethod::ALL {
             assert_eq!(method.name().parse::<LbpMethod>().unwrap(), method);
             assert_eq!(method.name().to_uppercase().parse::<LbpMethod>().unwrap(), method);
-            assert_eq!(
-                serde_json::to_string(&method).unwrap(),
-                format!("\"{}\"", method.name())
-            );
+            assert_eq!(serde_json::to_string(&method).unwrap(), format!("\"{}\"", method.name()));
         }
-        assert!("var"
-            .parse::<LbpMethod>()
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
+        assert!("var".parse::<LbpMethod>().unwrap_err().to_string().contains("not supported"));
     }
 
     #[test]
@@ -505,42 +443,20 @@ mod tests {
         let rgb = vec![0f32; 12];
         assert!(Lbp::default().codes(ImageView::new(2, 2, 3, &rgb).unwrap()).is_err());
         let mut out = vec![0f32; 10];
-        assert!(Lbp::default()
-            .histogram_into(ImageView::new(0, 4, 1, &[]).unwrap(), &mut out)
-            .is_err());
-        assert!(Lbp::default()
-            .histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out[..9])
-            .is_err());
-        Lbp::default()
-            .histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out)
-            .unwrap();
+        assert!(Lbp::default().histogram_into(ImageView::new(0, 4, 1, &[]).unwrap(), &mut out).is_err());
+        assert!(Lbp::default().histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out[..9]).is_err());
+        Lbp::default().histogram_into(ImageView::new(2, 2, 3, &rgb).unwrap(), &mut out).unwrap();
         assert_eq!(out.iter().sum::<f32>(), 1.0);
     }
 
     #[test]
     fn bad_parameters_are_errors() {
         for bad in [
-            Lbp {
-                points: 0,
-                ..Lbp::default()
-            },
-            Lbp {
-                points: 33,
-                ..Lbp::default()
-            },
-            Lbp {
-                points: 25,
-                method: LbpMethod::Default,
-                ..Lbp::default()
-            },
-            Lbp {
-                radius: f64::NAN,
-                ..Lbp::default()
-            },
-            Lbp {
-                radius: 1e7,
-                ..Lbp::default()
-            },
+            Lbp { points: 0, ..Lbp::default() },
+            Lbp { points: 33, ..Lbp::default() },
+            Lbp { points: 25, method: LbpMethod::Default, ..Lbp::default() },
+            Lbp { radius: f64::NAN, ..Lbp::default() },
+            Lbp { radius: 1e7, ..Lbp::default() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -27,10 +27,7 @@ impl Pixels {
     pub fn compute_into(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         let len = self.len(image.height(), image.width());
         if out.len() != len {
-            return Err(Error::input(format!(
-                "the pixel output buffer holds {} values, {len} are needed",
-                out.len()
-            )));
+            return Err(Error::input(format!("the pixel output buffer holds {} values, {len} are needed", out.len())));
         }
         let scale = |v: f32| v / 255.0;
         if self.grey {
@@ -64,9 +61,7 @@ mod tests {
         let mut one = [0.0; 1];
         Pixels { grey: true }.compute_into(view, &mut one).unwrap();
         assert_eq!(one[0], ((0.7154f32 * 255.0) + 0.0721 * 51.0) / 255.0);
-        Pixels { grey: false }
-            .compute_into(ImageView::new(1, 1, 1, &[51.0]).unwrap(), &mut out)
-            .unwrap();
+        Pixels { grey: false }.compute_into(ImageView::new(1, 1, 1, &[51.0]).unwrap(), &mut out).unwrap();
         assert_eq!(out, [0.2; 3]);
         assert!(Pixels { grey: true }.compute_into(view, &mut out).is_err());
     }
