@@ -2,8 +2,8 @@
 //!
 //! Every step repeats scikit-image's arithmetic so that the output is bit-identical for the
 //! same input dtype: gradients in the image's float type, magnitudes as glibc's `hypot`,
-//! orientation bins bounded by float32 angles, each cell summed in a float32 in row-major
-//! order, blocks normalised in f64 with numpy's pairwise summation.
+//! orientation bins bounded by `(180/n)·i` in double, each cell summed in a float32 in
+//! row-major order, blocks normalised in f64 with numpy's pairwise summation.
 //!
 //! The one shortcut is orientation binning without `atan2`: a pixel's bin is read from a
 //! monotone pseudo-angle whenever that pseudo-angle is at least [`MARGIN`] away from every
@@ -525,7 +525,7 @@ fn numpy_orientation(gc: f64, gr: f64) -> f64 {
 }
 
 /// The orientation bins of `_hoghistogram`: bin `k` is `[bound_k, bound_k+1)` in degrees with
-/// float32 bounds `(float)(180.0/n) * k`, located through pseudo-angles. A bin index `n` means
+/// bounds `(180.0/n) * k` in double, located through pseudo-angles. A bin index `n` means
 /// "past the last bound" (no vote), `n + 1` "NaN orientation" (a vote in every bin).
 #[derive(Debug, Clone)]
 pub(crate) struct OrientationBins {
@@ -550,8 +550,8 @@ const ESTIMATE_SLACK: f64 = 1e-6;
 
 impl OrientationBins {
     pub(crate) fn new(orientations: usize) -> Self {
-        let width = (180.0 / orientations as f64) as f32;
-        let bounds: Vec<f64> = (1..=orientations).map(|i| f64::from(width * i as f32)).collect();
+        let width = 180.0 / orientations as f64;
+        let bounds: Vec<f64> = (1..=orientations).map(|i| width * i as f64).collect();
         let mut pseudo = vec![0.0];
         pseudo.extend(bounds.iter().map(|&b| if b < 180.0 { pseudo_angle_of_degrees(b) } else { f64::INFINITY }));
         pseudo.push(f64::INFINITY);
@@ -730,10 +730,13 @@ mod tests {
         let bins = OrientationBins::new(4);
         assert_eq!(voted_bins(&bins, 5.0, 5.0), [1]);
         assert_eq!(voted_bins(&bins, f64::NAN, 1.0), [0, 1, 2, 3]);
-        // The last float32 bound is 180 for 9 bins, just below for 73, just above for 81.
+        // The last bound is 180 for 9 bins, just below for 39, just above for 169.
         assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), 9);
-        assert_eq!(OrientationBins::new(73).bin_of_degrees(179.99999), 73);
-        assert_eq!(OrientationBins::new(81).bin_of_degrees(180.0), 80);
+        assert_eq!(OrientationBins::new(39).bin_of_degrees(179.99999999999997), 39);
+        assert_eq!(OrientationBins::new(169).bin_of_degrees(180.0), 168);
+        // Bounds are doubles: 173.33334010909863° is past 180/81·78 = 173.33333333333334 (its
+        // float32 rounding, 173.33334350585938, is not).
+        assert_eq!(voted_bins(&OrientationBins::new(81), -154.0, 18.0), [78]);
     }
 
     #[test]
