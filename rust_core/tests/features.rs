@@ -23,12 +23,7 @@ fn everything() -> FeatureConfig {
     FeatureConfig {
         size: [32, 40],
         grey: false,
-        hog: Some(Hog {
-            orientations: 8,
-            pixels_per_cell: [8, 8],
-            cells_per_block: [2, 2],
-            ..Hog::default()
-        }),
+        hog: Some(Hog { orientations: 8, pixels_per_cell: [8, 8], cells_per_block: [2, 2], ..Hog::default() }),
         lbp: Some(Lbp::default()),
         colour: Some(ColourHistogram { bins: 8, joint: false }),
         pixels: Some(Pixels { grey: true }),
@@ -44,26 +39,13 @@ fn configuration_round_trips_through_json_and_has_skimage_defaults() {
 
     let partial: FeatureConfig = serde_json::from_str(r#"{"size": [48, 48], "lbp": {"points": 16}}"#).unwrap();
     assert_eq!(partial.hog, FeatureConfig::default().hog);
-    assert_eq!(
-        partial.lbp,
-        Some(Lbp {
-            points: 16,
-            radius: 1.0,
-            method: LbpMethod::Uniform
-        })
-    );
+    assert_eq!(partial.lbp, Some(Lbp { points: 16, radius: 1.0, method: LbpMethod::Uniform }));
     assert!(serde_json::from_str::<FeatureConfig>(r#"{"sise": [48, 48]}"#).is_err());
     assert!(serde_json::from_str::<FeatureConfig>(r#"{"hog": {"block_norm": "L3"}}"#).is_err());
 
     let hog = Hog::default();
     assert_eq!(
-        (
-            hog.orientations,
-            hog.pixels_per_cell,
-            hog.cells_per_block,
-            hog.block_norm,
-            hog.transform_sqrt
-        ),
+        (hog.orientations, hog.pixels_per_cell, hog.cells_per_block, hog.block_norm, hog.transform_sqrt),
         (9, [8, 8], [3, 3], BlockNorm::L2Hys, false)
     );
     assert_eq!(FeatureConfig::default().dim(), 7 * 7 * 2 * 2 * 9);
@@ -97,9 +79,7 @@ fn a_batch_equals_its_images_one_by_one_in_any_output_layout() {
     }
     // Rows that are not contiguous (a column-major matrix) receive the same values.
     let mut fortran = Array2::zeros((config.dim(), images.len()));
-    config
-        .extract_into(&images, fortran.view_mut().reversed_axes(), &|_| {})
-        .unwrap();
+    config.extract_into(&images, fortran.view_mut().reversed_axes(), &|_| {}).unwrap();
     assert_eq!(fortran.t(), batch);
     assert_eq!(config.extract(&images[..3]).unwrap(), batch.slice(s![..3, ..]));
     assert_eq!(config.extract(&[]).unwrap().dim(), (0, config.dim()));
@@ -118,47 +98,18 @@ fn wrong_images_and_configurations_are_errors_that_say_why() {
     ];
     let err = config.extract(&images).unwrap_err().to_string();
     assert!(err.contains("image 1") && err.contains("32×40×3"), "{err}");
-    let err = config
-        .extract_one(images[2], &mut vec![0.0; config.dim()])
-        .unwrap_err()
-        .to_string();
+    let err = config.extract_one(images[2], &mut vec![0.0; config.dim()]).unwrap_err().to_string();
     assert!(err.contains("31×40×3"), "{err}");
     assert!(config.extract_one(images[0], &mut vec![0.0; config.dim() - 1]).is_err());
-    assert!(config
-        .extract_into(&images[..1], Array2::zeros((2, config.dim())).view_mut(), &|_| {})
-        .is_err());
+    assert!(config.extract_into(&images[..1], Array2::zeros((2, config.dim())).view_mut(), &|_| {}).is_err());
 
     for bad in [
-        FeatureConfig {
-            hog: None,
-            lbp: None,
-            colour: None,
-            pixels: None,
-            ..everything()
-        },
-        FeatureConfig {
-            size: [0, 40],
-            ..everything()
-        },
-        FeatureConfig {
-            size: [5000, 40],
-            ..everything()
-        },
-        FeatureConfig {
-            size: [8, 40],
-            ..everything()
-        },
-        FeatureConfig {
-            lbp: Some(Lbp {
-                points: 40,
-                ..Lbp::default()
-            }),
-            ..everything()
-        },
-        FeatureConfig {
-            colour: Some(ColourHistogram { bins: 100, joint: true }),
-            ..everything()
-        },
+        FeatureConfig { hog: None, lbp: None, colour: None, pixels: None, ..everything() },
+        FeatureConfig { size: [0, 40], ..everything() },
+        FeatureConfig { size: [5000, 40], ..everything() },
+        FeatureConfig { size: [8, 40], ..everything() },
+        FeatureConfig { lbp: Some(Lbp { points: 40, ..Lbp::default() }), ..everything() },
+        FeatureConfig { colour: Some(ColourHistogram { bins: 100, joint: true }), ..everything() },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
         assert!(bad.extract(&images[..1]).is_err());
@@ -167,20 +118,11 @@ fn wrong_images_and_configurations_are_errors_that_say_why() {
 
 #[test]
 fn grey_hog_sees_the_grey_conversion() {
-    let config = FeatureConfig {
-        size: [24, 24],
-        grey: true,
-        ..FeatureConfig::default()
-    };
+    let config = FeatureConfig { size: [24, 24], grey: true, ..FeatureConfig::default() };
     let rgb = noise(24 * 24 * 3, 9);
     let image = ImageView::new(24, 24, 3, &rgb).unwrap();
     let grey = ferrocluster_core::features::grey(image);
-    let expected = config
-        .hog
-        .as_ref()
-        .unwrap()
-        .compute(ImageView::new(24, 24, 1, &grey).unwrap())
-        .unwrap();
+    let expected = config.hog.as_ref().unwrap().compute(ImageView::new(24, 24, 1, &grey).unwrap()).unwrap();
     assert_eq!(config.extract(&[image]).unwrap().row(0).to_vec(), expected);
 }
 
