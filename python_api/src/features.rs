@@ -12,7 +12,6 @@ use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMe
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::compute::compute;
 use crate::errors::{json_error, to_py};
 use crate::progress::with_progress;
 
@@ -67,7 +66,7 @@ fn hog_typed<'py, T: Real + Element>(
 ) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
     let view = view_of(image)?;
     let shape = hog.output_shape(view.height(), view.width()).map_err(to_py)?;
-    let out = compute(py, Some(1), || hog.compute(view))?;
+    let out = py.detach(|| hog.compute(view)).map_err(to_py)?;
     Ok((out.into_pyarray(py).into_any(), shape))
 }
 
@@ -103,7 +102,7 @@ pub fn local_binary_pattern<'py>(
         if view.channels() != 1 {
             return Err(PyValueError::new_err("local_binary_pattern takes a 2-D grey image"));
         }
-        let codes = compute(py, Some(1), || lbp.codes(view))?;
+        let codes = py.detach(|| lbp.codes(view)).map_err(to_py)?;
         Ok((codes, view.height(), view.width()))
     }
     let (codes, h, w) = match &image {
