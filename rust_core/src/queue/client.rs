@@ -164,7 +164,10 @@ impl Queue {
             "cancelled" => Ok(CancelOutcome::Cancelled),
             "cancelling" => Ok(CancelOutcome::Requested),
             other => Ok(CancelOutcome::AlreadyFinished(
-                TaskState::parse(other).ok_or_else(|| Error::Redis(format!("unknown task state {other:?}")))?,
+                other
+                    .strip_prefix("was:")
+                    .and_then(TaskState::parse)
+                    .ok_or_else(|| Error::Redis(format!("unexpected cancel reply {other:?}")))?,
             )),
         }
     }

@@ -140,7 +140,11 @@ impl Consumer {
     /// Turns a fetched entry into a running delivery, or disposes of it.
     async fn start(&self, stream: String, entry: redis::streams::StreamId) -> Result<Option<Delivery>> {
         let id: Option<String> = entry.get("id");
-        let raw: String = entry.get("task").unwrap_or_default();
+        let Some(raw) = entry.get::<String>("task") else {
+            let reason = "the entry has no `task` field: not a ferrocluster task envelope";
+            self.reject_entry(&stream, &entry.id, reason, id.as_deref(), "").await?;
+            return Ok(None);
+        };
         let envelope = match Envelope::parse(&raw) {
             Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => envelope,
             Ok(envelope) => {

@@ -67,12 +67,18 @@ impl RedisServer {
             .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--dir"])
             .arg(self.dir.path())
             .args(&self.extra)
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some());
+            if exited || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!("redis-server did not start on port {}:\n{log}", self.port);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

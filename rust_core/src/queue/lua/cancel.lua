@@ -1,6 +1,7 @@
 -- KEYS: task record, delayed set, stats. ARGV: group, id.
 -- A pending task is cancelled at once; a running one is flagged, and its worker sees the flag
--- at its next heartbeat. Returns the state the task is left in, or '' if there is no task.
+-- at its next heartbeat. Returns 'cancelled' (just now), 'cancelling' (flagged), the state of
+-- a task that had already finished (prefixed with 'was:'), or '' if there is no task.
 local state, stream, entry, ttl = unpack(redis.call('HMGET', KEYS[1], 'state', 'stream', 'entry', 'result_ttl_s'))
 if not state then return '' end
 if state == 'pending' then
@@ -16,4 +17,4 @@ if state == 'running' then
   redis.call('HSET', KEYS[1], 'cancel', 1)
   return 'cancelling'
 end
-return state
+return 'was:' .. state
