@@ -65,7 +65,10 @@ async fn malformed_entries_are_dead_lettered_with_a_reason_and_others_flow() {
         &[("id", "x"), ("task", "not json")],
         &[("id", "y"), ("task", r#"{"v": 99, "id": "y"}"#)],
         &[("other", "field")],
-        &[("task", r#"{"v": 1, "id": "ghost", "kind": "noop", "payload": null, "max_retries": 0, "retry_on_error": false, "priority": "normal", "result_ttl_s": 0}"#)],
+        &[(
+            "task",
+            r#"{"v": 1, "id": "ghost", "kind": "noop", "payload": null, "max_retries": 0, "retry_on_error": false, "priority": "normal", "result_ttl_s": 0}"#,
+        )],
     ];
     for fields in bad {
         let _: String = redis::cmd("XADD").arg(stream).arg("*").arg(fields).query(&mut raw).unwrap();
@@ -85,7 +88,17 @@ async fn malformed_entries_are_dead_lettered_with_a_reason_and_others_flow() {
 
 #[tokio::test]
 async fn a_redis_that_refuses_auth_is_a_clear_error() {
-    let server = RedisServer::start_with(&["--requirepass", "s3cret", "--user", "alice", "on", ">wonderland", "~*", "&*", "+@all"]);
+    let server = RedisServer::start_with(&[
+        "--requirepass",
+        "s3cret",
+        "--user",
+        "alice",
+        "on",
+        ">wonderland",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
     let url = |auth: &str| format!("redis://{auth}@127.0.0.1:{}/0", server.port);
     for bad in ["", ":wrong", "alice:wrong", "bob:wonderland"] {
         let err = Queue::connect(&url(bad), fast_config()).await.unwrap_err();

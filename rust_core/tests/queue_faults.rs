@@ -67,7 +67,10 @@ async fn a_task_that_kills_its_worker_is_dead_lettered_after_the_cap_and_others_
     let server = RedisServer::start();
     let config = fast_config();
     let q = queue(&server, &config).await;
-    let poison = q.enqueue(&TaskSpec { id: Some("poison".into()), ..TaskSpec::new("default", "test.crash", json!({})) }).await.unwrap();
+    let poison = q
+        .enqueue(&TaskSpec { id: Some("poison".into()), ..TaskSpec::new("default", "test.crash", json!({})) })
+        .await
+        .unwrap();
     let mut ids: Vec<String> = Vec::new();
     for i in 0..20 {
         ids.push(q.enqueue(&sleep_task(&format!("ok-{i}"), 10)).await.unwrap());

@@ -200,8 +200,10 @@ impl Queue {
     /// # Errors
     /// Redis errors only.
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>> {
-        let reply: redis::streams::StreamRangeReply =
-            self.conn.query(redis::cmd("XRANGE").arg(self.keys.dead()).arg("-").arg("+").arg("COUNT").arg(count)).await?;
+        let reply: redis::streams::StreamRangeReply = self
+            .conn
+            .query(redis::cmd("XRANGE").arg(self.keys.dead()).arg("-").arg("+").arg("COUNT").arg(count))
+            .await?;
         Ok(reply
             .ids
             .into_iter()
@@ -307,8 +309,13 @@ impl Queue {
             };
         Ok(groups
             .into_iter()
-            .find(|g| g.get("name").and_then(|n| redis::from_redis_value_ref::<String>(n).ok()).as_deref() == Some(&self.config.group))
-            .map(|g| g.iter().filter_map(|(k, v)| Some((k.clone(), redis::from_redis_value_ref::<u64>(v).ok()?))).collect()))
+            .find(|g| {
+                g.get("name").and_then(|n| redis::from_redis_value_ref::<String>(n).ok()).as_deref()
+                    == Some(&self.config.group)
+            })
+            .map(|g| {
+                g.iter().filter_map(|(k, v)| Some((k.clone(), redis::from_redis_value_ref::<u64>(v).ok()?))).collect()
+            }))
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>> {

@@ -74,7 +74,8 @@ impl Consumer {
             queue.ensure_groups(q).await?;
         }
         let config = &queue.config;
-        let reader = Connection::new(queue.client.clone(), config.block + config.response_timeout, config.reconnect_timeout);
+        let reader =
+            Connection::new(queue.client.clone(), config.block + config.response_timeout, config.reconnect_timeout);
         Ok(Consumer { queue: queue.clone(), name: name.to_owned(), queues: queues.to_vec(), reader })
     }
 
@@ -134,7 +135,11 @@ impl Consumer {
             }
             other => other?,
         };
-        Ok(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids.into_iter().map(move |id| (k.key.clone(), id))).collect())
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids.into_iter().map(move |id| (k.key.clone(), id)))
+            .collect())
     }
 
     /// Turns a fetched entry into a running delivery, or disposes of it.
@@ -158,7 +163,11 @@ impl Consumer {
             }
         };
         let mut call = scripts::START.prepare_invoke();
-        call.key(&stream).key(self.queue.keys.task(&envelope.id)).arg(&self.queue.config.group).arg(&self.name).arg(&entry.id);
+        call.key(&stream)
+            .key(self.queue.keys.task(&envelope.id))
+            .arg(&self.queue.config.group)
+            .arg(&self.name)
+            .arg(&entry.id);
         let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
         match reply.first().map(String::as_str) {
             Some("run") => Ok(Some(Delivery {
@@ -261,7 +270,15 @@ impl Consumer {
             let pending: Vec<(String, String, u64, u64)> = self
                 .queue
                 .conn
-                .query(redis::cmd("XPENDING").arg(&stream).arg(&self.queue.config.group).arg("-").arg("+").arg(1000).arg(&self.name))
+                .query(
+                    redis::cmd("XPENDING")
+                        .arg(&stream)
+                        .arg(&self.queue.config.group)
+                        .arg("-")
+                        .arg("+")
+                        .arg(1000)
+                        .arg(&self.name),
+                )
                 .await?;
             for (entry, ..) in pending {
                 let reply: redis::streams::StreamRangeReply =
@@ -292,7 +309,12 @@ impl Consumer {
 
     async fn finish(&self, delivery: &Delivery, state: &str, field: &str, value: &str) -> Result<Transition> {
         let mut call = scripts::FINISH.prepare_invoke();
-        self.fence(&mut call, delivery).key(self.queue.keys.stats()).arg(state).arg(field).arg(value).arg(delivery.envelope.result_ttl_s);
+        self.fence(&mut call, delivery)
+            .key(self.queue.keys.stats())
+            .arg(state)
+            .arg(field)
+            .arg(value)
+            .arg(delivery.envelope.result_ttl_s);
         self.transition(&call).await
     }
 
@@ -302,7 +324,14 @@ impl Consumer {
         self.transition(&call).await
     }
 
-    async fn reject_entry(&self, stream: &str, entry: &str, reason: &str, id: Option<&str>, raw: &str) -> Result<Transition> {
+    async fn reject_entry(
+        &self,
+        stream: &str,
+        entry: &str,
+        reason: &str,
+        id: Option<&str>,
+        raw: &str,
+    ) -> Result<Transition> {
         tracing::warn!(stream, entry, id, reason, "dead-lettering a task");
         let mut call = scripts::REJECT.prepare_invoke();
         call.key(stream)

@@ -7,7 +7,9 @@ pub enum Error {
     #[error("invalid Redis URL: {0}")]
     Url(String),
     /// Redis refused the credentials (AUTH/ACL): the user, password or ACL rules are wrong.
-    #[error("Redis refused authentication: {0} (check the user and password in the URL: redis://user:pass@host:port/db)")]
+    #[error(
+        "Redis refused authentication: {0} (check the user and password in the URL: redis://user:pass@host:port/db)"
+    )]
     Auth(String),
     /// The ACL user may not run a command the queue needs.
     #[error("Redis denied a command to this user: {0} (the ACL user needs the stream, hash, sorted-set and scripting commands on the queue's keys)")]

@@ -189,7 +189,8 @@ impl Worker {
                 Ok(deliveries) => {
                     for delivery in deliveries {
                         let permit = permits.pop().expect("fetch returns at most one task per free slot");
-                        let run = run_task(consumer.clone(), self.registry.clone(), delivery, heartbeat, running.clone());
+                        let run =
+                            run_task(consumer.clone(), self.registry.clone(), delivery, heartbeat, running.clone());
                         tasks.spawn(async move {
                             run.await;
                             drop(permit);
@@ -233,8 +234,12 @@ async fn run_task(consumer: Arc<Consumer>, registry: Registry, delivery: Deliver
         return;
     };
     lock(&running).insert(id.clone());
-    let context =
-        TaskContext { id: id.clone(), delivery: delivery.deliveries, attempt: delivery.attempts, state: Arc::default() };
+    let context = TaskContext {
+        id: id.clone(),
+        delivery: delivery.deliveries,
+        attempt: delivery.attempts,
+        state: Arc::default(),
+    };
     let beats = tokio::spawn(heartbeat_loop(consumer.clone(), delivery.clone(), context.clone(), every));
     tracing::debug!(id, kind, delivery = delivery.deliveries, "task started");
     let payload = delivery.envelope.payload.clone();
@@ -321,21 +326,23 @@ impl Queue {
             .ignore()
             .zadd(self.keys.workers(), consumer, now_ms())
             .ignore();
-        self.conn.run(|mut conn| {
-            let pipe = &pipe;
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
+        self.conn
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
     }
 
     async fn remove_worker_record(&self, consumer: &str) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic().del(self.keys.worker(consumer)).ignore().zrem(self.keys.workers(), consumer).ignore();
-        self.conn.run(|mut conn| {
-            let pipe = &pipe;
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
+        self.conn
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
     }
 }
 

@@ -83,8 +83,12 @@ async fn run(args: Args) -> ferrocluster_core::queue::Result<()> {
     let queue = Queue::connect(&args.redis, config).await?;
     let registry = tasks::registry(&queue, args.enable_test_tasks);
     let name = args.name.unwrap_or_else(host_name);
-    let worker_config =
-        WorkerConfig { name, queues: args.queues, concurrency: args.concurrency, grace: Duration::from_millis(args.grace_ms) };
+    let worker_config = WorkerConfig {
+        name,
+        queues: args.queues,
+        concurrency: args.concurrency,
+        grace: Duration::from_millis(args.grace_ms),
+    };
     Worker::new(queue, worker_config, registry).run(shutdown_signal()).await
 }
 
