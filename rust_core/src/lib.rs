@@ -32,6 +32,7 @@ pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod queue;
 pub mod real;
 pub mod report;
 
