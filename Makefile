@@ -23,13 +23,13 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 ## The native module, built in release mode into the virtual environment.
-python-package: venv
+python-package: venv system-deps
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 
 install: python-package
 
 ## The main job: scikit-learn's digits, clustered end to end on this machine, no Redis.
-demo: venv
+demo: venv system-deps
 	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster
 	$(CLI) sample digits $(DEMO_DIR) --python $(PY)
 	$(CLI) cluster $(DEMO_DIR) --k 10 --size 32 -o $(DEMO_OUT)

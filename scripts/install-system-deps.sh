@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite needs (Debian): redis-server for the queue
-# tests. Does nothing when they are already there.
+# Installs the system packages the build and the tests need (Debian): OpenSSL headers and
+# pkg-config for TLS to Redis, redis-server for the queue tests. Does nothing when they are
+# already there.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+for pkg in libssl-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""
