@@ -11,7 +11,7 @@ CLI := $(CARGO) run --quiet --release -p ferrocluster-core --bin ferrocluster --
 DEMO_DIR ?= samples/digits
 DEMO_OUT ?= out/digits
 
-.PHONY: demo test test-rust test-python install venv python-package lint bench-core clean
+.PHONY: demo test test-rust test-python install venv python-package system-deps lint bench-core clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,19 +23,23 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 ## The native module, built in release mode into the virtual environment.
-python-package: venv
+python-package: venv system-deps
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 
 install: python-package
 
 ## The main job: scikit-learn's digits, clustered end to end on this machine, no Redis.
-demo: venv
+demo: venv system-deps
 	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster
 	$(CLI) sample digits $(DEMO_DIR) --python $(PY)
 	$(CLI) cluster $(DEMO_DIR) --k 10 --size 32 -o $(DEMO_OUT)
 	@echo "contact sheet (one row per cluster): $(DEMO_OUT)/contact_sheet.png"
 
-test-rust:
+## System packages the tests start for real (redis-server).
+system-deps:
+	scripts/install-system-deps.sh
+
+test-rust: system-deps
 	$(CARGO) test --release --workspace --exclude ferrocluster-python
 
 test-python: python-package

@@ -162,7 +162,7 @@ MEMORY = textwrap.dedent(
     import resource, sys, numpy as np, ferrocluster as fc
     n = int(sys.argv[1])
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, 64)).astype(np.float32)
+    X = rng.standard_normal((n, 64), dtype=np.float32)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fc.KMeans(64, random_state=0, max_iter=20).fit(X)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -175,7 +175,7 @@ def bench_memory(n: int) -> None:
     out = subprocess.run([sys.executable, "-c", MEMORY, str(n)], capture_output=True, text=True, check=True)
     extra = float(out.stdout.strip())
     status = "MET" if extra <= 1.1 else "not met"
-    RESULTS.append(("peak memory of the fit, in copies of X", 1.1 / max(extra, 1e-9), 1.0, status))
+    RESULTS.append(("peak memory of the fit, extra copies of X (<= 1)", extra, 1.0, status))
     print(f"peak extra memory of KMeans.fit = {extra:.2f} x sizeof(X) (target <= 1 copy: {status})", flush=True)
 
 
@@ -191,7 +191,7 @@ def main() -> None:
     bench_memory(n)
     print("\nsummary (ratio / target):")
     for name, ratio, target, status in RESULTS:
-        print(f"  {name:<62} {ratio:7.2f} / {target:<4} {status}")
+        print(f"  {name:<66} {ratio:7.2f} / {target:<4} {status}")
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("name", "ratio", "target", "status"), r)) for r in RESULTS], indent=2))
 

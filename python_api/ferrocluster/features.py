@@ -21,7 +21,7 @@ from ferrocluster import _core
 ImageInput = Union[np.ndarray, str, "os.PathLike[str]"]
 
 _BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
-_LBP_METHODS = ("default", "ror", "uniform", "nri_uniform", "var")
+_LBP_METHODS = ("default", "ror", "uniform", "nri_uniform")
 
 
 def _pair(value: Any, name: str) -> list[int]:
@@ -76,7 +76,7 @@ class Lbp:
     Args:
         points: number of circularly symmetric neighbours (P).
         radius: radius of the circle (R).
-        method: "default", "uniform", "ror", "nri_uniform" or "var".
+        method: "default", "uniform", "ror" or "nri_uniform".
     """
 
     points: int = 8
@@ -221,7 +221,7 @@ def local_binary_pattern(image: Any, P: int, R: float, method: str = "default") 
     Args:
         image: 2-D grey image.
         P: number of neighbours; R: radius.
-        method: "default", "ror", "uniform", "nri_uniform" or "var".
+        method: "default", "ror", "uniform" or "nri_uniform".
     Returns:
         float64 array of the image's shape.
     """

@@ -51,8 +51,28 @@ fn fit_any<'py, C: Clusterer<f32, Model = KMeansModel<f32>> + Clusterer<f64, Mod
 ) -> PyResult<FitResult<'py>> {
     let mismatch = || PyTypeError::new_err("sample_weight must have the same dtype as X");
     match x {
-        Matrix::F32(x) => fit_typed(py, algorithm, x, w, |w| match w { Vector::F32(w) => Ok(w), _ => Err(mismatch()) }, n_threads),
-        Matrix::F64(x) => fit_typed(py, algorithm, x, w, |w| match w { Vector::F64(w) => Ok(w), _ => Err(mismatch()) }, n_threads),
+        Matrix::F32(x) => fit_typed(
+            py,
+            algorithm,
+            x,
+            w,
+            |w| match w {
+                Vector::F32(w) => Ok(w),
+                _ => Err(mismatch()),
+            },
+            n_threads,
+        ),
+        Matrix::F64(x) => fit_typed(
+            py,
+            algorithm,
+            x,
+            w,
+            |w| match w {
+                Vector::F64(w) => Ok(w),
+                _ => Err(mismatch()),
+            },
+            n_threads,
+        ),
     }
 }
 

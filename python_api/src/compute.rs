@@ -31,6 +31,10 @@ pub fn in_pool<T: Send>(n_threads: Option<usize>, work: impl FnOnce() -> Result<
 }
 
 /// Runs `work` without the GIL, in a pool of `n_threads` threads (the global pool if None).
-pub fn compute<T: Send>(py: Python<'_>, n_threads: Option<usize>, work: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
+pub fn compute<T: Send>(
+    py: Python<'_>,
+    n_threads: Option<usize>,
+    work: impl FnOnce() -> Result<T> + Send,
+) -> PyResult<T> {
     py.detach(|| in_pool(n_threads, work)).map_err(to_py)
 }

@@ -7,12 +7,12 @@ use pyo3::prelude::*;
 use crate::compute::compute;
 use crate::errors::json_error;
 
+/// Images (n, h, w, 3) as uint8 and their int64 labels.
+type LabelledArrays<'py> = (Bound<'py, PyArray4<u8>>, Bound<'py, PyArray1<i64>>);
+
 /// Seeded synthetic labelled images: (uint8 array (n, h, w, 3), int64 labels).
 #[pyfunction]
-pub fn synthetic_images<'py>(
-    py: Python<'py>,
-    spec: &str,
-) -> PyResult<(Bound<'py, PyArray4<u8>>, Bound<'py, PyArray1<i64>>)> {
+pub fn synthetic_images<'py>(py: Python<'py>, spec: &str) -> PyResult<LabelledArrays<'py>> {
     let spec: SyntheticSpec = serde_json::from_str(spec).map_err(|e| json_error("synthetic image spec", e))?;
     let set = compute(py, None, || synthetic(&spec))?;
     let [h, w] = spec.size;

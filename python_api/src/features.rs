@@ -12,7 +12,6 @@ use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMe
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::compute::compute;
 use crate::errors::{json_error, to_py};
 use crate::progress::with_progress;
 
@@ -38,7 +37,8 @@ fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
 fn view_of<'a, T: Copy + Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<ImageView<'a, T>> {
     let (h, w, c) = shape_of(array.shape())?;
     let data = array.as_slice().map_err(|_| PyValueError::new_err("the image array must be C-contiguous"))?;
-    ImageView::new(h, w, c, data).ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
+    ImageView::new(h, w, c, data)
+        .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
 }
 
 impl ImageArray<'_> {
@@ -66,7 +66,7 @@ fn hog_typed<'py, T: Real + Element>(
 ) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
     let view = view_of(image)?;
     let shape = hog.output_shape(view.height(), view.width()).map_err(to_py)?;
-    let out = compute(py, Some(1), || hog.compute(view))?;
+    let out = py.detach(|| hog.compute(view)).map_err(to_py)?;
     Ok((out.into_pyarray(py).into_any(), shape))
 }
 
@@ -93,12 +93,16 @@ pub fn local_binary_pattern<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let lbp: Lbp = serde_json::from_str(params).map_err(|e| json_error("LBP parameters", e))?;
     lbp.validate().map_err(to_py)?;
-    fn typed<T: Real + Element>(py: Python<'_>, lbp: &Lbp, a: &PyReadonlyArrayDyn<'_, T>) -> PyResult<(Vec<f64>, usize, usize)> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        lbp: &Lbp,
+        a: &PyReadonlyArrayDyn<'_, T>,
+    ) -> PyResult<(Vec<f64>, usize, usize)> {
         let view = view_of(a)?;
         if view.channels() != 1 {
             return Err(PyValueError::new_err("local_binary_pattern takes a 2-D grey image"));
         }
-        let codes = compute(py, Some(1), || lbp.codes(view))?;
+        let codes = py.detach(|| lbp.codes(view)).map_err(to_py)?;
         Ok((codes, view.height(), view.width()))
     }
     let (codes, h, w) = match &image {
@@ -136,13 +140,18 @@ pub fn extract_arrays<'py>(
     let owned: Vec<Image<f32>> = images.iter().map(ImageArray::to_pipeline_image).collect::<PyResult<_>>()?;
     let views: Vec<ImageView<'_, f32>> = owned.iter().map(Image::view).collect();
     let extracted = with_progress(py, progress.as_ref(), n_threads, |counter| {
-        extract_images(&views, &config, &|n| { counter.fetch_max(n, Ordering::Relaxed); })
+        extract_images(&views, &config, &|n| {
+            counter.fetch_max(n, Ordering::Relaxed);
+        })
     })?;
     if let Some((i, e)) = extracted.failures.into_iter().next() {
         return Err(to_py(Error::input(format!("image {i}: {e}"))));
     }
     Ok(PyArray2::from_owned_array(py, extracted.features))
 }
+
+/// The features of the files that could be read, their input indices, and the failures.
+type ExtractedPaths<'py> = (Bound<'py, PyArray2<f32>>, Vec<usize>, Vec<(usize, String)>);
 
 /// Features of image files: (matrix, input index of each row, [(index, error)] for files that failed).
 #[pyfunction]
@@ -154,14 +163,16 @@ pub fn extract_paths<'py>(
     limits: Option<&str>,
     progress: Option<Bound<'py, PyAny>>,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Vec<usize>, Vec<(usize, String)>)> {
+) -> PyResult<ExtractedPaths<'py>> {
     let config = config_from(config)?;
     let limits: DecodeLimits = match limits {
         Some(json) => serde_json::from_str(json).map_err(|e| json_error("decode limits", e))?,
         None => DecodeLimits::default(),
     };
     let extracted = with_progress(py, progress.as_ref(), n_threads, |counter| {
-        extract_files(&paths, &config, &limits, &|n| { counter.fetch_max(n, Ordering::Relaxed); })
+        extract_files(&paths, &config, &limits, &|n| {
+            counter.fetch_max(n, Ordering::Relaxed);
+        })
     })?;
     let failures = extracted.failures.into_iter().map(|(i, e)| (i, e.to_string())).collect();
     Ok((PyArray2::from_owned_array(py, extracted.features), extracted.rows, failures))

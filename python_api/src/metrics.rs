@@ -10,7 +10,11 @@ use crate::compute::compute;
 
 /// Adjusted Rand index between two labelings.
 #[pyfunction]
-pub fn adjusted_rand_score(py: Python<'_>, a: PyReadonlyArray1<'_, i64>, b: PyReadonlyArray1<'_, i64>) -> PyResult<f64> {
+pub fn adjusted_rand_score(
+    py: Python<'_>,
+    a: PyReadonlyArray1<'_, i64>,
+    b: PyReadonlyArray1<'_, i64>,
+) -> PyResult<f64> {
     let (a, b) = (a.as_array().to_vec(), b.as_array().to_vec());
     compute(py, None, || metrics::adjusted_rand_score(&a, &b))
 }

@@ -5,7 +5,9 @@ use ferrocluster_core::cluster::gmm::{CovarianceArrays, CovarianceType, Gaussian
 use ferrocluster_core::cluster::{Clusterer, Fitted};
 use ferrocluster_core::Real;
 use ndarray::{Array1, Array2, Ix1, Ix2, Ix3};
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -14,10 +16,15 @@ use crate::arrays::Matrix;
 use crate::compute::compute;
 use crate::errors::{json_error, to_py};
 
-fn covariance_arrays(kind: CovarianceType, array: PyReadonlyArrayDyn<'_, f64>, what: &str) -> PyResult<CovarianceArrays> {
+fn covariance_arrays(
+    kind: CovarianceType,
+    array: PyReadonlyArrayDyn<'_, f64>,
+    what: &str,
+) -> PyResult<CovarianceArrays> {
     let a = array.as_array().to_owned();
     let shape = a.shape().to_vec();
-    let wrong = |_| PyValueError::new_err(format!("{what} has the wrong shape {shape:?} for covariance_type {}", kind.name()));
+    let wrong =
+        |_| PyValueError::new_err(format!("{what} has the wrong shape {shape:?} for covariance_type {}", kind.name()));
     Ok(match kind {
         CovarianceType::Full => CovarianceArrays::Full(a.into_dimensionality::<Ix3>().map_err(wrong)?),
         CovarianceType::Tied => CovarianceArrays::Tied(a.into_dimensionality::<Ix2>().map_err(wrong)?),

@@ -110,7 +110,8 @@ mod tests {
     use super::*;
 
     fn sample() -> SavedModel {
-        let model = KMeansModel { centres: array![[0.0f32, 1.5], [2.0, -3.25]], labels: vec![0, 1], inertia: 1.5, n_iter: 3 };
+        let model =
+            KMeansModel { centres: array![[0.0f32, 1.5], [2.0, -3.25]], labels: vec![0, 1], inertia: 1.5, n_iter: 3 };
         SavedModel::new(Model::KMeans(model), None)
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
-use crate::features::FeatureConfig;
+use crate::features::{FeatureConfig, FeatureExtractor};
 use crate::image::{load, resize_rgb, DecodeLimits, ImageView};
 use crate::{Error, Result};
 
@@ -28,9 +28,10 @@ fn extract_rows(
     n: usize,
     config: &FeatureConfig,
     progress: &(dyn Fn(usize) + Sync),
-    one: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+    one: impl Fn(&FeatureExtractor<'_>, usize, &mut [f32]) -> Result<()> + Sync,
 ) -> Result<Extracted> {
-    config.validate()?;
+    // Validates the config and builds its lookup tables once for all images.
+    let extractor = config.extractor()?;
     let d = config.dim();
     let mut features = Array2::<f32>::zeros((n, d));
     let done = AtomicUsize::new(0);
@@ -40,7 +41,7 @@ fn extract_rows(
         .enumerate()
         .map(|(i, mut row)| {
             let row = row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous");
-            let outcome = one(i, row);
+            let outcome = one(&extractor, i, row);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             outcome
         })
@@ -66,9 +67,9 @@ pub fn extract_images(
     config: &FeatureConfig,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Extracted> {
-    extract_rows(images.len(), config, progress, |i, row| {
+    extract_rows(images.len(), config, progress, |extractor, i, row| {
         let image = resize_rgb(images[i], config.size);
-        config.extract_one(image.view(), row).map_err(|e| Error::input(format!("image {i}: {e}")))
+        extractor.extract(image.view(), row).map_err(|e| Error::input(format!("image {i}: {e}")))
     })
 }
 
@@ -80,8 +81,8 @@ pub fn extract_files(
     limits: &DecodeLimits,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Extracted> {
-    extract_rows(paths.len(), config, progress, |i, row| {
+    extract_rows(paths.len(), config, progress, |extractor, i, row| {
         let image = load(&paths[i], Some(config.size), limits)?;
-        config.extract_one(image.view(), row)
+        extractor.extract(image.view(), row)
     })
 }

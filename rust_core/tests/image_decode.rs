@@ -58,8 +58,8 @@ fn grey_16_bit_and_alpha_become_rgb_in_0_255() {
 
 #[test]
 fn resizing_gives_the_requested_size() {
-    let img = decode(&encode(&gradient_rgb(40, 30), ImageFormat::Png), "r", Some([8, 12]), &DecodeLimits::default())
-        .unwrap();
+    let img =
+        decode(&encode(&gradient_rgb(40, 30), ImageFormat::Png), "r", Some([8, 12]), &DecodeLimits::default()).unwrap();
     assert_eq!((img.height(), img.width(), img.channels()), (8, 12, 3));
 }
 

@@ -34,19 +34,11 @@ fn check(
         .zip(&model.labels)
         .enumerate()
         .map(|(i, (row, &l))| {
-            let sq: f64 = row
-                .iter()
-                .zip(model.centres.row(l as usize))
-                .map(|(a, b)| (a - b).powi(2))
-                .sum();
+            let sq: f64 = row.iter().zip(model.centres.row(l as usize)).map(|(a, b)| (a - b).powi(2)).sum();
             w.map_or(1.0, |w| w[i]) * sq
         })
         .sum();
-    assert!(
-        (model.inertia - direct).abs() <= 1e-9 * (1.0 + direct),
-        "{} vs {direct}",
-        model.inertia
-    );
+    assert!((model.inertia - direct).abs() <= 1e-9 * (1.0 + direct), "{} vs {direct}", model.inertia);
     assert_eq!(model.predict(x.view()).unwrap().len(), x.nrows());
 }
 

@@ -66,10 +66,7 @@ impl Default for MiniBatchKMeans {
 impl MiniBatchKMeans {
     /// Mini-batch k-means with `n_clusters` clusters and scikit-learn's defaults otherwise.
     pub fn new(n_clusters: usize) -> Self {
-        MiniBatchKMeans {
-            n_clusters,
-            ..Self::default()
-        }
+        MiniBatchKMeans { n_clusters, ..Self::default() }
     }
 
     /// Checks the parameters on their own (the data is checked by `fit`).
@@ -106,10 +103,7 @@ impl MiniBatchKMeans {
 /// Mean over the columns of their variance (two passes, f64).
 fn mean_variance<T: Real>(x: ArrayView2<'_, T>) -> f64 {
     let n = x.nrows() as f64;
-    let mean: Vec<f64> = x
-        .axis_iter(Axis(1))
-        .map(|c| c.iter().map(|v| v.to_f64_exact()).sum::<f64>() / n)
-        .collect();
+    let mean: Vec<f64> = x.axis_iter(Axis(1)).map(|c| c.iter().map(|v| v.to_f64_exact()).sum::<f64>() / n).collect();
     let var: f64 = x
         .axis_iter(Axis(1))
         .zip(&mean)
@@ -120,10 +114,7 @@ fn mean_variance<T: Real>(x: ArrayView2<'_, T>) -> f64 {
 
 /// The rows `indices` of `data` (and their weights) as contiguous owned data.
 fn subset<T: Real>(data: &Data<'_, T>, indices: &[usize]) -> (Array2<T>, Option<Vec<T>>) {
-    (
-        rows_of(data, indices),
-        data.w.map(|w| indices.iter().map(|&i| w[i]).collect()),
-    )
+    (rows_of(data, indices), data.w.map(|w| indices.iter().map(|&i| w[i]).collect()))
 }
 
 /// scikit-learn's early-stopping heuristics (`_mini_batch_convergence`) and their state.
@@ -142,14 +133,7 @@ struct Convergence {
 impl Convergence {
     fn new(n: usize, batch: usize, tol: f64, max_no_improvement: Option<usize>) -> Self {
         let alpha = (batch as f64 * 2.0 / (n as f64 + 1.0)).min(1.0);
-        Convergence {
-            alpha,
-            tol,
-            max_no_improvement,
-            ewa_inertia: None,
-            ewa_inertia_min: None,
-            no_improvement: 0,
-        }
+        Convergence { alpha, tol, max_no_improvement, ewa_inertia: None, ewa_inertia_min: None, no_improvement: 0 }
     }
 
     /// Whether to stop after batch `step` (0-based) with squared centre shift `shift` and mean
@@ -159,9 +143,7 @@ impl Convergence {
         if step == 0 {
             return false;
         }
-        let ewa = self
-            .ewa_inertia
-            .map_or(batch_inertia, |e| e * (1.0 - self.alpha) + batch_inertia * self.alpha);
+        let ewa = self.ewa_inertia.map_or(batch_inertia, |e| e * (1.0 - self.alpha) + batch_inertia * self.alpha);
         self.ewa_inertia = Some(ewa);
         if self.tol > 0.0 && shift <= self.tol {
             return true;
@@ -206,11 +188,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             Some(s) => s,
         }
         .min(n);
-        let tol = if self.tol > 0.0 {
-            self.tol * mean_variance(xs.view())
-        } else {
-            0.0
-        };
+        let tol = if self.tol > 0.0 { self.tol * mean_variance(xs.view()) } else { 0.0 };
         let mut rng = Pcg64Mcg::seed_from_u64(self.random_state);
 
         // Initialisation: the best of `runs` on random subsets, judged on a validation subset.
@@ -282,19 +260,12 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
                 reassign_low_counts(&mut new, &xb, &mut counts, self.reassignment_ratio, &mut rng);
             }
             let shift = if tol > 0.0 {
-                new.iter()
-                    .zip(&centres)
-                    .map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-                    .sum()
+                new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum()
             } else {
                 0.0
             };
             centres = new;
-            progress(Progress {
-                done: steps,
-                total: n_steps,
-                stage: "batch",
-            });
+            progress(Progress { done: steps, total: n_steps, stage: "batch" });
             if conv.stop(step, shift, batch_inertia / batch as f64) {
                 break;
             }
@@ -319,10 +290,7 @@ fn update_centres<T: Real>(centres: &Array2<T>, xb: &Array2<T>, labels: &[u32], 
     for (row, &l) in xb.outer_iter().zip(labels) {
         let l = l as usize;
         seen[l] += 1.0;
-        sums[l * d..(l + 1) * d]
-            .iter_mut()
-            .zip(row)
-            .for_each(|(s, v)| *s += v.to_f64_exact());
+        sums[l * d..(l + 1) * d].iter_mut().zip(row).for_each(|(s, v)| *s += v.to_f64_exact());
     }
     let mut new = centres.clone();
     for j in (0..k).filter(|&j| seen[j] > 0.0) {
@@ -360,10 +328,7 @@ fn reassign_low_counts<T: Real>(
     for (&j, i) in low.iter().zip(rows.iter()) {
         centres.row_mut(j).assign(&xb.row(i));
     }
-    let kept = (0..counts.len())
-        .filter(|j| !low.contains(j))
-        .map(|j| counts[j])
-        .fold(f64::INFINITY, f64::min);
+    let kept = (0..counts.len()).filter(|j| !low.contains(j)).map(|j| counts[j]).fold(f64::INFINITY, f64::min);
     if kept.is_finite() {
         for &j in &low {
             counts[j] = kept;

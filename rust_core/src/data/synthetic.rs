@@ -57,7 +57,8 @@ fn one_image(spec: &SyntheticSpec, index: usize) -> Image<f32> {
     let angle = std::f32::consts::PI * class as f32 / spec.classes as f32;
     let cycles = 2.0 + (class % 3) as f32 * 1.5;
     let hue = class as f32 / spec.classes as f32;
-    let tint = [0.0f32, 1.0 / 3.0, 2.0 / 3.0].map(|offset| 0.6 + 0.4 * (2.0 * std::f32::consts::PI * (hue + offset)).cos());
+    let tint =
+        [0.0f32, 1.0 / 3.0, 2.0 / 3.0].map(|offset| 0.6 + 0.4 * (2.0 * std::f32::consts::PI * (hue + offset)).cos());
     let phase: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let brightness: f32 = rng.random_range(0.75..1.0);
     let (dir_r, dir_c) = (angle.sin(), angle.cos());

@@ -43,6 +43,7 @@ impl ColourHistogram {
     }
 
     /// Length of the feature vector: `3·bins`, or `bins³` when joint.
+    #[allow(clippy::len_without_is_empty)] // a vector length, not a container
     pub fn len(&self) -> usize {
         if self.joint {
             self.bins.saturating_mul(self.bins).saturating_mul(self.bins)
@@ -67,8 +68,9 @@ impl ColourHistogram {
             return Err(Error::input("cannot take the colour histogram of an empty image"));
         }
         let bins = self.bins;
-        // v ≤ 2^24 significant bits times bins ≤ 2^8 is exact in f64, and so is /256.
-        let bin = |v: f32| ((f64::from(v) * bins as f64 / 256.0).floor() as usize).min(bins - 1);
+        // v (24 significant bits) times bins (≤ 2^8) is exact in f64, and so is /256; the cast
+        // truncates, i.e. floors non-negative values, and sends negative ones and NaN to 0.
+        let bin = |v: f32| ((f64::from(v) * bins as f64 / 256.0) as usize).min(bins - 1);
         let mut counts = vec![0u32; out.len()];
         let channels = image.channels();
         for pixel in image.data().chunks_exact(channels) {
@@ -118,7 +120,9 @@ mod tests {
         assert!(ColourHistogram { bins: 0, joint: false }.validate().is_err());
         assert!(ColourHistogram { bins: 65, joint: true }.validate().is_err());
         assert!(ColourHistogram::default().compute_into(view, &mut [0.0; 47]).is_err());
-        assert!(ColourHistogram::default().compute_into(ImageView::new(0, 1, 3, &[]).unwrap(), &mut [0.0; 48]).is_err());
+        assert!(ColourHistogram::default()
+            .compute_into(ImageView::new(0, 1, 3, &[]).unwrap(), &mut [0.0; 48])
+            .is_err());
     }
 
     proptest! {

@@ -57,7 +57,10 @@ impl FeatureConfig {
     pub fn validate(&self) -> Result<()> {
         let [height, width] = self.size;
         if !(1..=MAX_SIDE).contains(&height) || !(1..=MAX_SIDE).contains(&width) {
-            return Err(Error::parameter("size", format!("both sides must be between 1 and {MAX_SIDE}, got {:?}", self.size)));
+            return Err(Error::parameter(
+                "size",
+                format!("both sides must be between 1 and {MAX_SIDE}, got {:?}", self.size),
+            ));
         }
         if self.hog.is_none() && self.lbp.is_none() && self.colour.is_none() && self.pixels.is_none() {
             return Err(Error::parameter("features", "enable at least one of hog, lbp, colour, pixels"));
@@ -89,10 +92,16 @@ impl FeatureConfig {
 
     /// Writes the [`FeatureConfig::dim`] features of one RGB image (3 channels, values
     /// 0..=255, exactly `size`) into `out`.
+    /// Builds its tables each call: for many images use [`FeatureConfig::extractor`] or
+    /// [`FeatureConfig::extract_into`].
     pub fn extract_one(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
-        let extractor = Extractor::new(self)?;
-        extractor.check(0, image)?;
-        extractor.extract(image, out)
+        self.extractor()?.extract(image, out)
+    }
+
+    /// The configuration validated and prepared (orientation and LBP tables built once) for
+    /// extracting image after image.
+    pub fn extractor(&self) -> Result<FeatureExtractor<'_>> {
+        FeatureExtractor::new(self)
     }
 
     /// Writes the features of image `i` into row `i` of `out` (`images.len() × dim`), in
@@ -104,7 +113,7 @@ impl FeatureConfig {
         mut out: ArrayViewMut2<'_, f32>,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<()> {
-        let extractor = Extractor::new(self)?;
+        let extractor = self.extractor()?;
         if out.dim() != (images.len(), extractor.dim) {
             return Err(Error::input(format!(
                 "the output matrix is {:?}, {} images need ({}, {})",
@@ -123,10 +132,10 @@ impl FeatureConfig {
                 let mut scratch = Vec::new();
                 for (mut row, image) in rows.outer_iter_mut().zip(chunk) {
                     match row.as_slice_mut() {
-                        Some(slice) => extractor.extract(*image, slice)?,
+                        Some(slice) => extractor.extract_checked(*image, slice)?,
                         None => {
                             scratch.resize(extractor.dim, 0.0);
-                            extractor.extract(*image, &mut scratch)?;
+                            extractor.extract_checked(*image, &mut scratch)?;
                             row.assign(&ArrayView1::from(&scratch));
                         }
                     }
@@ -145,19 +154,21 @@ impl FeatureConfig {
     }
 }
 
-/// A validated [`FeatureConfig`] with its per-parameter tables built once.
-struct Extractor<'a> {
+/// A validated [`FeatureConfig`] with its per-parameter tables built once, for extracting
+/// many images one at a time (from several threads if need be).
+#[derive(Debug)]
+pub struct FeatureExtractor<'a> {
     config: &'a FeatureConfig,
     orientation_bins: Option<OrientationBins>,
     lbp: Option<LbpPlan>,
     dim: usize,
 }
 
-impl<'a> Extractor<'a> {
+impl<'a> FeatureExtractor<'a> {
     fn new(config: &'a FeatureConfig) -> Result<Self> {
         config.validate()?;
         let [height, width] = config.size;
-        Ok(Extractor {
+        Ok(FeatureExtractor {
             config,
             orientation_bins: config.hog.as_ref().map(|hog| OrientationBins::new(hog.orientations)),
             lbp: config.lbp.as_ref().map(|lbp| LbpPlan::new(lbp, height * width)),
@@ -179,9 +190,26 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
-    fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+    /// Length of one image's feature vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Writes the [`FeatureExtractor::dim`] features of one RGB image (3 channels, values
+    /// 0..=255, exactly the configured size) into `out`.
+    pub fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+        self.check(0, image)?;
+        self.extract_checked(image, out)
+    }
+
+    /// [`FeatureExtractor::extract`] of an image already [checked](FeatureExtractor::check).
+    fn extract_checked(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         if out.len() != self.dim {
-            return Err(Error::input(format!("the feature buffer holds {} values, {} are needed", out.len(), self.dim)));
+            return Err(Error::input(format!(
+                "the feature buffer holds {} values, {} are needed",
+                out.len(),
+                self.dim
+            )));
         }
         let config = self.config;
         let [height, width] = config.size;

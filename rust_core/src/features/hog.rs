@@ -2,14 +2,17 @@
 //!
 //! Every step repeats scikit-image's arithmetic so that the output is bit-identical for the
 //! same input dtype: gradients in the image's float type, magnitudes as glibc's `hypot`,
-//! orientation bins bounded by float32 angles, each cell summed in a float32 in row-major
-//! order, blocks normalised in f64 with numpy's pairwise summation.
+//! orientation bins bounded by `(180/n)·i` in double, each cell summed in a float32 in
+//! row-major order, blocks normalised in f64 with numpy's pairwise summation.
 //!
 //! The one shortcut is orientation binning without `atan2`: a pixel's bin is read from a
 //! monotone pseudo-angle whenever that pseudo-angle is at least [`MARGIN`] away from every
-//! bin boundary. That margin is some 10⁴ times larger than the combined error of numpy's
-//! `degrees(arctan2(..)) % 180` and of our pseudo-angles, so the bin is the one numpy picks;
-//! the rare pixels closer to a boundary take numpy's own formula.
+//! bin bound. That margin is over 10⁵ times the combined error of numpy's
+//! `degrees(arctan2(..)) % 180` (glibc's or SVML's `atan2`) and of our pseudo-angles, so the
+//! bin is the one numpy picks. Most pixels go through a float32 estimate and a table of
+//! buckets that are clear of every bound by the margin plus the estimate's error; the few in
+//! other buckets get an f64 pseudo-angle, and those still within the margin (exact 0°, 45°,
+//! 90° gradients on a bound, ...) numpy's own formula.
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -68,11 +71,9 @@ impl BlockNorm {
                 scratch.clear();
                 scratch.extend(block.iter().map(|v| v.abs()));
                 let norm = numpy_sum(scratch) + NORM_EPS;
-                for v in block.iter_mut() {
-                    *v /= norm;
-                    if self == BlockNorm::L1Sqrt {
-                        *v = v.sqrt();
-                    }
+                block.iter_mut().for_each(|v| *v /= norm);
+                if self == BlockNorm::L1Sqrt {
+                    block.iter_mut().for_each(|v| *v = v.sqrt());
                 }
             }
             BlockNorm::L2 => l2_normalise(block, scratch),
@@ -180,7 +181,10 @@ impl Hog {
         }
         for (name, sides) in [("pixels_per_cell", self.pixels_per_cell), ("cells_per_block", self.cells_per_block)] {
             if sides.iter().any(|side| !(1..=MAX_SIDE).contains(side)) {
-                return Err(Error::parameter(name, format!("both sides must be between 1 and {MAX_SIDE}, got {sides:?}")));
+                return Err(Error::parameter(
+                    name,
+                    format!("both sides must be between 1 and {MAX_SIDE}, got {sides:?}"),
+                ));
             }
         }
         Ok(())
@@ -262,18 +266,19 @@ impl Hog {
         };
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
-        let mut grad = RowGradients::new(cols);
-        let mut totals = vec![0f32; cells_c * n];
+        let mut grad = RowGradients::new(cols, channels);
+        let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
-            grad.compute(&data, height, width, channels, r);
-            for (cell, cell_totals) in totals.chunks_exact_mut(n).enumerate() {
-                for c in cell * cell_c..(cell + 1) * cell_c {
-                    grad.vote(c, bins, cell_totals);
-                }
+            grad.compute(&data, height, width, channels, r, bins);
+            for (cell, cell_totals) in totals.chunks_exact_mut(n + 1).enumerate() {
+                let columns = cell * cell_c..(cell + 1) * cell_c;
+                grad.vote(columns, bins, cell_totals);
             }
             if (r + 1) % cell_r == 0 {
-                hist.extend(totals.iter().map(|&total| f64::from(total / area)));
+                for cell_totals in totals.chunks_exact(n + 1) {
+                    hist.extend(cell_totals[..n].iter().map(|&total| f64::from(total / area)));
+                }
                 totals.fill(0.0);
             }
         }
@@ -301,102 +306,153 @@ impl Hog {
 }
 
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
-/// pseudo-angles, computed in bulk so that the loops vectorise.
-struct RowGradients {
+/// orientation buckets, computed in bulk so that the loops vectorise.
+struct RowGradients<T> {
     /// Column gradient `I[r, c+1] − I[r, c−1]`.
     gc: Vec<f64>,
     /// Row gradient `I[r+1, c] − I[r−1, c]`.
     gr: Vec<f64>,
     /// glibc `hypot`, or NaN where libm itself must be asked.
     magnitude: Vec<f64>,
-    /// [`pseudo_angle`], or −1 where numpy's formula must decide the bin.
-    pseudo: Vec<f64>,
+    /// [`OrientationBins::bucket`].
+    bucket: Vec<u32>,
+    /// RGB only: every channel's gradients and magnitudes in the image's type, interleaved
+    /// like the image.
+    rgb: Option<[Vec<T>; 3]>,
 }
 
-impl RowGradients {
-    fn new(cols: usize) -> Self {
-        RowGradients { gc: vec![0.0; cols], gr: vec![0.0; cols], magnitude: vec![0.0; cols], pseudo: vec![0.0; cols] }
+impl<T: Real> RowGradients<T> {
+    fn new(cols: usize, channels: usize) -> Self {
+        let zeros = vec![0.0; cols];
+        RowGradients {
+            gc: zeros.clone(),
+            gr: zeros.clone(),
+            magnitude: zeros,
+            bucket: vec![0; cols],
+            rgb: (channels == 3).then(|| std::array::from_fn(|_| vec![T::zero(); 3 * cols])),
+        }
     }
 
     /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
     /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
-    fn compute<T: Real>(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize) {
+    fn compute(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize, bins: &OrientationBins) {
         let stride = width * channels;
         let row = &data[r * stride..(r + 1) * stride];
-        let vertical = (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
-        let cols = self.gc.len();
-        for c in 0..cols {
-            let horizontal = c > 0 && c + 1 < width;
-            let gradient = |ch: usize| {
-                let i = c * channels + ch;
-                let gr = vertical.map_or(T::zero(), |(up, down)| down[i] - up[i]);
-                let gc = if horizontal { row[i + channels] - row[i - channels] } else { T::zero() };
-                (gr, gc)
-            };
-            let (mut gr, mut gc) = gradient(0);
-            if channels == 3 {
-                // g_magn.argmax(axis=2): the first maximum, or the first NaN.
-                let mut best = numpy_hypot(gr, gc);
-                for ch in 1..3 {
-                    if best.is_nan() {
-                        break;
-                    }
-                    let (r_ch, c_ch) = gradient(ch);
-                    let magnitude = numpy_hypot(r_ch, c_ch);
-                    if magnitude > best || magnitude.is_nan() {
-                        (best, gr, gc) = (magnitude, r_ch, c_ch);
+        let vertical =
+            (r > 0 && r + 1 < height).then(|| (&data[(r - 1) * stride..r * stride], &data[(r + 1) * stride..]));
+        // Columns 1..interior_end have both horizontal neighbours.
+        let interior_end = self.gc.len().min(width.saturating_sub(1)).max(1);
+        if channels == 1 {
+            match vertical {
+                Some((up, down)) => {
+                    for ((g, &u), &d) in self.gr.iter_mut().zip(up).zip(down) {
+                        *g = (d - u).to_f64_exact();
                     }
                 }
+                None => self.gr.fill(0.0),
             }
-            self.gr[c] = gr.to_f64_exact();
-            self.gc[c] = gc.to_f64_exact();
+            self.gc.fill(0.0);
+            for (c, g) in self.gc.iter_mut().enumerate().take(interior_end).skip(1) {
+                *g = (row[c + 1] - row[c - 1]).to_f64_exact();
+            }
+        } else if let Some([gr, gc, magnitude]) = &mut self.rgb {
+            match vertical {
+                Some((up, down)) => {
+                    for ((g, &u), &d) in gr.iter_mut().zip(up).zip(down) {
+                        *g = d - u;
+                    }
+                }
+                None => gr.fill(T::zero()),
+            }
+            gc.fill(T::zero());
+            for (i, g) in gc.iter_mut().enumerate().take(3 * interior_end).skip(3) {
+                *g = row[i + 3] - row[i - 3];
+            }
+            for ((m, &r), &c) in magnitude.iter_mut().zip(gr.iter()).zip(gc.iter()) {
+                *m = numpy_hypot_unscaled(r, c);
+            }
+            for ((m, &r), &c) in magnitude.iter_mut().zip(gr.iter()).zip(gc.iter()) {
+                if m.is_nan() {
+                    *m = numpy_hypot(r, c);
+                }
+            }
+            // g_magn.argmax(axis=2): the first maximum, or the first NaN.
+            let pixels = magnitude.chunks_exact(3).zip(gr.chunks_exact(3)).zip(gc.chunks_exact(3));
+            for ((gr_out, gc_out), ((m, r), c)) in self.gr.iter_mut().zip(self.gc.iter_mut()).zip(pixels) {
+                let mut best = 0;
+                for ch in 1..3 {
+                    if !m[best].is_nan() & (m[ch].is_nan() | (m[ch] > m[best])) {
+                        best = ch;
+                    }
+                }
+                *gr_out = r[best].to_f64_exact();
+                *gc_out = c[best].to_f64_exact();
+            }
         }
-        for (((&gc, &gr), magnitude), pseudo) in
-            self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()).zip(self.pseudo.iter_mut())
-        {
+        self.derive(bins);
+    }
+
+    /// Magnitudes and orientation buckets of the gradients.
+    fn derive(&mut self, bins: &OrientationBins) {
+        for ((&gc, &gr), magnitude) in self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()) {
             *magnitude = glibc_hypot_unscaled(gc, gr);
-            *pseudo = pseudo_angle(gc, gr);
+        }
+        for ((&gc, &gr), bucket) in self.gc.iter().zip(&self.gr).zip(self.bucket.iter_mut()) {
+            *bucket = bins.bucket(gc, gr);
         }
     }
 
-    /// Adds column `c`'s magnitude to its orientation bin of `totals` as `cell_hog` does: a
-    /// float32 running total that each f64 magnitude is added to in double precision.
-    #[inline]
-    fn vote(&self, c: usize, bins: &OrientationBins, totals: &mut [f32]) {
-        let (gc, gr) = (self.gc[c], self.gr[c]);
-        let mut magnitude = self.magnitude[c];
-        if magnitude.is_nan() {
-            magnitude = gc.hypot(gr);
-        }
-        // A zero magnitude (both gradients 0) leaves every total unchanged.
-        if magnitude == 0.0 {
-            return;
-        }
-        let add = |total: &mut f32| *total = (f64::from(*total) + magnitude) as f32;
-        match bins.bin(gc, gr, self.pseudo[c]) {
-            Bin::One(i) => add(&mut totals[i]),
-            Bin::None => {}
-            Bin::All => totals.iter_mut().for_each(add),
+    /// Adds the magnitudes of `columns` to their orientation bins in `totals` as `cell_hog`
+    /// does: a float32 running total that each f64 magnitude is added to in double precision.
+    /// `totals[n]` collects the votes of angles past the last bin, which count nowhere.
+    fn vote(&self, columns: std::ops::Range<usize>, bins: &OrientationBins, totals: &mut [f32]) {
+        let n = bins.orientations;
+        for ((&magnitude, &bucket), c) in
+            self.magnitude[columns.clone()].iter().zip(&self.bucket[columns.clone()]).zip(columns)
+        {
+            let add = |total: &mut f32, magnitude: f64| *total = (f64::from(*total) + magnitude) as f32;
+            // The common case: a positive glibc magnitude in a bucket clear of every bound.
+            if magnitude > 0.0 {
+                if let Some(&k) = bins.buckets.get(bucket as usize).filter(|&&k| k != UNSURE) {
+                    add(&mut totals[usize::from(k)], magnitude);
+                    continue;
+                }
+            }
+            // A zero magnitude (both gradients 0) leaves every total unchanged.
+            if magnitude == 0.0 {
+                continue;
+            }
+            let (gc, gr) = (self.gc[c], self.gr[c]);
+            let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
+            match bins.bin_exactly(gc, gr) {
+                k if k <= n => add(&mut totals[k], magnitude),
+                _ => totals[..n].iter_mut().for_each(|total| add(total, magnitude)),
+            }
         }
     }
 }
 
 /// `np.hypot` in the image's float type (glibc's `hypotf` or `hypot`).
 fn numpy_hypot<T: Real>(a: T, b: T) -> T {
+    let h = numpy_hypot_unscaled(a, b);
+    if h.is_nan() {
+        T::from_f64_lossy(a.to_f64_exact().hypot(b.to_f64_exact()))
+    } else {
+        h
+    }
+}
+
+/// [`numpy_hypot`] without branches, NaN where libm must be asked (f64 only: glibc's
+/// `hypotf` is squares and sum in double then one rounding to float, and infinite when
+/// either side is, even NaN).
+#[inline]
+fn numpy_hypot_unscaled<T: Real>(a: T, b: T) -> T {
     let (a64, b64) = (a.to_f64_exact(), b.to_f64_exact());
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        // glibc's hypotf: squares and sum in double, one rounding to float.
-        let h = if a.is_infinite() || b.is_infinite() {
-            f64::INFINITY
-        } else if a.is_nan() || b.is_nan() {
-            f64::NAN
-        } else {
-            (a64 * a64 + b64 * b64).sqrt()
-        };
+        let h = select(a.is_infinite() | b.is_infinite(), f64::INFINITY, (a64 * a64 + b64 * b64).sqrt());
         T::from_f64_lossy(f64::from(h as f32))
     } else {
-        let h = glibc_hypot_unscaled(a64, b64);
-        T::from_f64_lossy(if h.is_nan() { a64.hypot(b64) } else { h })
+        T::from_f64_lossy(glibc_hypot_unscaled(a64, b64))
     }
 }
 
@@ -407,24 +463,26 @@ fn numpy_hypot<T: Real>(a: T, b: T) -> T {
 fn glibc_hypot_unscaled(x: f64, y: f64) -> f64 {
     const LARGE: f64 = 6.703903964971299e153; // 0x1p+511
     const TINY: f64 = 6.717876107567089e-139; // 0x1p-459
-    const EPS: f64 = 5.551115123125783e-17; // 0x1p-54
     let (x, y) = (x.abs(), y.abs());
-    let (ax, ay) = if x < y { (y, x) } else { (x, y) };
+    let swap = x < y;
+    let (ax, ay) = (select(swap, y, x), select(swap, x, y));
     let h = (ax * ax + ay * ay).sqrt();
-    let (t1, t2) = if h <= 2.0 * ay {
-        let delta = h - ay;
-        (ax * (2.0 * delta - ax), (delta - 2.0 * (ax - ay)) * delta)
-    } else {
-        let delta = h - ax;
-        (2.0 * delta * (ax - 2.0 * ay), (4.0 * delta - ay) * ay + delta * delta)
-    };
+    let near = h <= 2.0 * ay;
+    let delta = h - select(near, ay, ax);
+    let t1 = select(near, ax * (2.0 * delta - ax), 2.0 * delta * (ax - 2.0 * ay));
+    let t2 = select(near, (delta - 2.0 * (ax - ay)) * delta, (4.0 * delta - ay) * ay + delta * delta);
     let kernel = h - (t1 + t2) / (2.0 * h);
-    let result = if ay <= ax * EPS { ax + ay } else { kernel };
-    if ax <= LARGE && (ay >= TINY || ay == 0.0) {
-        result
-    } else {
-        f64::NAN
-    }
+    // glibc returns ax + ay when ay ≤ ax·2^-54; the kernel then rounds to ax as well (h = ax,
+    // the correction is below half an ulp), except for ay = 0 where it divides 0 by 0.
+    let result = select(ay == 0.0, ax, kernel);
+    select((ax <= LARGE) & ((ay >= TINY) | (ay == 0.0)), result, f64::NAN)
+}
+
+/// `if condition { a } else { b }` through bit masks, which LLVM keeps branch-free.
+#[inline]
+fn select(condition: bool, a: f64, b: f64) -> f64 {
+    let mask = 0u64.wrapping_sub(u64::from(condition));
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
 /// A monotone stand-in for the orientation `atan2(gr, gc) mod π`: `gr/(|gc|+gr)` on [0°, 90°],
@@ -437,7 +495,7 @@ fn pseudo_angle(gc: f64, gr: f64) -> f64 {
     let sum = x.abs() + y;
     let q = y / sum;
     let p = if x >= 0.0 { q } else { 2.0 - q };
-    if y > 0.0 && sum < f64::INFINITY && p >= MARGIN && p <= 2.0 - MARGIN {
+    if y > 0.0 && sum < f64::INFINITY && (MARGIN..=2.0 - MARGIN).contains(&p) {
         p
     } else {
         -1.0
@@ -469,19 +527,9 @@ fn numpy_orientation(gc: f64, gr: f64) -> f64 {
     }
 }
 
-/// Where a pixel votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bin {
-    /// In bin `i`.
-    One(usize),
-    /// Nowhere: its angle is past the last float32 bound (just below 180°).
-    None,
-    /// Everywhere: a NaN orientation fails both bound tests of `cell_hog`.
-    All,
-}
-
-/// The orientation bins of `_hoghistogram`: bin `i` is `[bound_i, bound_i+1)` in degrees with
-/// float32 bounds `(float)(180.0/n) * i`, located through pseudo-angles.
+/// The orientation bins of `_hoghistogram`: bin `k` is `[bound_k, bound_k+1)` in degrees with
+/// bounds `(180.0/n) * k` in double, located through pseudo-angles. A bin index `n` means
+/// "past the last bound" (no vote), `n + 1` "NaN orientation" (a vote in every bin).
 #[derive(Debug, Clone)]
 pub(crate) struct OrientationBins {
     orientations: usize,
@@ -489,69 +537,97 @@ pub(crate) struct OrientationBins {
     bounds: Vec<f64>,
     /// Pseudo-angles of `bound_0 ..= bound_n`, then +∞ (also for bounds ≥ 180°).
     pseudo: Vec<f64>,
-    /// For each pseudo-angle bucket `[j, j+1) / scale`, the bin holding its lower end.
-    start: Vec<u32>,
+    /// Per pseudo-angle bucket `[j − ½, j + ½] / scale`, its bin if every angle whose float32
+    /// estimate falls in it is at least [`MARGIN`] from any bound, else [`UNSURE`].
+    buckets: Vec<u16>,
     /// Buckets per unit of pseudo-angle.
-    scale: f64,
+    scale: f32,
 }
+
+/// A bucket that straddles or nears a bound.
+const UNSURE: u16 = u16::MAX;
+/// The bucket of gradients whose estimate is not trusted (past every bucket).
+const NO_BUCKET: u32 = (1 << 23) - 1;
+/// Largest error of the float32 pseudo-angle estimate (≈ 4e-7, see [`OrientationBins::bucket`]).
+const ESTIMATE_SLACK: f64 = 1e-6;
 
 impl OrientationBins {
     pub(crate) fn new(orientations: usize) -> Self {
-        let width = (180.0 / orientations as f64) as f32;
-        let bounds: Vec<f64> = (1..=orientations).map(|i| f64::from(width * i as f32)).collect();
+        let width = 180.0 / orientations as f64;
+        let bounds: Vec<f64> = (1..=orientations).map(|i| width * i as f64).collect();
         let mut pseudo = vec![0.0];
         pseudo.extend(bounds.iter().map(|&b| if b < 180.0 { pseudo_angle_of_degrees(b) } else { f64::INFINITY }));
         pseudo.push(f64::INFINITY);
-        // A bin spans at least π/(2n) of pseudo-angle, so with 2n buckets per unit a bucket
-        // meets at most two bins and a lookup moves at most one step.
-        let scale = (2 * orientations).max(16) as f64;
-        let buckets = 2 * (2 * orientations).max(16);
+        // A bin spans at least π/(2n) ≈ 1.57/n of pseudo-angle: with 16n buckets per unit
+        // about one bucket in twenty-five is unsure.
+        let per_unit = 16 * orientations.max(4);
+        let scale = per_unit as f64;
         let mut k = 0;
-        let start = (0..buckets)
+        let buckets = (0..=2 * per_unit)
             .map(|j| {
-                let low = j as f64 / scale;
+                let (low, high) =
+                    ((j as f64 - 0.5) / scale - ESTIMATE_SLACK, (j as f64 + 0.5) / scale + ESTIMATE_SLACK);
                 while pseudo[k + 1] <= low {
                     k += 1;
                 }
-                k as u32
+                let clear = pseudo[k] + MARGIN <= low && high <= pseudo[k + 1] - MARGIN && high <= 2.0 - MARGIN;
+                if clear {
+                    k as u16
+                } else {
+                    UNSURE
+                }
             })
             .collect();
-        OrientationBins { orientations, bounds, pseudo, start, scale }
+        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32 }
     }
 
-    /// The bin of the gradient `(gc, gr)` whose [`pseudo_angle`] is `pseudo`.
+    /// The bucket of the gradient's pseudo-angle, `round(p · scale)`, estimated in float32 so
+    /// that rows vectorise; [`NO_BUCKET`] when the estimate cannot be trusted. While both
+    /// gradients are 0 or in [2^−100, 2^100], the float32 conversions, sum, quotient, `2 − q`
+    /// and the scaling each add at most a few 2^−24 relative, under [`ESTIMATE_SLACK`] in all.
     #[inline]
-    fn bin(&self, gc: f64, gr: f64, pseudo: f64) -> Bin {
-        if pseudo >= 0.0 {
-            let bucket = ((pseudo * self.scale) as usize).min(self.start.len() - 1);
-            let mut k = self.start[bucket] as usize;
-            while self.pseudo[k + 1] <= pseudo {
-                k += 1;
-            }
-            while self.pseudo[k] > pseudo {
-                k -= 1;
-            }
-            if pseudo - self.pseudo[k] >= MARGIN && self.pseudo[k + 1] - pseudo >= MARGIN {
-                return self.one(k);
+    fn bucket(&self, gc: f64, gr: f64) -> u32 {
+        const LOW: f64 = 7.888609052210118e-31; // 2^-100
+        const HIGH: f64 = 1.2676506002282294e30; // 2^100
+
+        // Adding 2^23 to a float in [0, 2^22) leaves its nearest integer in the mantissa bits:
+        // a rounding conversion that vectorises, unlike `as`.
+        const ROUNDER: f32 = 8388608.0;
+        let in_range = |v: f64| (v == 0.0) | ((v.abs() >= LOW) & (v.abs() <= HIGH));
+        let flip = gr < 0.0;
+        let (x, y) = (select(flip, -gc, gc) as f32, select(flip, -gr, gr) as f32);
+        let q = y / (x.abs() + y);
+        let p = if x >= 0.0 { q } else { 2.0 - q };
+        let bucket = (p * self.scale + ROUNDER).to_bits() & NO_BUCKET;
+        let trusted = in_range(gc) & in_range(gr) & (y > 0.0);
+        let mask = 0u32.wrapping_sub(u32::from(trusted));
+        (bucket & mask) | (NO_BUCKET & !mask)
+    }
+
+    /// The bin of `(gc, gr)` from its f64 pseudo-angle when that is clear of every bound by
+    /// [`MARGIN`], else from numpy's orientation formula.
+    fn bin_exactly(&self, gc: f64, gr: f64) -> usize {
+        // atan2(±0, x) is ±0 or ±π exactly and rad2deg(±π) is ±180: horizontal gradients are
+        // at 0° (a common case worth sparing atan2).
+        if gr == 0.0 && gc.is_finite() {
+            return self.bin_of_degrees(0.0);
+        }
+        let p = pseudo_angle(gc, gr);
+        if p >= 0.0 {
+            let k = self.pseudo.partition_point(|&bound| bound <= p) - 1;
+            if p - self.pseudo[k] >= MARGIN && self.pseudo[k + 1] - p >= MARGIN {
+                return k;
             }
         }
         self.bin_of_degrees(numpy_orientation(gc, gr))
     }
 
     /// The bin of an orientation as numpy computes it, in [0, 180] or NaN.
-    fn bin_of_degrees(&self, degrees: f64) -> Bin {
+    fn bin_of_degrees(&self, degrees: f64) -> usize {
         if degrees.is_nan() {
-            Bin::All
+            self.orientations + 1
         } else {
-            self.one(self.bounds.partition_point(|&b| b <= degrees))
-        }
-    }
-
-    fn one(&self, k: usize) -> Bin {
-        if k < self.orientations {
-            Bin::One(k)
-        } else {
-            Bin::None
+            self.bounds.partition_point(|&b| b <= degrees)
         }
     }
 }
@@ -608,6 +684,26 @@ mod tests {
         }
     }
 
+    /// The bins `RowGradients::vote` adds a single gradient to.
+    fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
+        let mut row = RowGradients::<f64>::new(1, 1);
+        (row.gc[0], row.gr[0]) = (gc, gr);
+        row.derive(bins);
+        row.magnitude[0] = 1.0; // so that zero gradients vote too
+        let mut totals = vec![0.0f32; bins.orientations + 1];
+        row.vote(0..1, bins, &mut totals);
+        (0..bins.orientations).filter(|&k| totals[k] != 0.0).collect()
+    }
+
+    /// The bins a pixel of bin `k` (as [`OrientationBins::bin_of_degrees`] numbers them) votes in.
+    fn bins_of(bins: &OrientationBins, k: usize) -> Vec<usize> {
+        match k {
+            k if k < bins.orientations => vec![k],
+            k if k == bins.orientations => vec![],
+            _ => (0..bins.orientations).collect(),
+        }
+    }
+
     #[test]
     fn pseudo_angle_bins_equal_numpy_formula_bins() {
         for n in [1, 2, 3, 4, 6, 7, 8, 9, 12, 16, 18, 36, 100] {
@@ -616,7 +712,8 @@ mod tests {
                 for gc in -40i32..=40 {
                     let (gc, gr) = (gc as f64 * 0.75, gr as f64 * 0.75);
                     let exact = bins.bin_of_degrees(numpy_orientation(gc, gr));
-                    assert_eq!(bins.bin(gc, gr, pseudo_angle(gc, gr)), exact, "n={n} gc={gc} gr={gr}");
+                    assert_eq!(voted_bins(&bins, gc, gr), bins_of(&bins, exact), "n={n} gc={gc} gr={gr}");
+                    assert_eq!(bins.bin_exactly(gc, gr), exact, "n={n} gc={gc} gr={gr}");
                 }
             }
         }
@@ -625,18 +722,24 @@ mod tests {
     #[test]
     fn special_orientations() {
         // numpy: 0° for horizontal gradients either way, 90°, 45°, 135°; NaN votes everywhere.
-        assert_eq!(numpy_orientation(-3.0, 0.0), 0.0);
+        for gc in [-3.0, -1e-300, 1e-300, 7.5, f64::MAX] {
+            assert_eq!(numpy_orientation(gc, 0.0), 0.0);
+            assert_eq!(numpy_orientation(gc, -0.0), 0.0);
+        }
         assert_eq!(numpy_orientation(3.0, -0.0), 0.0);
         assert_eq!(numpy_orientation(0.0, -2.0), 90.0);
         assert_eq!(numpy_orientation(5.0, 5.0), 45.0);
         assert_eq!(numpy_orientation(-5.0, 5.0), 135.0);
         let bins = OrientationBins::new(4);
-        assert_eq!(bins.bin(5.0, 5.0, pseudo_angle(5.0, 5.0)), Bin::One(1));
-        assert_eq!(bins.bin(f64::NAN, 1.0, pseudo_angle(f64::NAN, 1.0)), Bin::All);
-        // The last float32 bound is 180 for 9 bins, just below for 73, just above for 81.
-        assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), Bin::None);
-        assert_eq!(OrientationBins::new(73).bin_of_degrees(179.99999), Bin::None);
-        assert_eq!(OrientationBins::new(81).bin_of_degrees(180.0), Bin::One(80));
+        assert_eq!(voted_bins(&bins, 5.0, 5.0), [1]);
+        assert_eq!(voted_bins(&bins, f64::NAN, 1.0), [0, 1, 2, 3]);
+        // The last bound is 180 for 9 bins, just below for 39, just above for 169.
+        assert_eq!(OrientationBins::new(9).bin_of_degrees(180.0), 9);
+        assert_eq!(OrientationBins::new(39).bin_of_degrees(179.99999999999997), 39);
+        assert_eq!(OrientationBins::new(169).bin_of_degrees(180.0), 168);
+        // Bounds are doubles: 173.33334010909863° is past 180/81·78 = 173.33333333333334 (its
+        // float32 rounding, 173.33334350585938, is not).
+        assert_eq!(voted_bins(&OrientationBins::new(81), -154.0, 18.0), [78]);
     }
 
     #[test]

@@ -103,8 +103,11 @@ impl Lbp {
                 format!("must be between 1 and {max} for method {}, got {}", self.method.name(), self.points),
             ));
         }
-        if !(self.radius.abs() <= MAX_RADIUS) {
-            return Err(Error::parameter("radius", format!("must be finite and at most {MAX_RADIUS}, got {}", self.radius)));
+        if !self.radius.is_finite() || self.radius.abs() > MAX_RADIUS {
+            return Err(Error::parameter(
+                "radius",
+                format!("must be finite and at most {MAX_RADIUS}, got {}", self.radius),
+            ));
         }
         Ok(())
     }
@@ -122,7 +125,7 @@ impl Lbp {
         let values: Vec<f64> = image.data().iter().map(|v| v.to_f64_exact()).collect();
         let plan = LbpPlan::new(self, values.len());
         let masks = plan.masks(&values, image.height(), image.width())?;
-        Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask))).collect())
+        Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask as u32))).collect())
     }
 
     /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
@@ -228,7 +231,7 @@ impl LbpPlan {
         let values: Vec<f64> = grey.iter().map(|&v| f64::from(v)).collect();
         let mut counts = vec![0u32; n_bins];
         for mask in self.masks(&values, height, width)? {
-            counts[self.code(mask) as usize] += 1;
+            counts[self.code(mask as u32) as usize] += 1;
         }
         let total = values.len() as f64;
         for (o, &count) in out.iter_mut().zip(&counts) {
@@ -238,58 +241,70 @@ impl LbpPlan {
     }
 
     /// Bit `i` of pixel `(r, c)` is set when sample `i` minus the pixel is ≥ 0.
-    fn masks(&self, image: &[f64], height: usize, width: usize) -> Result<Vec<u32>> {
-        let mut masks = vec![0u32; image.len()];
+    fn masks(&self, image: &[f64], height: usize, width: usize) -> Result<Vec<u64>> {
+        // u64 lanes like the f64 comparisons, so that setting a bit needs no shuffles.
+        let mut masks = vec![0u64; image.len()];
         if image.is_empty() {
             return Ok(masks);
         }
-        let safe = image.iter().all(|v| v.abs() < SAFE_MAGNITUDE);
-        let columns: Vec<ColumnWeights> =
-            self.offsets.iter().map(|&(_, dc)| ColumnWeights::new(dc, width)).collect::<Result<_>>()?;
-        // Zero padding wide enough for every column shift, a shift past it reads only zeros.
-        let pad = columns.iter().map(|w| w.low.abs().max(w.high.abs())).max().unwrap_or(0).min(width as i64 + 1);
+        let safe = image.iter().fold(true, |safe, v| safe & (v.abs() < SAFE_MAGNITUDE));
+        // Zero padding wide enough for every column shift (those of column 0, which
+        // `ColumnWeights` checks hold for all); a shift past it reads only zeros.
+        let pad = self
+            .offsets
+            .iter()
+            .map(|&(_, dc)| floor_ceil(dc))
+            .map(|(low, high)| low.abs().max(high.abs()) as i64)
+            .max()
+            .unwrap_or(0)
+            .min(width as i64 + 1);
+        let shifted = |shift: i64| (pad + shift.clamp(-pad, pad)) as usize;
         let padded_width = width + 2 * pad as usize;
         let mut padded = vec![0.0; height * padded_width];
         for (dst, src) in padded.chunks_exact_mut(padded_width).zip(image.chunks_exact(width)) {
             dst[pad as usize..pad as usize + width].copy_from_slice(src);
         }
         let zeros = vec![0.0; width];
-        let mut horizontal = vec![0.0; image.len()];
-        let mut previous_column: Option<u64> = None;
+        let mut horizontal = Vec::new();
+        let mut weights: Option<ColumnWeights> = None;
         for &i in &self.by_column {
-            let weights = &columns[i];
-            let shifted = |shift: i64| (pad + shift.clamp(-pad, pad)) as usize;
-            let whole_pixels = safe && weights.frac.iter().all(|&f| f == 0.0);
-            if !whole_pixels && previous_column != Some(self.offsets[i].1.to_bits()) {
-                let (low, high) = (shifted(weights.low), shifted(weights.high));
-                for (h_row, p_row) in horizontal.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
-                    for (((h, &one_minus), &frac), (&left, &right)) in h_row
-                        .iter_mut()
-                        .zip(&weights.one_minus)
-                        .zip(&weights.frac)
-                        .zip(p_row[low..low + width].iter().zip(&p_row[high..high + width]))
-                    {
-                        *h = one_minus * left + frac * right;
+            let (dr_offset, dc_offset) = self.offsets[i];
+            if weights.as_ref().is_none_or(|w| w.offset.to_bits() != dc_offset.to_bits()) {
+                let w = ColumnWeights::new(dc_offset, width)?;
+                if !(safe && w.whole) {
+                    horizontal.resize(image.len(), 0.0);
+                    let (low, high) = (shifted(w.low), shifted(w.high));
+                    for (h_row, p_row) in horizontal.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
+                        for (((h, &one_minus), &frac), (&left, &right)) in h_row
+                            .iter_mut()
+                            .zip(&w.one_minus)
+                            .zip(&w.frac)
+                            .zip(p_row[low..low + width].iter().zip(&p_row[high..high + width]))
+                        {
+                            *h = one_minus * left + frac * right;
+                        }
                     }
                 }
-                previous_column = Some(self.offsets[i].1.to_bits());
+                weights = Some(w);
             }
+            let Some(w) = &weights else { continue };
+            let whole_pixels = safe && w.whole;
             // Row `r` of the horizontally interpolated image (zeros outside).
             let row = |r: f64| -> &[f64] {
                 if r < 0.0 || r >= height as f64 {
                     &zeros
                 } else if whole_pixels {
-                    let start = r as usize * padded_width + shifted(weights.low);
+                    let start = r as usize * padded_width + shifted(w.low);
                     &padded[start..start + width]
                 } else {
                     &horizontal[r as usize * width..(r as usize + 1) * width]
                 }
             };
-            let bit = 1u32 << i;
-            let dr_offset = self.offsets[i].0;
-            for (r, (mask_row, centre_row)) in masks.chunks_exact_mut(width).zip(image.chunks_exact(width)).enumerate() {
+            let bit = 1u64 << i;
+            for (r, (mask_row, centre_row)) in masks.chunks_exact_mut(width).zip(image.chunks_exact(width)).enumerate()
+            {
                 let y = r as f64 + dr_offset;
-                let (low, high) = (y.floor(), y.ceil());
+                let (low, high) = floor_ceil(y);
                 let dr = y - low;
                 let (top, bottom) = (row(low), row(high));
                 if safe && dr == 0.0 {
@@ -312,25 +327,46 @@ impl LbpPlan {
 /// Bilinear weights along columns for one column offset: `floor`/`ceil` of `c + offset` are
 /// `c + low`/`c + high` for every column, `frac = (c + offset) − floor(c + offset)`.
 struct ColumnWeights {
+    offset: f64,
     low: i64,
     high: i64,
+    /// Every `frac` is 0: samples are whole pixels.
+    whole: bool,
     frac: Vec<f64>,
     one_minus: Vec<f64>,
 }
 
 impl ColumnWeights {
     fn new(offset: f64, width: usize) -> Result<Self> {
-        let at = |c: usize| c as f64 + offset;
-        let (low, high) = (at(0).floor() as i64, at(0).ceil() as i64);
-        let frac: Vec<f64> = (0..width).map(|c| at(c) - at(c).floor()).collect();
+        let (low, high) = floor_ceil(offset);
+        let (low, high) = (low as i64, high as i64);
+        let mut frac = Vec::with_capacity(width);
+        let mut same_shifts = true;
+        for c in 0..width {
+            let x = c as f64 + offset;
+            let (floor, ceil) = floor_ceil(x);
+            same_shifts &= floor as i64 - c as i64 == low && ceil as i64 - c as i64 == high;
+            frac.push(x - floor);
+        }
         // The 5-decimal offsets are ≥ 1e-5 from an integer unless integral, far more than the
         // rounding of `c + offset`, so the shifts are the same for every column.
-        if (0..width).any(|c| at(c).floor() as i64 - c as i64 != low || at(c).ceil() as i64 - c as i64 != high) {
+        if !same_shifts {
             return Err(Error::input(format!("an image {width} pixels wide is too wide for local binary patterns")));
         }
+        let whole = frac.iter().all(|&f| f == 0.0);
         let one_minus = frac.iter().map(|f| 1.0 - f).collect();
-        Ok(ColumnWeights { low, high, frac, one_minus })
+        Ok(ColumnWeights { offset, low, high, whole, frac, one_minus })
     }
+}
+
+/// `(floor(x), ceil(x))` for |x| < 2^52 and x ≠ −0, without the libm calls that x86-64's
+/// baseline (no SSE4.1 rounding) would make.
+#[inline]
+fn floor_ceil(x: f64) -> (f64, f64) {
+    let truncated = x as i64 as f64;
+    let floor = if truncated > x { truncated - 1.0 } else { truncated };
+    let ceil = if truncated < x { truncated + 1.0 } else { truncated };
+    (floor, ceil)
 }
 
 #[cfg(test)]
@@ -381,6 +417,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::approx_constant)] // skimage rounds the offsets to 5 decimals
     fn offsets_are_rounded_like_skimage() {
         // np.round(-1 * np.sin(2 * np.pi * np.arange(8) / 8), 5) and the cosines.
         let plan = LbpPlan::new(&Lbp::default(), 0);

@@ -24,7 +24,7 @@ mod lbp;
 mod pixels;
 
 pub use colour::ColourHistogram;
-pub use config::FeatureConfig;
+pub use config::{FeatureConfig, FeatureExtractor};
 pub use grey::{grey, GREY_WEIGHTS};
 pub use hog::{BlockNorm, Hog};
 pub use lbp::{Lbp, LbpMethod};

@@ -16,8 +16,9 @@ pub fn resize_rgb(image: ImageView<'_, f32>, size: [usize; 2]) -> Image<f32> {
     if (h, w) == (image.height(), image.width()) {
         return Image { height: h, width: w, channels: 3, data: rgb };
     }
-    let buffer: ImageBuffer<Rgb<f32>, Vec<f32>> = ImageBuffer::from_raw(image.width() as u32, image.height() as u32, rgb)
-        .expect("an ImageView's buffer always has height × width × 3 samples once made RGB");
+    let buffer: ImageBuffer<Rgb<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(image.width() as u32, image.height() as u32, rgb)
+            .expect("an ImageView's buffer always has height × width × 3 samples once made RGB");
     let out = imageops::resize(&buffer, w as u32, h as u32, imageops::FilterType::Triangle);
     Image { height: h, width: w, channels: 3, data: out.into_raw() }
 }

@@ -33,11 +33,7 @@ impl Contingency {
                 _ => cells.push((r, c, 1)),
             }
         }
-        Ok(Contingency {
-            cells,
-            rows: t.counts,
-            cols: p.counts,
-        })
+        Ok(Contingency { cells, rows: t.counts, cols: p.counts })
     }
 }
 
@@ -115,10 +111,7 @@ fn entropy(counts: &[usize]) -> f64 {
     }
     let total = counts.iter().sum::<usize>() as f64;
     let ln_total = total.ln();
-    -counts
-        .iter()
-        .map(|&c| (c as f64 / total) * ((c as f64).ln() - ln_total))
-        .sum::<f64>()
+    -counts.iter().map(|&c| (c as f64 / total) * ((c as f64).ln() - ln_total)).sum::<f64>()
 }
 
 #[cfg(test)]

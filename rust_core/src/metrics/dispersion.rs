@@ -18,22 +18,11 @@ pub fn calinski_harabasz_score<T: Real>(x: ArrayView2<'_, T>, labels: &[i64]) ->
     let x = x.mapv(Real::to_f64_exact);
     let centroids = centroids(x.view(), &encoded);
     let mean = x.mean_axis(Axis(0)).expect("X has rows");
-    let extra: f64 = centroids
-        .outer_iter()
-        .zip(&encoded.counts)
-        .map(|(c, &size)| size as f64 * sq_dist(c, mean.view()))
-        .sum();
-    let intra: f64 = x
-        .outer_iter()
-        .zip(&encoded.codes)
-        .map(|(row, &c)| sq_dist(row, centroids.row(c)))
-        .sum();
+    let extra: f64 =
+        centroids.outer_iter().zip(&encoded.counts).map(|(c, &size)| size as f64 * sq_dist(c, mean.view())).sum();
+    let intra: f64 = x.outer_iter().zip(&encoded.codes).map(|(row, &c)| sq_dist(row, centroids.row(c))).sum();
     let (n, k) = (labels.len() as f64, encoded.n_labels() as f64);
-    Ok(if intra == 0.0 {
-        1.0
-    } else {
-        extra * (n - k) / (intra * (k - 1.0))
-    })
+    Ok(if intra == 0.0 { 1.0 } else { extra * (n - k) / (intra * (k - 1.0)) })
 }
 
 /// The Davies–Bouldin index: the mean over clusters of the worst ratio of summed within-cluster
@@ -61,11 +50,7 @@ pub fn davies_bouldin_score<T: Real>(x: ArrayView2<'_, T>, labels: &[i64]) -> Re
         .map(|i| {
             (0..k)
                 .map(|j| {
-                    let sep = if separation[[i, j]] == 0.0 {
-                        f64::INFINITY
-                    } else {
-                        separation[[i, j]]
-                    };
+                    let sep = if separation[[i, j]] == 0.0 { f64::INFINITY } else { separation[[i, j]] };
                     (scatter[i] + scatter[j]) / sep
                 })
                 .fold(f64::NEG_INFINITY, f64::max)

@@ -36,11 +36,7 @@ impl Panels {
                 panel[k * LANES + i % LANES] = v.to_f64_exact();
             }
         }
-        Panels {
-            data,
-            n_rows,
-            n_features,
-        }
+        Panels { data, n_rows, n_features }
     }
 
     /// The number of rows packed.
@@ -94,11 +90,7 @@ mod tests {
     use ndarray::Array2;
 
     fn naive(x: &Array2<f64>, i: usize, j: usize) -> f64 {
-        x.row(i)
-            .iter()
-            .zip(x.row(j))
-            .map(|(a, b)| (a - b) * (a - b))
-            .fold(0.0, |s, v| s + v)
+        x.row(i).iter().zip(x.row(j)).map(|(a, b)| (a - b) * (a - b)).fold(0.0, |s, v| s + v)
     }
 
     #[test]

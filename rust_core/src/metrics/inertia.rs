@@ -19,18 +19,10 @@ pub fn inertia<T: Real>(
     validate_data(x, sample_weight, 1)?;
     validate_data(centres, None, 1)?;
     if labels.len() != x.nrows() {
-        return Err(Error::input(format!(
-            "labels has {} values but X has {} rows",
-            labels.len(),
-            x.nrows()
-        )));
+        return Err(Error::input(format!("labels has {} values but X has {} rows", labels.len(), x.nrows())));
     }
     if centres.ncols() != x.ncols() {
-        return Err(Error::input(format!(
-            "centres have {} features but X has {}",
-            centres.ncols(),
-            x.ncols()
-        )));
+        return Err(Error::input(format!("centres have {} features but X has {}", centres.ncols(), x.ncols())));
     }
     let k = centres.nrows();
     let mut total = 0.0;
@@ -39,11 +31,7 @@ pub fn inertia<T: Real>(
             .ok()
             .filter(|&c| c < k)
             .ok_or_else(|| Error::input(format!("label {label} of row {i} is not a centre index (0..{k})")))?;
-        let d2: f64 = row
-            .iter()
-            .zip(centres.row(c))
-            .map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-            .sum();
+        let d2: f64 = row.iter().zip(centres.row(c)).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
         total += sample_weight.map_or(1.0, |w| w[i].to_f64_exact()) * d2;
     }
     Ok(total)

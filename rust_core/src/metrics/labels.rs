@@ -22,11 +22,7 @@ impl EncodedLabels {
         distinct.dedup();
         let codes: Vec<usize> = labels
             .iter()
-            .map(|l| {
-                distinct
-                    .binary_search(l)
-                    .expect("every label is among the distinct labels")
-            })
+            .map(|l| distinct.binary_search(l).expect("every label is among the distinct labels"))
             .collect();
         let mut counts = vec![0; distinct.len()];
         for &c in &codes {
@@ -46,11 +42,7 @@ impl EncodedLabels {
 pub(crate) fn encode_for_data<T: Real>(x: ArrayView2<'_, T>, labels: &[i64]) -> Result<EncodedLabels> {
     validate_data(x, None, 1)?;
     if labels.len() != x.nrows() {
-        return Err(Error::input(format!(
-            "labels has {} values but X has {} rows",
-            labels.len(),
-            x.nrows()
-        )));
+        return Err(Error::input(format!("labels has {} values but X has {} rows", labels.len(), x.nrows())));
     }
     let encoded = EncodedLabels::new(labels);
     let n_labels = encoded.n_labels();

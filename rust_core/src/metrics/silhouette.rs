@@ -68,10 +68,7 @@ fn silhouette_of_encoded(panels: &Panels, labels: &EncodedLabels) -> Vec<f64> {
                     }
                 }
             }
-            panels
-                .rows(a)
-                .map(|i| silhouette_of(i, &sums[(i % LANES) * k..][..k], labels))
-                .collect()
+            panels.rows(a).map(|i| silhouette_of(i, &sums[(i % LANES) * k..][..k], labels)).collect()
         })
         .collect();
     per_panel.concat()
@@ -139,12 +136,7 @@ mod tests {
         let x = array![[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [0.0, 4.0]];
         let s = silhouette_samples(x.view(), &[0, 0, 1, 0]).unwrap();
         // Printed by sklearn.metrics.silhouette_samples 1.9.
-        let expected = [
-            0.646_446_609_406_726_3,
-            0.687_652_476_222_787_9,
-            0.0,
-            0.313_593_527_016_355_84,
-        ];
+        let expected = [0.646_446_609_406_726_3, 0.687_652_476_222_787_9, 0.0, 0.313_593_527_016_355_84];
         for (a, b) in s.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-15, "{s:?} vs {expected:?}");
         }

@@ -61,11 +61,17 @@ fn fit(args: &ClusterArgs, x: ndarray::ArrayView2<'_, f32>, bars: &Bars) -> Resu
     };
     let model = match args.algorithm {
         Algorithm::Kmeans => {
-            let algorithm = KMeans { n_clusters: args.k, n_init: Some(args.n_init), random_state: args.seed, ..KMeans::default() };
+            let algorithm =
+                KMeans { n_clusters: args.k, n_init: Some(args.n_init), random_state: args.seed, ..KMeans::default() };
             algorithm.fit_observed(x, None, &observe)?
         }
         Algorithm::Minibatch => {
-            let algorithm = MiniBatchKMeans { n_clusters: args.k, n_init: Some(args.n_init), random_state: args.seed, ..MiniBatchKMeans::default() };
+            let algorithm = MiniBatchKMeans {
+                n_clusters: args.k,
+                n_init: Some(args.n_init),
+                random_state: args.seed,
+                ..MiniBatchKMeans::default()
+            };
             algorithm.fit_observed(x, None, &observe)?
         }
     };
@@ -85,7 +91,11 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
     let features_s = started.elapsed().as_secs_f64();
     let files: Vec<&PathBuf> = extracted.rows.iter().map(|&i| &paths[i]).collect();
     if files.len() < args.k {
-        return Err(Error::input(format!("{} images could be read but --k is {}: use a smaller k", files.len(), args.k)));
+        return Err(Error::input(format!(
+            "{} images could be read but --k is {}: use a smaller k",
+            files.len(),
+            args.k
+        )));
     }
 
     let fit_started = Instant::now();
@@ -102,7 +112,11 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
         sizes[l as usize] += 1;
     }
     let truth = read_labels(&args.dir)?.map(|known| {
-        files.iter().zip(&labels).filter_map(|(f, &l)| known.get(&file_name(f)).map(|&t| (t, l))).unzip::<_, _, Vec<i64>, Vec<i64>>()
+        files
+            .iter()
+            .zip(&labels)
+            .filter_map(|(f, &l)| known.get(&file_name(f)).map(|&t| (t, l)))
+            .unzip::<_, _, Vec<i64>, Vec<i64>>()
     });
     let (ari, nmi) = match &truth {
         Some((t, p)) if !t.is_empty() => {
@@ -136,7 +150,14 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
     let sheet_path = args.output.join("contact_sheet.png");
     draw_sheet(&sheet_path, &files, &labels, &sq_distances, &sizes, args.thumbnails)?;
 
-    println!("clustered {} images into {} clusters in {:.2} s ({:.2} s features, {:.2} s fit)", files.len(), args.k, started.elapsed().as_secs_f64(), features_s, fit_s);
+    println!(
+        "clustered {} images into {} clusters in {:.2} s ({:.2} s features, {:.2} s fit)",
+        files.len(),
+        args.k,
+        started.elapsed().as_secs_f64(),
+        features_s,
+        fit_s
+    );
     println!("cluster sizes: {sizes:?}");
     if let (Some(ari), Some(nmi)) = (ari, nmi) {
         println!("against labels.csv: adjusted Rand index {ari:.3}, normalised mutual information {nmi:.3}");
@@ -159,7 +180,14 @@ fn write_assignments(path: &Path, files: &[&PathBuf], labels: &[i64], sq: &[f32]
 }
 
 /// One row per cluster: the members closest to the centre first.
-fn draw_sheet(path: &Path, files: &[&PathBuf], labels: &[i64], sq: &[f32], sizes: &[usize], per: usize) -> Result<(), Error> {
+fn draw_sheet(
+    path: &Path,
+    files: &[&PathBuf],
+    labels: &[i64],
+    sq: &[f32],
+    sizes: &[usize],
+    per: usize,
+) -> Result<(), Error> {
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|&a, &b| labels[a].cmp(&labels[b]).then(sq[a].total_cmp(&sq[b])));
     let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); sizes.len()];

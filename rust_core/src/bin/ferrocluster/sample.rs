@@ -70,7 +70,8 @@ pub fn run(args: SampleArgs) -> Result<(), Error> {
             (read_digits_csv(&csv)?, dir, "digit", *scale)
         }
         SampleSet::Synthetic { dir, n, size, classes, seed } => {
-            let spec = SyntheticSpec { n: *n, size: [*size, *size], classes: *classes, seed: *seed, ..Default::default() };
+            let spec =
+                SyntheticSpec { n: *n, size: [*size, *size], classes: *classes, seed: *seed, ..Default::default() };
             (synthetic(&spec)?, dir, "texture", 1)
         }
     };

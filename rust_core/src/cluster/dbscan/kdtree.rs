@@ -25,10 +25,7 @@ impl BoundingBox {
     /// The box of `rows` of `x`.
     pub fn of(x: ArrayView2<'_, f64>, rows: impl IntoIterator<Item = usize>) -> Self {
         let d = x.ncols();
-        let mut b = BoundingBox {
-            lo: vec![f64::INFINITY; d],
-            hi: vec![f64::NEG_INFINITY; d],
-        };
+        let mut b = BoundingBox { lo: vec![f64::INFINITY; d], hi: vec![f64::NEG_INFINITY; d] };
         for i in rows {
             for (k, &v) in x.row(i).iter().enumerate() {
                 b.lo[k] = b.lo[k].min(v);
@@ -50,12 +47,13 @@ impl BoundingBox {
     }
 
     fn widest_feature(&self) -> (usize, f64) {
-        self.lo
-            .iter()
-            .zip(&self.hi)
-            .map(|(l, h)| h - l)
-            .enumerate()
-            .fold((0, 0.0), |best, (k, w)| if w > best.1 { (k, w) } else { best })
+        self.lo.iter().zip(&self.hi).map(|(l, h)| h - l).enumerate().fold((0, 0.0), |best, (k, w)| {
+            if w > best.1 {
+                (k, w)
+            } else {
+                best
+            }
+        })
     }
 }
 
@@ -88,12 +86,7 @@ impl KdTree {
             build(x.view(), &mut order, 0, &mut nodes);
         }
         let rows = x.select(Axis(0), &order);
-        KdTree {
-            panels: Panels::new(rows.view()),
-            rows,
-            order,
-            nodes,
-        }
+        KdTree { panels: Panels::new(rows.view()), rows, order, nodes }
     }
 
     /// The rows in tree order, tiled: search queries for the tree's own rows come from here.
@@ -181,9 +174,7 @@ mod tests {
     #[test]
     fn finds_exactly_the_pairs_within_the_radius() {
         let n = 203;
-        let x = Array2::from_shape_fn((n, 3), |(i, k)| {
-            ((i * 37 + k * 11) % 101) as f64 / 10.0 + (i % 7) as f64
-        });
+        let x = Array2::from_shape_fn((n, 3), |(i, k)| ((i * 37 + k * 11) % 101) as f64 / 10.0 + (i % 7) as f64);
         let tree = KdTree::new(x.view());
         let eps2 = 2.5;
         let mut found = vec![Vec::new(); n];
@@ -195,14 +186,7 @@ mod tests {
         for (i, list) in found.iter_mut().enumerate() {
             list.sort_unstable();
             let expected: Vec<usize> = (0..n)
-                .filter(|&j| {
-                    x.row(i)
-                        .iter()
-                        .zip(x.row(j))
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f64>()
-                        <= eps2
-                })
+                .filter(|&j| x.row(i).iter().zip(x.row(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() <= eps2)
                 .collect();
             assert_eq!(*list, expected, "row {i}");
         }

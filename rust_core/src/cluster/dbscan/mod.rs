@@ -36,10 +36,7 @@ pub struct Dbscan {
 
 impl Default for Dbscan {
     fn default() -> Self {
-        Dbscan {
-            eps: 0.5,
-            min_samples: 5,
-        }
+        Dbscan { eps: 0.5, min_samples: 5 }
     }
 }
 
@@ -69,18 +66,12 @@ impl<T: Real> Clusterer<T> for Dbscan {
         validate_data(x, None, 1)?;
         let n = x.nrows();
         if u32::try_from(n).is_err() {
-            return Err(Error::input(format!(
-                "DBSCAN handles at most {} samples, got {n}",
-                u32::MAX
-            )));
+            return Err(Error::input(format!("DBSCAN handles at most {} samples, got {n}", u32::MAX)));
         }
         let weights = match sample_weight {
             None => None,
             Some(w) if w.len() != n => {
-                return Err(Error::input(format!(
-                    "sample_weight has {} values but X has {n} rows",
-                    w.len()
-                )))
+                return Err(Error::input(format!("sample_weight has {} values but X has {n} rows", w.len())))
             }
             Some(w) if w.iter().any(|v| !v.is_finite()) => {
                 return Err(Error::input("sample_weight must be finite"));
@@ -100,22 +91,14 @@ impl<T: Real> Clusterer<T> for Dbscan {
         let labels = grow_clusters(&is_core, &neighbourhoods);
         let core_sample_indices: Vec<usize> = (0..n).filter(|&i| is_core[i]).collect();
         let components = x.select(Axis(0), &core_sample_indices).mapv(Real::to_f64_exact);
-        Ok(DbscanModel {
-            labels,
-            core_sample_indices,
-            components,
-            eps: self.eps,
-        })
+        Ok(DbscanModel { labels, core_sample_indices, components, eps: self.eps })
     }
 }
 
 impl Dbscan {
     fn validate(&self) -> Result<()> {
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(Error::parameter(
-                "eps",
-                format!("must be a positive finite number, got {}", self.eps),
-            ));
+            return Err(Error::parameter("eps", format!("must be a positive finite number, got {}", self.eps)));
         }
         if self.min_samples == 0 {
             return Err(Error::parameter("min_samples", "must be at least 1"));
@@ -135,16 +118,10 @@ fn radius_neighbourhoods(tree: &KdTree, eps2: f64, progress: &(dyn Fn(Progress) 
         .into_par_iter()
         .map(|a| {
             let mut lists: Vec<Vec<u32>> = panels.rows(a).map(|_| Vec::new()).collect();
-            tree.within(panels, a, &tree.panel_bounds(a), eps2, |r, j, _| {
-                lists[r].push(j as u32)
-            });
+            tree.within(panels, a, &tree.panel_bounds(a), eps2, |r, j, _| lists[r].push(j as u32));
             let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if finished % report_every == 0 || finished == n_panels {
-                progress(Progress {
-                    done: finished,
-                    total: n_panels,
-                    stage: "neighbourhoods",
-                });
+            if finished.is_multiple_of(report_every) || finished == n_panels {
+                progress(Progress { done: finished, total: n_panels, stage: "neighbourhoods" });
             }
             lists
         })
@@ -171,12 +148,7 @@ fn grow_clusters(is_core: &[bool], neighbourhoods: &[Vec<u32>]) -> Vec<i64> {
             if labels[i] == -1 {
                 labels[i] = next_label;
                 if is_core[i] {
-                    stack.extend(
-                        neighbourhoods[i]
-                            .iter()
-                            .map(|&v| v as usize)
-                            .filter(|&v| labels[v] == -1),
-                    );
+                    stack.extend(neighbourhoods[i].iter().map(|&v| v as usize).filter(|&v| labels[v] == -1));
                 }
             }
             match stack.pop() {
@@ -245,12 +217,7 @@ mod tests {
             .map(|i| {
                 (0..n)
                     .filter(|&j| {
-                        x.row(i)
-                            .iter()
-                            .zip(x.row(j))
-                            .map(|(a, b)| (a - b) * (a - b))
-                            .sum::<f64>()
-                            <= eps * eps
+                        x.row(i).iter().zip(x.row(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() <= eps * eps
                     })
                     .map(|j| j as u32)
                     .collect()
@@ -264,15 +231,7 @@ mod tests {
     fn scikit_learn_labels() {
         // sklearn.cluster.DBSCAN(eps=1.5, min_samples=2) gives [0, 0, 0, -1, 1, 1, 0] with core
         // samples [0, 1, 2, 4, 5, 6]: the border rule and numbering order are exercised.
-        let x = array![
-            [0.0, 0.0],
-            [1.0, 0.0],
-            [2.0, 0.0],
-            [10.0, 10.0],
-            [20.0, 0.0],
-            [21.0, 0.0],
-            [0.0, 1.0]
-        ];
+        let x = array![[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 10.0], [20.0, 0.0], [21.0, 0.0], [0.0, 1.0]];
         let m = fit(x.view(), 1.5, 2, None);
         assert_eq!(m.labels, vec![0, 0, 0, -1, 1, 1, 0]);
         assert_eq!(m.core_sample_indices, vec![0, 1, 2, 4, 5, 6]);
@@ -311,24 +270,9 @@ mod tests {
     #[test]
     fn bad_parameters_and_input() {
         let x = array![[0.0], [1.0]];
-        assert!(Dbscan {
-            eps: 0.0,
-            min_samples: 1
-        }
-        .fit(x.view(), None)
-        .is_err());
-        assert!(Dbscan {
-            eps: f64::NAN,
-            min_samples: 1
-        }
-        .fit(x.view(), None)
-        .is_err());
-        assert!(Dbscan {
-            eps: 1.0,
-            min_samples: 0
-        }
-        .fit(x.view(), None)
-        .is_err());
+        assert!(Dbscan { eps: 0.0, min_samples: 1 }.fit(x.view(), None).is_err());
+        assert!(Dbscan { eps: f64::NAN, min_samples: 1 }.fit(x.view(), None).is_err());
+        assert!(Dbscan { eps: 1.0, min_samples: 0 }.fit(x.view(), None).is_err());
         assert!(Dbscan::default().fit(array![[f64::NAN]].view(), None).is_err());
         assert!(Dbscan::default().fit(x.view(), Some(array![1.0].view())).is_err());
     }

@@ -178,10 +178,7 @@ impl CovarianceArrays {
             CovarianceArrays::Spherical(a) => (a.shape().to_vec(), vec![k]),
         };
         if found != expected {
-            return Err(Error::parameter(
-                what,
-                format!("must have shape {expected:?}, got {found:?}"),
-            ));
+            return Err(Error::parameter(what, format!("must have shape {expected:?}, got {found:?}")));
         }
         Ok(())
     }
@@ -273,10 +270,7 @@ pub(super) fn log_gaussian_prob(
         }
         CovarianceArrays::Diag(u) => {
             let precisions = u.mapv(|v| v * v);
-            let lp = (&means.mapv(|v| v * v) * &precisions)
-                .sum_axis(Axis(1))
-                .insert_axis(Axis(0))
-                .to_owned()
+            let lp = (&means.mapv(|v| v * v) * &precisions).sum_axis(Axis(1)).insert_axis(Axis(0)).to_owned()
                 - 2.0 * x.dot(&(&means * &precisions).t())
                 + x.mapv(|v| v * v).dot(&precisions.t());
             (lp, u.mapv(f64::ln).sum_axis(Axis(1)))
@@ -287,21 +281,16 @@ pub(super) fn log_gaussian_prob(
             let mean_norms = means.mapv(|v| v * v).sum_axis(Axis(1));
             let mut lp = x.dot(&means.t()) * &precisions * -2.0;
             Zip::from(lp.rows_mut()).and(&row_norms).for_each(|mut row, &rn| {
-                Zip::from(&mut row)
-                    .and(&mean_norms)
-                    .and(&precisions)
-                    .for_each(|v, &mn, &p| {
-                        *v = mn * p + *v + rn * p;
-                    });
+                Zip::from(&mut row).and(&mean_norms).and(&precisions).for_each(|v, &mn, &p| {
+                    *v = mn * p + *v + rn * p;
+                });
             });
             (lp, u.mapv(|v| d as f64 * v.ln()))
         }
     };
     let constant = d as f64 * (2.0 * std::f64::consts::PI).ln();
     Zip::from(log_prob.rows_mut()).for_each(|mut row| {
-        Zip::from(&mut row)
-            .and(&log_det)
-            .for_each(|v, &ld| *v = -0.5 * (constant + *v) + ld);
+        Zip::from(&mut row).and(&log_det).for_each(|v, &ld| *v = -0.5 * (constant + *v) + ld);
     });
     log_prob
 }
@@ -374,9 +363,7 @@ mod tests {
         let cov = array![[4.0, 2.0, 0.6], [2.0, 2.0, 0.5], [0.6, 0.5, 3.0]];
         let full = CovarianceArrays::Full(cov.clone().insert_axis(Axis(0)));
         let u = full.precision_cholesky_of_covariances().unwrap();
-        let CovarianceArrays::Full(p) = u.precisions_of_cholesky() else {
-            unreachable!()
-        };
+        let CovarianceArrays::Full(p) = u.precisions_of_cholesky() else { unreachable!() };
         let p0: ArrayView2<'_, f64> = p.slice(s![0, .., ..]);
         let identity = p0.dot(&cov);
         for ((i, j), v) in identity.indexed_iter() {
@@ -386,10 +373,7 @@ mod tests {
         let again = CovarianceArrays::Full(p).precision_cholesky_of_precisions().unwrap();
         assert!(again.values().zip(u.values()).all(|(a, b)| (a - b).abs() < 1e-12));
         let back = again.covariances_of_precision_cholesky();
-        assert!(back
-            .values()
-            .zip(cov.iter().copied())
-            .all(|(a, b)| (a - b).abs() < 1e-12));
+        assert!(back.values().zip(cov.iter().copied()).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 
     #[test]
@@ -397,9 +381,7 @@ mod tests {
         let full = CovarianceArrays::Tied(array![[1.0, 1.0], [1.0, 1.0]]);
         let err = full.precision_cholesky_of_covariances().unwrap_err().to_string();
         assert!(err.contains("reg_covar"), "{err}");
-        assert!(CovarianceArrays::Spherical(array![1.0, 0.0])
-            .precision_cholesky_of_covariances()
-            .is_err());
+        assert!(CovarianceArrays::Spherical(array![1.0, 0.0]).precision_cholesky_of_covariances().is_err());
         assert_eq!("diag".parse::<CovarianceType>().unwrap(), CovarianceType::Diag);
         assert!("banana".parse::<CovarianceType>().is_err());
     }

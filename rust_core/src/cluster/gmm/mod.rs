@@ -107,12 +107,7 @@ impl Parameters {
     fn from_responsibilities(x: ArrayView2<'_, f64>, resp: ArrayView2<'_, f64>, gm: &GaussianMixture) -> Result<Self> {
         let (nk, means, covariances) = estimate_parameters(x, resp, gm.reg_covar, gm.covariance_type);
         let precisions_cholesky = covariances.precision_cholesky_of_covariances()?;
-        Ok(Parameters {
-            weights: &nk / nk.sum(),
-            means,
-            covariances,
-            precisions_cholesky,
-        })
+        Ok(Parameters { weights: &nk / nk.sum(), means, covariances, precisions_cholesky })
     }
 
     /// `log πₖ + log N(xᵢ | k)` for every row and component (`n × k`).
@@ -131,9 +126,7 @@ impl Parameters {
     fn e_step(&self, x: ArrayView2<'_, f64>) -> (f64, Array2<f64>) {
         let mut log_resp = self.weighted_log_prob(x);
         let log_norm = log_sum_exp_rows(log_resp.view());
-        Zip::from(log_resp.rows_mut())
-            .and(&log_norm)
-            .for_each(|mut row, &norm| row -= norm);
+        Zip::from(log_resp.rows_mut()).and(&log_norm).for_each(|mut row, &norm| row -= norm);
         (log_norm.mean().expect("X has rows"), log_resp)
     }
 }
@@ -172,10 +165,7 @@ impl GaussianMixture {
             )));
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(Error::parameter(
-                "tol",
-                format!("must be a non-negative number, got {}", self.tol),
-            ));
+            return Err(Error::parameter("tol", format!("must be a non-negative number, got {}", self.tol)));
         }
         if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
             return Err(Error::parameter(
@@ -188,10 +178,7 @@ impl GaussianMixture {
         }
         if let Some(w) = &self.weights_init {
             if w.len() != k {
-                return Err(Error::parameter(
-                    "weights_init",
-                    format!("must have {k} values, got {}", w.len()),
-                ));
+                return Err(Error::parameter("weights_init", format!("must have {k} values, got {}", w.len())));
             }
             if w.iter().any(|v| !(0.0..=1.0).contains(v)) {
                 return Err(Error::parameter("weights_init", "must be in the range [0, 1]"));
@@ -203,10 +190,7 @@ impl GaussianMixture {
         }
         if let Some(m) = &self.means_init {
             if m.dim() != (k, d) {
-                return Err(Error::parameter(
-                    "means_init",
-                    format!("must have shape ({k}, {d}), got {:?}", m.dim()),
-                ));
+                return Err(Error::parameter("means_init", format!("must have shape ({k}, {d}), got {:?}", m.dim())));
             }
             if m.iter().any(|v| !v.is_finite()) {
                 return Err(Error::parameter("means_init", "must be finite"));
@@ -243,7 +227,7 @@ impl GaussianMixture {
             // scikit-learn draws nothing when every parameter is given.
             (Some(_), Some(_), Some(_)) => None,
             _ => {
-                let resp = init::initial_responsibilities(x, self.n_components, self.init_params, rng);
+                let resp = init::initial_responsibilities(x, self.n_components, self.init_params, rng)?;
                 let (nk, means, covariances) =
                     estimate_parameters(x, resp.view(), self.reg_covar, self.covariance_type);
                 Some((nk / x.nrows() as f64, means, covariances))
@@ -267,12 +251,7 @@ impl GaussianMixture {
             }
             (None, None) => unreachable!("covariances are estimated unless precisions are given"),
         };
-        Ok(Parameters {
-            weights,
-            means,
-            covariances,
-            precisions_cholesky,
-        })
+        Ok(Parameters { weights, means, covariances, precisions_cholesky })
     }
 
     /// Fits on the rows of `x` (f64), as `BaseMixture.fit_predict`.
@@ -290,11 +269,7 @@ impl GaussianMixture {
                 params = Parameters::from_responsibilities(x, log_resp.mapv(f64::exp).view(), self)?;
                 lower_bound = log_prob_norm;
                 n_iter = iter;
-                progress(Progress {
-                    done: init * self.max_iter + iter,
-                    total,
-                    stage: "EM iteration",
-                });
+                progress(Progress { done: init * self.max_iter + iter, total, stage: "EM iteration" });
                 if (lower_bound - previous).abs() < self.tol {
                     converged = true;
                     break;
@@ -328,8 +303,7 @@ impl GaussianMixture {
 /// scikit-learn's check of `precisions_init`: symmetric (to `np.isclose`) and positive definite.
 fn check_symmetric_positive(p: &CovarianceArrays) -> Result<()> {
     let symmetric = |m: ArrayView2<'_, f64>| {
-        m.indexed_iter()
-            .all(|((i, j), &v)| (v - m[[j, i]]).abs() <= 1e-8 + 1e-5 * m[[j, i]].abs())
+        m.indexed_iter().all(|((i, j), &v)| (v - m[[j, i]]).abs() <= 1e-8 + 1e-5 * m[[j, i]].abs())
     };
     let all_symmetric = match p {
         CovarianceArrays::Full(a) => a.outer_iter().all(symmetric),
@@ -344,10 +318,7 @@ fn check_symmetric_positive(p: &CovarianceArrays) -> Result<()> {
     if !(all_symmetric && positive) {
         return Err(Error::parameter(
             "precisions_init",
-            format!(
-                "'{}' precisions must be symmetric, positive-definite",
-                p.covariance_type()
-            ),
+            format!("'{}' precisions must be symmetric, positive-definite", p.covariance_type()),
         ));
     }
     Ok(())
@@ -358,10 +329,7 @@ fn argmax_rows(a: ArrayView2<'_, f64>) -> Vec<i64> {
     a.rows()
         .into_iter()
         .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b })
-                .0 as i64
+            row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0 as i64
         })
         .collect()
 }
@@ -378,10 +346,7 @@ impl<T: Real> Clusterer<T> for GaussianMixture {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<GaussianMixtureModel> {
         if sample_weight.is_some() {
-            return Err(Error::parameter(
-                "sample_weight",
-                "GaussianMixture does not support sample weights",
-            ));
+            return Err(Error::parameter("sample_weight", "GaussianMixture does not support sample weights"));
         }
         validate_data(x, None, 2)?;
         self.validate(x.nrows(), x.ncols())?;

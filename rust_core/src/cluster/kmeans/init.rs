@@ -73,15 +73,11 @@ fn weighted_row<T: Real>(data: &Data<'_, T>, total: f64, rng: &mut Pcg64Mcg) -> 
 
 /// Total weight, which must be positive for weighted sampling.
 pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
-    let total = data
-        .w
-        .map_or(data.n() as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
+    let total = data.w.map_or(data.n() as f64, |w| w.iter().map(|v| v.to_f64_exact()).sum());
     if total > 0.0 {
         Ok(total)
     } else {
-        Err(Error::input(
-            "sample_weight sums to zero: give some samples a positive weight",
-        ))
+        Err(Error::input("sample_weight sums to zero: give some samples a positive weight"))
     }
 }
 
@@ -101,38 +97,26 @@ pub(crate) fn plusplus<T: Real>(
     let (n, d) = (data.n(), data.d);
     let total = total_weight(data)?;
     let zeros = vec![T::zero(); d];
-    let norms: Vec<T> = (0..n)
-        .into_par_iter()
-        .map(|i| kernel.sq_dist(data.rows(i, 1), &zeros))
-        .collect();
+    let norms: Vec<T> = (0..n).into_par_iter().map(|i| kernel.sq_dist(data.rows(i, 1), &zeros)).collect();
     let mut state = Nearest {
         closest: vec![T::infinity(); n],
         owner: vec![u32::MAX; n],
         chunk_pot: vec![0.0; n.div_ceil(CHUNK_ROWS)],
     };
-    let mut pass = Pass {
-        dists: vec![T::zero(); n * trials],
-        active: vec![0; n],
-        chunks: Vec::new(),
-    };
+    let mut pass = Pass { dists: vec![T::zero(); n * trials], active: vec![0; n], chunks: Vec::new() };
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
     for c in 0..k {
         let candidates: Vec<usize> = if c == 0 {
             vec![weighted_row(data, total, rng)]
         } else {
             let pot: f64 = state.chunk_pot.iter().sum();
-            (0..trials)
-                .map(|_| sample_by_potential(data, &state, rng.random::<f64>() * pot))
-                .collect()
+            (0..trials).map(|_| sample_by_potential(data, &state, rng.random::<f64>() * pot)).collect()
         };
         // Per chosen centre: the smallest squared distance to a candidate.
         let bound: Vec<T> = chosen
             .iter()
             .map(|&a| {
-                candidates
-                    .iter()
-                    .map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1)))
-                    .fold(T::infinity(), T::min)
+                candidates.iter().map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1))).fold(T::infinity(), T::min)
             })
             .collect();
         let packed = kernel.pack(rows_of(data, &candidates).view());
@@ -186,9 +170,7 @@ impl<T: Real> Step<'_, T> {
     #[inline]
     fn skip(&self, closest: T, owner: u32) -> bool {
         // No owner yet (u32::MAX) means no bound.
-        self.bound
-            .get(owner as usize)
-            .is_some_and(|&b| b > self.skip_factor * closest)
+        self.bound.get(owner as usize).is_some_and(|&b| b > self.skip_factor * closest)
     }
 
     /// For the chunk of rows from `start`: lists in `active` the rows that a candidate might
@@ -207,11 +189,7 @@ impl<T: Real> Step<'_, T> {
                 let skip = self.skip(closest, owner);
                 active[listed] = i as u32;
                 listed += usize::from(!skip);
-                skipped += if skip {
-                    self.data.weight(i) * closest.to_f64_exact()
-                } else {
-                    0.0
-                };
+                skipped += if skip { self.data.weight(i) * closest.to_f64_exact() } else { 0.0 };
             }
             let (select, out) = (&active[first..listed], &mut out[..(listed - first) * stride]);
             self.kernel.partial_dists(self.data.x, select, &self.packed, out);
@@ -235,11 +213,7 @@ impl<T: Real> Step<'_, T> {
 /// Moves the active rows of every chunk that candidate `best` (now centre `centre`) brings
 /// closer to it; the chunk sums of `weight × closest` are the candidate's chunk potentials.
 fn update<T: Real>(state: &mut Nearest<T>, pass: &Pass<T>, best: usize, centre: u32) {
-    let Nearest {
-        closest,
-        owner,
-        chunk_pot,
-    } = state;
+    let Nearest { closest, owner, chunk_pot } = state;
     for (pot, (p, _)) in chunk_pot.iter_mut().zip(&pass.chunks) {
         *pot = p[best];
     }
@@ -317,11 +291,7 @@ pub(crate) fn random<T: Real>(data: &Data<'_, T>, k: usize, rng: &mut Pcg64Mcg) 
                 .enumerate()
                 .map(|(i, &wi)| {
                     let u: f64 = rng.random();
-                    let key = if wi > T::zero() {
-                        u.ln() / wi.to_f64_exact()
-                    } else {
-                        f64::NEG_INFINITY
-                    };
+                    let key = if wi > T::zero() { u.ln() / wi.to_f64_exact() } else { f64::NEG_INFINITY };
                     (key, i)
                 })
                 .collect();

@@ -28,11 +28,7 @@ pub(crate) struct Data<'a, T> {
 impl<'a, T: Real> Data<'a, T> {
     /// Data over a row-major matrix (callers make it so with `as_standard_layout`).
     pub(crate) fn new(x: ArrayView2<'a, T>, w: Option<&'a [T]>) -> Self {
-        Data {
-            x: x.to_slice().expect("standard layout"),
-            d: x.ncols(),
-            w,
-        }
+        Data { x: x.to_slice().expect("standard layout"), d: x.ncols(), w }
     }
 
     pub(crate) fn n(&self) -> usize {
@@ -117,17 +113,9 @@ fn pass<T: Real>(
             (sums, weights, changed)
         })
         .collect();
-    let mut total = Pass {
-        sums: vec![0.0; if update { k * d } else { 0 }],
-        weights: vec![0.0; k],
-        changed: 0,
-    };
+    let mut total = Pass { sums: vec![0.0; if update { k * d } else { 0 }], weights: vec![0.0; k], changed: 0 };
     for (sums, weights, changed) in partials {
-        total
-            .sums
-            .iter_mut()
-            .zip(&sums)
-            .for_each(|(t, &s)| *t += s.to_f64_exact());
+        total.sums.iter_mut().zip(&sums).for_each(|(t, &s)| *t += s.to_f64_exact());
         total.weights.iter_mut().zip(&weights).for_each(|(t, &w)| *t += w);
         total.changed += changed;
     }
@@ -200,12 +188,8 @@ fn relocate_empty<T: Real>(
         // More clusters than distinct points: relocating is pointless.
         return;
     }
-    let farther = |a: &usize, b: &usize| {
-        dists[*b]
-            .partial_cmp(&dists[*a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
+    let farther =
+        |a: &usize, b: &usize| dists[*b].partial_cmp(&dists[*a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b));
     let mut order: Vec<usize> = (0..dists.len()).collect();
     let n_far = empty.len().min(order.len());
     order.select_nth_unstable_by(n_far - 1, farther);
@@ -262,11 +246,7 @@ pub(super) fn lloyd<T: Real>(
         let mut p = pass(kernel, data, centres.view(), &mut labels, true);
         relocate_empty(kernel, data, &centres, &labels, &mut p.sums, &mut p.weights);
         let new = average::<T>(&p.sums, &p.weights, d);
-        let shift: f64 = new
-            .iter()
-            .zip(&centres)
-            .map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-            .sum();
+        let shift: f64 = new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
         centres = new;
         progress(n_iter);
         if p.changed == 0 {
@@ -281,10 +261,5 @@ pub(super) fn lloyd<T: Real>(
         pass(kernel, data, centres.view(), &mut labels, false);
     }
     let inertia = inertia(kernel, data, &centres, &labels);
-    Run {
-        centres,
-        labels,
-        inertia,
-        n_iter,
-    }
+    Run { centres, labels, inertia, n_iter }
 }

@@ -84,10 +84,7 @@ impl Default for KMeans {
 impl KMeans {
     /// k-means with `n_clusters` clusters and scikit-learn's defaults otherwise.
     pub fn new(n_clusters: usize) -> Self {
-        KMeans {
-            n_clusters,
-            ..Self::default()
-        }
+        KMeans { n_clusters, ..Self::default() }
     }
 
     /// Checks the parameters on their own (the data is checked by `fit`).
@@ -120,19 +117,13 @@ pub(crate) fn check_common(
         return Err(Error::parameter("n_clusters", "must be at least 1, got 0"));
     }
     if n_init == Some(0) {
-        return Err(Error::parameter(
-            "n_init",
-            "must be at least 1 (or None for \"auto\"), got 0",
-        ));
+        return Err(Error::parameter("n_init", "must be at least 1 (or None for \"auto\"), got 0"));
     }
     if max_iter == 0 {
         return Err(Error::parameter("max_iter", "must be at least 1, got 0"));
     }
     if !(tol >= 0.0 && tol.is_finite()) {
-        return Err(Error::parameter(
-            "tol",
-            format!("must be a finite number >= 0, got {tol}"),
-        ));
+        return Err(Error::parameter("tol", format!("must be a finite number >= 0, got {tol}")));
     }
     if let KMeansInit::Centres(c) = init {
         if c.nrows() != k {
@@ -151,10 +142,7 @@ pub(crate) fn check_common(
 /// Given initial centres as `T`, checked against the data's width.
 pub(crate) fn given_centres<T: Real>(c: &Array2<f64>, d: usize) -> Result<Array2<T>> {
     if c.ncols() != d {
-        return Err(Error::parameter(
-            "init",
-            format!("the initial centres have {} features but X has {d}", c.ncols()),
-        ));
+        return Err(Error::parameter("init", format!("the initial centres have {} features but X has {d}", c.ncols())));
     }
     Ok(c.mapv(T::from_f64_lossy))
 }
@@ -193,9 +181,8 @@ fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
             s
         })
         .collect();
-    let mean: Array1<T> = (0..d)
-        .map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64))
-        .collect();
+    let mean: Array1<T> =
+        (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
     let mut xc = Array2::<T>::zeros((n, d));
     let moments: Vec<(Vec<f64>, Vec<f64>)> = xc
         .axis_chunks_iter_mut(Axis(0), chunk)
@@ -256,18 +243,9 @@ impl<T: Real> Clusterer<T> for KMeans {
                 (KMeansInit::Random, _) => rows_of(&data, &random(&data, k, &mut rng)?),
                 _ => rows_of(&data, &plusplus(kernel, &data, k, default_trials(k), &mut rng)?),
             };
-            let report = |i: usize| {
-                progress(Progress {
-                    done: run * self.max_iter + i,
-                    total,
-                    stage: "iteration",
-                })
-            };
+            let report = |i: usize| progress(Progress { done: run * self.max_iter + i, total, stage: "iteration" });
             let r = lloyd::lloyd(kernel, &data, centres, self.max_iter, tol, &report);
-            if best
-                .as_ref()
-                .is_none_or(|b| r.inertia < b.inertia && !same_clustering(&r.labels, &b.labels, k))
-            {
+            if best.as_ref().is_none_or(|b| r.inertia < b.inertia && !same_clustering(&r.labels, &b.labels, k)) {
                 best = Some(r);
             }
         }
@@ -351,15 +329,12 @@ impl<T: Real> KMeansModel<T> {
         let centres = self.centres.as_standard_layout();
         let k = centres.nrows();
         let mut out = Array2::zeros((x.nrows(), k));
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(x.axis_iter(Axis(0)))
-            .for_each(|(mut out, row)| {
-                let row = row.to_slice().expect("standard layout");
-                for (o, c) in out.iter_mut().zip(centres.outer_iter()) {
-                    *o = kernel.sq_dist(row, c.to_slice().expect("standard layout")).sqrt();
-                }
-            });
+        out.axis_iter_mut(Axis(0)).into_par_iter().zip(x.axis_iter(Axis(0))).for_each(|(mut out, row)| {
+            let row = row.to_slice().expect("standard layout");
+            for (o, c) in out.iter_mut().zip(centres.outer_iter()) {
+                *o = kernel.sq_dist(row, c.to_slice().expect("standard layout")).sqrt();
+            }
+        });
         Ok(out)
     }
 
@@ -371,10 +346,6 @@ impl<T: Real> KMeansModel<T> {
         self.check(x, sample_weight)?;
         let (_, dists) = self.predict_with_distances(x)?;
         let w = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
-        Ok(-dists
-            .iter()
-            .enumerate()
-            .map(|(i, v)| w(i) * v.to_f64_exact())
-            .sum::<f64>())
+        Ok(-dists.iter().enumerate().map(|(i, v)| w(i) * v.to_f64_exact()).sum::<f64>())
     }
 }

@@ -130,12 +130,7 @@ impl Lanes for F64x4 {
 #[inline(always)]
 fn lowest<T: crate::Real>(values: &[T], idx: &[T]) -> (T, T) {
     let min = values.iter().copied().fold(T::infinity(), T::min);
-    let at = values
-        .iter()
-        .zip(idx)
-        .filter(|(&v, _)| v == min)
-        .map(|(_, &i)| i)
-        .fold(T::infinity(), T::min);
+    let at = values.iter().zip(idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
     (min, at)
 }
 

@@ -2,8 +2,6 @@
 //! 24 of the 32 zmm registers.
 
 #![allow(unsafe_code)]
-// These intrinsics are stable since Rust 1.89: the workspace's `rust-version` must say so.
-#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 

@@ -220,11 +220,7 @@ pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize
             }
         }
         let rows = selected_rows::<L::T, MR>(x, d, select, r0, m);
-        let dst = if m == MR {
-            out[r0 * stride..(r0 + MR) * stride].as_mut_ptr()
-        } else {
-            tail.as_mut_ptr()
-        };
+        let dst = if m == MR { out[r0 * stride..(r0 + MR) * stride].as_mut_ptr() } else { tail.as_mut_ptr() };
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
             with_panel_width!(c, p, NVMAX, |NV| {

@@ -102,10 +102,7 @@ impl Kernel {
             Isa::Portable => None,
         };
         // A `Real` other than f32/f64 has no SIMD table and takes the portable code.
-        table
-            .and_then(|t| t.downcast_ref::<Routines<T>>())
-            .copied()
-            .unwrap_or_else(portable::routines::<T>)
+        table.and_then(|t| t.downcast_ref::<Routines<T>>()).copied().unwrap_or_else(portable::routines::<T>)
     }
 
     /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
@@ -129,7 +126,7 @@ impl Kernel {
     /// padding). Selecting rows in place spares a gather when most rows are skipped.
     pub(crate) fn partial_dists<T: Real>(self, x: &[T], select: &[u32], packed: &Packed<T>, out: &mut [T]) {
         assert_eq!(packed.kernel, self, "centres packed for another kernel");
-        assert!(x.len() % packed.d == 0 && out.len() == select.len() * packed.stride());
+        assert!(x.len().is_multiple_of(packed.d) && out.len() == select.len() * packed.stride());
         // SAFETY: as in `nearest`; the selected rows are bounds-checked where their pointers are made.
         unsafe { (self.routines::<T>().partial_dists)(x, select, packed, out) }
     }
@@ -198,16 +195,7 @@ impl<T: Real> Packed<T> {
             }
             norms[j] = c.iter().map(|&v| v * v).sum();
         }
-        Packed {
-            buf,
-            offset,
-            norms,
-            k,
-            d,
-            nr,
-            lanes,
-            kernel,
-        }
+        Packed { buf, offset, norms, k, d, nr, lanes, kernel }
     }
 
     /// The packed panels (`panels × d × nr`).
@@ -241,15 +229,7 @@ mod tests {
 
     /// Every variant agrees with a direct computation, for shapes around the block sizes.
     fn variants_agree<T: Real>(tol: f64) {
-        for &(n, d, k) in &[
-            (1, 1, 1),
-            (5, 3, 2),
-            (13, 7, 17),
-            (37, 64, 64),
-            (50, 5, 33),
-            (25, 100, 9),
-            (49, 17, 40),
-        ] {
+        for &(n, d, k) in &[(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40)] {
             let x = random::<T>(n, d, (n * d * k) as u64);
             let c = random::<T>(k, d, 7 + k as u64);
             let xs = x.as_slice().unwrap();
@@ -262,24 +242,14 @@ mod tests {
                 kernel.partial_dists(xs, &all, &packed, &mut dists);
                 for i in 0..n {
                     let exact: Vec<f64> = (0..k)
-                        .map(|j| {
-                            (0..d)
-                                .map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2))
-                                .sum()
-                        })
+                        .map(|j| (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum())
                         .collect();
                     let xn: f64 = x.row(i).iter().map(|v| v.to_f64_exact().powi(2)).sum();
                     let scale = xn + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
                     let best = exact.iter().copied().fold(f64::INFINITY, f64::min);
                     let name = kernel.name();
-                    assert!(
-                        (xn + values[i].to_f64_exact() - best).abs() <= tol * scale,
-                        "{name} value row {i}"
-                    );
-                    assert!(
-                        exact[labels[i] as usize] - best <= 2.0 * tol * scale,
-                        "{name} label row {i}"
-                    );
+                    assert!((xn + values[i].to_f64_exact() - best).abs() <= tol * scale, "{name} value row {i}");
+                    assert!(exact[labels[i] as usize] - best <= 2.0 * tol * scale, "{name} label row {i}");
                     for j in 0..k {
                         let got = xn + dists[i * packed.stride() + j].to_f64_exact();
                         assert!((got - exact[j]).abs() <= tol * scale, "{name} dist ({i}, {j})");
@@ -295,10 +265,7 @@ mod tests {
                     let wsum: f64 = rows.iter().map(|&i| w[i].to_f64_exact()).sum();
                     assert!((weights[j] - wsum).abs() <= 1e-9 * (1.0 + wsum));
                     for q in 0..d {
-                        let s: f64 = rows
-                            .iter()
-                            .map(|&i| w[i].to_f64_exact() * x[[i, q]].to_f64_exact())
-                            .sum();
+                        let s: f64 = rows.iter().map(|&i| w[i].to_f64_exact() * x[[i, q]].to_f64_exact()).sum();
                         assert!((sums[j * d + q].to_f64_exact() - s).abs() <= tol * (1.0 + wsum) * 10.0);
                     }
                 }

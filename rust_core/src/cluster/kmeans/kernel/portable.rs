@@ -51,12 +51,7 @@ impl<T: Real> Lanes for Array8<T> {
     #[inline(always)]
     unsafe fn argmin(v: [T; W], idx: [T; W]) -> (T, T) {
         let min = v.iter().copied().fold(T::infinity(), T::min);
-        let at = v
-            .iter()
-            .zip(&idx)
-            .filter(|(&v, _)| v == min)
-            .map(|(_, &i)| i)
-            .fold(T::infinity(), T::min);
+        let at = v.iter().zip(&idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
         (min, at)
     }
     #[inline(always)]
@@ -87,12 +82,5 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 
 /// The portable routines for `T`.
 pub(super) fn routines<T: Real>() -> Routines<T> {
-    Routines {
-        lanes: W,
-        panel: 2 * W,
-        nearest,
-        partial_dists,
-        accumulate,
-        sq_dist,
-    }
+    Routines { lanes: W, panel: 2 * W, nearest, partial_dists, accumulate, sq_dist }
 }

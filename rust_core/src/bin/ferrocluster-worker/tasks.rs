@@ -1,0 +1,119 @@
+//! The task kinds `ferrocluster-worker` runs. Payloads are JSON; matrices go by reference.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrocluster_core::cluster::kmeans::KMeansModel;
+use ferrocluster_core::features::FeatureConfig;
+use ferrocluster_core::image::DecodeLimits;
+use ferrocluster_core::pipeline::extract_files;
+use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, Registry, TaskContext, TaskError};
+use ndarray::Array2;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The built-in kinds, plus the test-only ones when asked.
+pub fn registry(queue: &Queue, test_tasks: bool) -> Registry {
+    let mut registry = Registry::default();
+    registry.register("noop", |_, _| Ok(Value::Null)).register("sleep", sleep);
+    let q = queue.clone();
+    registry.register("extract", move |ctx, payload| extract(&q, ctx, payload));
+    let q = queue.clone();
+    registry.register("kmeans.predict", move |ctx, payload| predict(&q, ctx, payload));
+    if test_tasks {
+        register_test_tasks(&mut registry);
+    }
+    registry
+}
+
+/// `sleep {ms}`: sleeps in 10 ms chunks, reporting progress and stopping when cancelled.
+fn sleep(ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
+    #[derive(Deserialize)]
+    struct Sleep {
+        ms: u64,
+    }
+    let Sleep { ms } = parse(payload)?;
+    let mut slept = 0;
+    while slept < ms {
+        ctx.check_cancelled()?;
+        let step = (ms - slept).min(10);
+        std::thread::sleep(Duration::from_millis(step));
+        slept += step;
+        ctx.progress(slept, ms);
+    }
+    Ok(json!({ "slept_ms": ms, "pid": std::process::id() }))
+}
+
+/// `extract {paths, config, output}`: features of image files, written to `output` as a
+/// float32 matrix; returns its reference, the input index of each row and the failures.
+fn extract(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Extract {
+        paths: Vec<PathBuf>,
+        #[serde(default)]
+        config: FeatureConfig,
+        #[serde(default)]
+        limits: DecodeLimits,
+        output: DataRef,
+    }
+    let job: Extract = parse(payload)?;
+    ctx.check_cancelled()?;
+    let total = job.paths.len() as u64;
+    let extracted = extract_files(&job.paths, &job.config, &job.limits, &|done| ctx.progress(done as u64, total))
+        .map_err(|e| TaskError::Invalid(e.to_string()))?;
+    let features = block_on(MatrixRef::write(queue, job.output, &extracted.features))?;
+    let failures: Vec<Value> = extracted.failures.iter().map(|(i, e)| json!([i, e.to_string()])).collect();
+    Ok(json!({ "features": features, "rows": extracted.rows, "failures": failures }))
+}
+
+/// `kmeans.predict {centres, rows}`: nearest centre and squared distance of each row of a
+/// matrix given by reference.
+fn predict(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Predict {
+        centres: Vec<Vec<f32>>,
+        rows: MatrixRef,
+    }
+    let job: Predict = parse(payload)?;
+    let k = job.centres.len();
+    let d = job.centres.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = job.centres.into_iter().flatten().collect();
+    let centres = Array2::from_shape_vec((k, d), flat)
+        .map_err(|_| TaskError::Invalid("centres must be a non-empty list of equal-length rows".to_owned()))?;
+    let x = block_on(job.rows.read(queue))?;
+    ctx.check_cancelled()?;
+    let model = KMeansModel { centres, labels: Vec::new(), inertia: 0.0, n_iter: 0 };
+    let (labels, distances) = model.predict_with_distances(x.view()).map_err(|e| TaskError::Invalid(e.to_string()))?;
+    Ok(json!({ "labels": labels, "distances": distances }))
+}
+
+/// Tasks that misbehave on purpose, for the fault-tolerance tests only.
+fn register_test_tasks(registry: &mut Registry) {
+    registry
+        .register("test.crash", |ctx, _| {
+            tracing::warn!(id = ctx.id, "test.crash: exiting without a word");
+            std::process::exit(86)
+        })
+        .register("test.hang", |_, _| loop {
+            std::thread::sleep(Duration::from_secs(1));
+        })
+        .register("test.fail", |ctx, payload| {
+            let failures = payload.get("failures").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            if u64::from(ctx.attempt) < failures {
+                return Err(TaskError::Failed(format!("test.fail: attempt {} fails on purpose", ctx.attempt)));
+            }
+            Ok(json!({ "attempt": ctx.attempt }))
+        });
+}
+
+fn parse<T: DeserializeOwned>(payload: Value) -> Result<T, TaskError> {
+    serde_json::from_value(payload).map_err(|e| TaskError::Invalid(format!("payload: {e}")))
+}
+
+/// Handlers run on blocking threads of the worker's runtime, so they may wait on it.
+fn block_on<T>(future: impl std::future::Future<Output = ferrocluster_core::queue::Result<T>>) -> Result<T, TaskError> {
+    tokio::runtime::Handle::current().block_on(future).map_err(|e| TaskError::Failed(e.to_string()))
+}

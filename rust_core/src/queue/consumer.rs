@@ -1,0 +1,368 @@
+//! [`Consumer`]: one member of a queue's consumer group — fetches tasks and makes the fenced
+//! transitions (heartbeat, complete, fail, release, reject). [`super::Worker`] drives one;
+//! other runtimes (the Python worker) can too.
+
+use std::time::Duration;
+
+use redis::streams::StreamReadReply;
+use serde_json::Value;
+
+use super::connection::Connection;
+use super::envelope::check_size;
+use super::scripts;
+use super::{Envelope, Error, Queue, Result};
+
+/// A task fetched and started by a consumer. Its lease lasts while the consumer heartbeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The stream it came from.
+    pub stream: String,
+    /// Its stream entry id: the fence of every transition.
+    pub entry: String,
+    /// The task.
+    pub envelope: Envelope,
+    /// Times it was started, this time included.
+    pub deliveries: u32,
+    /// Errors before this run.
+    pub attempts: u32,
+}
+
+/// Whether the consumer still holds a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Extended; `cancel_requested` when a caller asked to cancel the task.
+    Held {
+        /// A cancel was asked.
+        cancel_requested: bool,
+    },
+    /// Reclaimed by a sweeper (this worker paused or lost Redis past the lease): another
+    /// worker may run it now, and this one's completion will be refused.
+    Lost,
+}
+
+/// What a fenced transition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Applied (or had already been applied by this same call before a lost reply).
+    Applied,
+    /// Refused: the consumer no longer owns the entry. Nothing was written.
+    Refused,
+}
+
+/// One consumer of a queue's streams.
+#[derive(Debug)]
+pub struct Consumer {
+    queue: Queue,
+    name: String,
+    queues: Vec<String>,
+    /// Blocking reads get their own connection, whose reply timeout exceeds the block time,
+    /// so they neither time out nor stall other commands.
+    reader: Connection,
+}
+
+impl Consumer {
+    /// Joins the consumer group of each queue's streams (creating them if needed) as `name`,
+    /// which must be unique among live consumers.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn join(queue: &Queue, name: &str, queues: &[String]) -> Result<Self> {
+        if queues.is_empty() {
+            return Err(Error::invalid("queues", "give at least one queue"));
+        }
+        for q in queues {
+            queue.ensure_groups(q).await?;
+        }
+        let config = &queue.config;
+        let reader =
+            Connection::new(queue.client.clone(), config.block + config.response_timeout, config.reconnect_timeout);
+        Ok(Consumer { queue: queue.clone(), name: name.to_owned(), queues: queues.to_vec(), reader })
+    }
+
+    /// Its consumer name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Fetches and starts up to `max` tasks, most urgent priority first, blocking up to
+    /// `block` when there are none. Entries that are not runnable tasks (malformed envelope,
+    /// no task record) are dead-lettered with the reason; stale ones are dropped.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when Redis stays unreachable past the reconnect timeout.
+    pub async fn fetch(&self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
+        let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
+        let mut entries = Vec::new();
+        for stream in &streams {
+            if entries.len() < max {
+                entries.extend(self.read(std::slice::from_ref(stream), max - entries.len(), None).await?);
+            }
+        }
+        if entries.is_empty() {
+            entries = self.read(&streams, max, Some(block)).await?;
+        }
+        let mut started = Vec::with_capacity(entries.len());
+        for (stream, entry) in entries {
+            if let Some(delivery) = self.start(stream, entry).await? {
+                started.push(delivery);
+            }
+        }
+        Ok(started)
+    }
+
+    /// XREADGROUP of new entries; recreates the groups if Redis lost them.
+    async fn read(
+        &self,
+        streams: &[String],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<(String, redis::streams::StreamId)>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(&self.queue.config.group).arg(&self.name).arg("COUNT").arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(streams);
+        for _ in streams {
+            cmd.arg(">");
+        }
+        let reply: Option<StreamReadReply> = match self.reader.query(&cmd).await {
+            Err(Error::Redis(e)) if e.contains("NOGROUP") => {
+                for q in &self.queues {
+                    self.queue.ensure_groups(q).await?;
+                }
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids.into_iter().map(move |id| (k.key.clone(), id)))
+            .collect())
+    }
+
+    /// Turns a fetched entry into a running delivery, or disposes of it.
+    async fn start(&self, stream: String, entry: redis::streams::StreamId) -> Result<Option<Delivery>> {
+        let id: Option<String> = entry.get("id");
+        let Some(raw) = entry.get::<String>("task") else {
+            let reason = "the entry has no `task` field: not a ferrocluster task envelope";
+            self.reject_entry(&stream, &entry.id, reason, id.as_deref(), "").await?;
+            return Ok(None);
+        };
+        let envelope = match Envelope::parse(&raw) {
+            Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => envelope,
+            Ok(envelope) => {
+                let reason = format!("entry id field {id:?} differs from the envelope's id {:?}", envelope.id);
+                self.reject_entry(&stream, &entry.id, &reason, None, &raw).await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.reject_entry(&stream, &entry.id, &e.to_string(), id.as_deref(), &raw).await?;
+                return Ok(None);
+            }
+        };
+        let mut call = scripts::START.prepare_invoke();
+        call.key(&stream)
+            .key(self.queue.keys.task(&envelope.id))
+            .arg(&self.queue.config.group)
+            .arg(&self.name)
+            .arg(&entry.id);
+        let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
+        match reply.first().map(String::as_str) {
+            Some("run") => Ok(Some(Delivery {
+                stream,
+                entry: entry.id,
+                deliveries: reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(1),
+                attempts: reply.get(2).and_then(|d| d.parse().ok()).unwrap_or(0),
+                envelope,
+            })),
+            Some("missing") => {
+                let reason = "no task record: the entry was not enqueued through the queue API, or its record expired";
+                self.reject_entry(&stream, &entry.id, reason, None, &raw).await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Extends the lease and reports progress; tells whether the lease is still held and
+    /// whether a cancel was asked.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn heartbeat(&self, delivery: &Delivery, progress: (u64, u64)) -> Result<Lease> {
+        let mut call = scripts::HEARTBEAT.prepare_invoke();
+        self.fence(&mut call, delivery).arg(progress.0).arg(progress.1);
+        let reply: i64 = self.queue.conn.invoke(&call).await?;
+        Ok(match reply {
+            -1 => Lease::Lost,
+            flag => Lease::Held { cancel_requested: flag == 1 },
+        })
+    }
+
+    /// Records the result, once. A result over the size cap is recorded as a failure saying so.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn complete(&self, delivery: &Delivery, result: &Value) -> Result<Transition> {
+        let text = result.to_string();
+        match check_size("the task result", text.len(), self.queue.config.max_envelope_bytes) {
+            Ok(()) => self.finish(delivery, "succeeded", "result", &text).await,
+            Err(e) => self.finish(delivery, "failed", "error", &e.to_string()).await,
+        }
+    }
+
+    /// Records an error: retried after a backoff when `retryable`, the task allows it and it
+    /// has retries left; otherwise the task ends `Failed`.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn fail(&self, delivery: &Delivery, error: &str, retryable: bool) -> Result<Transition> {
+        let envelope = &delivery.envelope;
+        if !(retryable && envelope.retry_on_error && delivery.attempts < envelope.max_retries) {
+            return self.finish(delivery, "failed", "error", error).await;
+        }
+        let delay = self.queue.config.retry_delay(delivery.attempts, rand::random::<f64>());
+        let mut call = scripts::RETRY.prepare_invoke();
+        self.fence(&mut call, delivery)
+            .key(self.queue.keys.delayed())
+            .key(self.queue.keys.stats())
+            .arg(error)
+            .arg(delay.as_millis() as u64)
+            .arg(&envelope.id);
+        self.transition(&call).await
+    }
+
+    /// Records that the task stopped because it was cancelled.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn cancelled(&self, delivery: &Delivery) -> Result<Transition> {
+        self.finish(delivery, "cancelled", "error", "cancelled while running").await
+    }
+
+    /// Dead-letters a task this consumer cannot run (e.g. a kind it does not know).
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn reject(&self, delivery: &Delivery, reason: &str) -> Result<Transition> {
+        let raw = serde_json::to_string(&delivery.envelope)?;
+        self.reject_entry(&delivery.stream, &delivery.entry, reason, Some(&delivery.envelope.id), &raw).await
+    }
+
+    /// Hands a task back at once, as a fresh entry any worker can fetch.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn release(&self, delivery: &Delivery) -> Result<Transition> {
+        self.release_entry(&delivery.stream, &delivery.entry, &delivery.envelope.id).await
+    }
+
+    /// Hands back everything this consumer still holds: running tasks and entries fetched
+    /// but not started (a read cut short by shutdown). Returns how many.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn release_all(&self) -> Result<usize> {
+        let mut released = 0;
+        for stream in self.queues.iter().flat_map(|q| self.queue.keys.streams(q)) {
+            let pending: Vec<(String, String, u64, u64)> = self
+                .queue
+                .conn
+                .query(
+                    redis::cmd("XPENDING")
+                        .arg(&stream)
+                        .arg(&self.queue.config.group)
+                        .arg("-")
+                        .arg("+")
+                        .arg(1000)
+                        .arg(&self.name),
+                )
+                .await?;
+            for (entry, ..) in pending {
+                let reply: redis::streams::StreamRangeReply =
+                    self.queue.conn.query(redis::cmd("XRANGE").arg(&stream).arg(&entry).arg(&entry)).await?;
+                let id: Option<String> = reply.ids.first().and_then(|e| e.get("id"));
+                let raw: String = reply.ids.first().and_then(|e| e.get("task")).unwrap_or_default();
+                match id {
+                    Some(id) => self.release_entry(&stream, &entry, &id).await?,
+                    None => self.reject_entry(&stream, &entry, "entry without a task id", None, &raw).await?,
+                };
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Leaves the group: deletes this consumer from each stream once it holds nothing, so
+    /// consumer lists stay bounded across worker restarts.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn leave(&self) -> Result<()> {
+        for stream in self.queues.iter().flat_map(|q| self.queue.keys.streams(q)) {
+            self.queue.prune_consumers(&stream, u64::MAX, &self.name).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, delivery: &Delivery, state: &str, field: &str, value: &str) -> Result<Transition> {
+        let mut call = scripts::FINISH.prepare_invoke();
+        self.fence(&mut call, delivery)
+            .key(self.queue.keys.stats())
+            .arg(state)
+            .arg(field)
+            .arg(value)
+            .arg(delivery.envelope.result_ttl_s);
+        self.transition(&call).await
+    }
+
+    async fn release_entry(&self, stream: &str, entry: &str, id: &str) -> Result<Transition> {
+        let mut call = scripts::RELEASE.prepare_invoke();
+        call.key(stream).key(self.queue.keys.task(id)).arg(&self.queue.config.group).arg(&self.name).arg(entry);
+        self.transition(&call).await
+    }
+
+    async fn reject_entry(
+        &self,
+        stream: &str,
+        entry: &str,
+        reason: &str,
+        id: Option<&str>,
+        raw: &str,
+    ) -> Result<Transition> {
+        tracing::warn!(stream, entry, id, reason, "dead-lettering a task");
+        let mut call = scripts::REJECT.prepare_invoke();
+        call.key(stream)
+            .key(self.queue.keys.dead())
+            .key(self.queue.keys.stats())
+            .arg(&self.queue.config.group)
+            .arg(&self.name)
+            .arg(entry)
+            .arg(reason)
+            .arg(id.unwrap_or(""))
+            .arg(raw)
+            .arg(self.queue.keys.task_prefix());
+        self.transition(&call).await
+    }
+
+    /// The keys and arguments every fenced script starts with: stream, task record; group,
+    /// consumer, entry.
+    fn fence<'a, 'b>(
+        &self,
+        call: &'b mut redis::ScriptInvocation<'a>,
+        delivery: &Delivery,
+    ) -> &'b mut redis::ScriptInvocation<'a> {
+        call.key(&delivery.stream)
+            .key(self.queue.keys.task(&delivery.envelope.id))
+            .arg(&self.queue.config.group)
+            .arg(&self.name)
+            .arg(&delivery.entry)
+    }
+
+    async fn transition(&self, call: &redis::ScriptInvocation<'_>) -> Result<Transition> {
+        let reply: i64 = self.queue.conn.invoke(call).await?;
+        Ok(if reply == 0 { Transition::Refused } else { Transition::Applied })
+    }
+}

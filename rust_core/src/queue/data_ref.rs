@@ -1,0 +1,78 @@
+//! Large data by reference: envelopes carry where a matrix lives (a Redis key or a file
+//! path), never the matrix itself.
+
+use std::path::PathBuf;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Queue, Result};
+
+/// Where bytes live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataRef {
+    /// A Redis string key (visible to every worker; mind Redis memory).
+    Key(String),
+    /// A file path (on storage every worker mounts at the same path).
+    Path(PathBuf),
+}
+
+/// A float32 matrix by reference: raw little-endian values, row-major, `rows × cols`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixRef {
+    /// Where the bytes are.
+    #[serde(flatten)]
+    pub at: DataRef,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl MatrixRef {
+    /// Stores `matrix` at `at` and returns the reference to it.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the file cannot be written; Redis errors.
+    pub async fn write(queue: &Queue, at: DataRef, matrix: &Array2<f32>) -> Result<Self> {
+        let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
+        match &at {
+            DataRef::Key(key) => queue.conn.query::<()>(redis::cmd("SET").arg(key).arg(bytes)).await?,
+            DataRef::Path(path) => {
+                // Written aside and renamed, so a reader never sees half a matrix.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, &bytes)
+                    .and_then(|()| std::fs::rename(&partial, path))
+                    .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+            }
+        }
+        Ok(MatrixRef { at, rows: matrix.nrows(), cols: matrix.ncols() })
+    }
+
+    /// Loads the matrix, checking its size against `rows × cols`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when it is missing or of the wrong size; Redis errors.
+    pub async fn read(&self, queue: &Queue) -> Result<Array2<f32>> {
+        let bytes: Vec<u8> = match &self.at {
+            DataRef::Key(key) => {
+                let bytes: Option<Vec<u8>> = queue.conn.query(redis::cmd("GET").arg(key)).await?;
+                bytes.ok_or_else(|| Error::Data(format!("no Redis key `{key}`")))?
+            }
+            DataRef::Path(path) => std::fs::read(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?,
+        };
+        let expected = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(4));
+        if expected != Some(bytes.len()) {
+            return Err(Error::Data(format!(
+                "{:?} holds {} bytes, not the {} × {} float32 values its reference announces",
+                self.at,
+                bytes.len(),
+                self.rows,
+                self.cols
+            )));
+        }
+        let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Array2::from_shape_vec((self.rows, self.cols), values).map_err(|e| Error::Data(e.to_string()))
+    }
+}

@@ -1,0 +1,66 @@
+//! Names of the Redis keys a queue uses, all under one namespace prefix.
+
+use super::Priority;
+
+/// Key names of one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    pub(crate) fn new(namespace: &str) -> Self {
+        Keys { ns: namespace.to_owned() }
+    }
+
+    /// The stream of one queue at one priority.
+    pub(crate) fn stream(&self, queue: &str, priority: Priority) -> String {
+        format!("{}:q:{queue}:{}", self.ns, priority.as_str())
+    }
+
+    /// The streams of one queue, most urgent first.
+    pub(crate) fn streams(&self, queue: &str) -> impl Iterator<Item = String> + '_ {
+        let queue = queue.to_owned();
+        Priority::ALL.into_iter().map(move |p| self.stream(&queue, p))
+    }
+
+    /// Prefix of task records; the Lua scripts append the id.
+    pub(crate) fn task_prefix(&self) -> String {
+        format!("{}:task:", self.ns)
+    }
+
+    /// The record (a hash) of one task: state, envelope, outcome, progress.
+    pub(crate) fn task(&self, id: &str) -> String {
+        format!("{}:task:{id}", self.ns)
+    }
+
+    /// Dead letters: a stream of entries with the task id, the reason and the raw envelope.
+    pub(crate) fn dead(&self) -> String {
+        format!("{}:dead", self.ns)
+    }
+
+    /// Retries waiting for their backoff: a sorted set of task ids by due time (ms).
+    pub(crate) fn delayed(&self) -> String {
+        format!("{}:delayed", self.ns)
+    }
+
+    /// Counters (a hash): succeeded, failed, cancelled, dead, retried, reclaimed, refused.
+    pub(crate) fn stats(&self) -> String {
+        format!("{}:stats", self.ns)
+    }
+
+    /// Names of every queue that was ever enqueued to (a set).
+    pub(crate) fn queues(&self) -> String {
+        format!("{}:queues", self.ns)
+    }
+
+    /// Live workers: a sorted set of consumer names by last heartbeat (ms).
+    pub(crate) fn workers(&self) -> String {
+        format!("{}:workers", self.ns)
+    }
+
+    /// One worker's state (a hash that expires if the worker stops heartbeating).
+    pub(crate) fn worker(&self, consumer: &str) -> String {
+        format!("{}:worker:{consumer}", self.ns)
+    }
+}

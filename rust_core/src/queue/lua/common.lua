@@ -1,0 +1,57 @@
+-- Helpers shared by every script (prepended to each one). Keys of task records are built
+-- here from the namespace prefix, so the queue needs a single Redis, not a Redis Cluster.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Whether `consumer` holds stream entry `entry` in the group's pending list: the fence of
+-- every transition a worker makes.
+local function owns(stream, group, entry, consumer)
+  local p = redis.call('XPENDING', stream, group, entry, entry, 1)
+  return #p == 1 and p[1][2] == consumer
+end
+
+-- Runs `apply` only while `consumer` owns `entry`. A call whose earlier copy already landed
+-- (its reply was lost and the client retried) is recognised by the fence it left: 2.
+local function fenced(stream, group, entry, consumer, task_key, apply)
+  local fence = entry .. '@' .. consumer
+  if not owns(stream, group, entry, consumer) then
+    if redis.call('HGET', task_key, 'fence') == fence then return 2 end
+    return 0
+  end
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+  apply()
+  redis.call('HSET', task_key, 'fence', fence)
+  return 1
+end
+
+-- Puts the task's envelope back on its stream as a fresh entry, so any worker can fetch it.
+local function requeue(task_key)
+  local stream, envelope = unpack(redis.call('HMGET', task_key, 'stream', 'envelope'))
+  local entry = redis.call('XADD', stream, '*', 'id', redis.call('HGET', task_key, 'id'), 'task', envelope)
+  redis.call('HSET', task_key, 'state', 'pending', 'entry', entry, 'worker', '', 'updated_ms', now_ms())
+  return entry
+end
+
+-- Moves a task (or a raw entry that is not one) to the dead-letter stream with its reason.
+local function dead_letter(dead_key, stats_key, task_key, id, reason, raw)
+  local at = now_ms()
+  local entry = redis.call('XADD', dead_key, 'MAXLEN', '~', '100000', '*',
+    'id', id, 'reason', reason, 'task', raw, 'at_ms', at)
+  if task_key ~= '' and redis.call('EXISTS', task_key) == 1 then
+    redis.call('HSET', task_key, 'state', 'dead', 'error', reason, 'dead_entry', entry, 'entry', '',
+      'worker', '', 'finished_ms', at, 'updated_ms', at)
+  end
+  redis.call('HINCRBY', stats_key, 'dead', 1)
+end
+
+local function finish(task_key, stats_key, state, field, value, ttl_s)
+  local at = now_ms()
+  redis.call('HSET', task_key, 'state', state, field, value, 'entry', '', 'worker', '',
+    'finished_ms', at, 'updated_ms', at)
+  redis.call('HINCRBY', stats_key, state, 1)
+  if tonumber(ttl_s) > 0 then redis.call('EXPIRE', task_key, ttl_s) end
+end

@@ -1,0 +1,26 @@
+//! The Lua scripts that make every state change of a task atomic. Each is `common.lua`
+//! followed by its own body, so shared helpers live in one place.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(concat!(include_str!("lua/common.lua"), include_str!($file))));
+    };
+}
+
+script!(ENQUEUE, "lua/enqueue.lua");
+script!(START, "lua/start.lua");
+script!(HEARTBEAT, "lua/heartbeat.lua");
+script!(FINISH, "lua/finish.lua");
+script!(RETRY, "lua/retry.lua");
+script!(RELEASE, "lua/release.lua");
+script!(REJECT, "lua/reject.lua");
+script!(SWEEP, "lua/sweep.lua");
+script!(PROMOTE, "lua/promote.lua");
+script!(CANCEL, "lua/cancel.lua");
+script!(RETRY_DEAD, "lua/retry_dead.lua");
+script!(PRUNE_CONSUMERS, "lua/prune_consumers.lua");

@@ -1,0 +1,159 @@
+//! What callers read back: task status, queue statistics, dead letters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting on a stream, or for its retry backoff.
+    Pending,
+    /// A worker holds its lease.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error, retries exhausted or not retryable.
+    Failed,
+    /// In the dead-letter stream: poison (lost its worker too often), malformed or of a kind
+    /// no worker runs. [`super::Queue::retry_dead`] gives it a fresh start.
+    Dead,
+    /// Cancelled before or while running.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Whether the task will not change state again by itself.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, TaskState::Pending | TaskState::Running)
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => TaskState::Pending,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "failed" => TaskState::Failed,
+            "dead" => TaskState::Dead,
+            "cancelled" => TaskState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A task's record as last written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStatus {
+    /// The task id.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its handler.
+    pub kind: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Errors so far (each retried error counts one).
+    pub attempts: u32,
+    /// Times a worker started it since it was enqueued (or retried from the dead letters).
+    pub deliveries: u32,
+    /// The worker's last progress report: done and total units.
+    pub progress: Option<(u64, u64)>,
+    /// The last error, or why it is dead or cancelled.
+    pub error: Option<String>,
+    /// The result, once succeeded.
+    pub result: Option<Value>,
+    /// The consumer running it.
+    pub worker: Option<String>,
+    /// Whether a cancel was asked while it ran.
+    pub cancel_requested: bool,
+    /// When the next retry is due (ms since the epoch, Redis clock), while waiting for one.
+    pub retry_at_ms: Option<u64>,
+}
+
+impl TaskStatus {
+    /// Reads a status from a task record's fields; `None` when the record is not a task's.
+    pub(crate) fn from_record(fields: &HashMap<String, String>) -> Option<Self> {
+        let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
+        let state = TaskState::parse(fields.get("state")?)?;
+        let progress = match (number("progress_total"), number("progress_done")) {
+            (Some(total), Some(done)) if total > 0 || done > 0 => Some((done, total)),
+            _ => None,
+        };
+        let result = if state == TaskState::Succeeded {
+            fields.get("result").and_then(|r| serde_json::from_str(r).ok())
+        } else {
+            None
+        };
+        Some(TaskStatus {
+            id: fields.get("id")?.clone(),
+            queue: text("queue").unwrap_or_default(),
+            kind: text("kind").unwrap_or_default(),
+            state,
+            attempts: number("attempts").unwrap_or(0) as u32,
+            deliveries: number("deliveries").unwrap_or(0) as u32,
+            progress,
+            error: text("error"),
+            result,
+            worker: text("worker"),
+            cancel_requested: fields.get("cancel").is_some_and(|c| c == "1"),
+            retry_at_ms: if state == TaskState::Pending { number("retry_at_ms") } else { None },
+        })
+    }
+}
+
+/// One queue's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// The queue name.
+    pub name: String,
+    /// Entries on its streams (waiting plus delivered and not yet finished).
+    pub length: u64,
+    /// Entries delivered to a worker and not yet finished.
+    pub pending: u64,
+    /// Consumers in its groups (stays bounded: leaving and dead workers are pruned).
+    pub consumers: u64,
+}
+
+/// A live worker as it describes itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerInfo {
+    /// Its consumer name.
+    pub consumer: String,
+    /// Every field of its record: name, host, pid, queues, concurrency, current tasks,
+    /// last heartbeat (ms).
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The whole namespace's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Per queue.
+    pub queues: Vec<QueueStats>,
+    /// Retries waiting for their backoff.
+    pub delayed: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
+    /// Live workers.
+    pub workers: Vec<WorkerInfo>,
+    /// Counters since the namespace was created: succeeded, failed, cancelled, dead, retried,
+    /// reclaimed, refused (late or duplicate completions turned away).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// An entry of the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter stream entry id.
+    pub entry: String,
+    /// The task id, when the entry had one.
+    pub id: Option<String>,
+    /// Why it is here.
+    pub reason: String,
+    /// The raw envelope as it was on the stream.
+    pub raw: String,
+    /// When it was dead-lettered (ms since the epoch, Redis clock).
+    pub at_ms: u64,
+}

@@ -1,0 +1,209 @@
+//! Test harness: private `redis-server` processes on free loopback ports, in temp dirs,
+//! and `ferrocluster-worker` processes, all killed when dropped (even on panic).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrocluster_core::queue::{Queue, QueueConfig, TaskState, TaskStatus};
+
+/// A redis-server of our own, with AOF (`appendfsync everysec`) in a temp dir.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server with AOF and `noeviction`.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer { port, dir, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        server.spawn();
+        server
+    }
+
+    /// `redis://127.0.0.1:port/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and dir: it reloads the AOF.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A plain synchronous connection, for assertions and for poking at raw keys.
+    pub fn sync(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--dir"])
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some());
+            if exited || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!("redis-server did not start on port {}:\n{log}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A queue configuration with short leases, so faults resolve in about a second.
+pub fn fast_config() -> QueueConfig {
+    QueueConfig {
+        lease: Duration::from_millis(1000),
+        block: Duration::from_millis(200),
+        max_deliveries: 3,
+        retry_base: Duration::from_millis(20),
+        retry_max: Duration::from_millis(100),
+        reconnect_timeout: Duration::from_secs(20),
+        ..QueueConfig::default()
+    }
+}
+
+/// A `ferrocluster-worker` process, killed when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts a worker on `queues` with the config's lease and cap, test tasks enabled.
+    pub fn start(url: &str, config: &QueueConfig, queues: &str, extra: &[&str]) -> Self {
+        let log = std::env::temp_dir().join(format!("fc-worker-{}-{}.log", std::process::id(), rand_suffix()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocluster-worker"));
+        cmd.args(["--redis", url, "--queues", queues, "--enable-test-tasks"])
+            .args(["--lease-ms", &config.lease.as_millis().to_string()])
+            .args(["--block-ms", &config.block.as_millis().to_string()])
+            .args(["--max-deliveries", &config.max_deliveries.to_string()])
+            .args(["--retry-base-ms", &config.retry_base.as_millis().to_string()])
+            .args(["--namespace", &config.namespace])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        WorkerProcess { child: cmd.spawn().expect("worker binary"), log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (KILL, STOP, CONT, TERM).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap().success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `status(id)` until `pred` holds, panicking after `timeout`.
+pub async fn wait_for(queue: &Queue, id: &str, timeout: Duration, pred: impl Fn(&TaskStatus) -> bool) -> TaskStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = queue.status(id).await.unwrap();
+        if pred(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {id}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every task is terminal, panicking after `timeout`.
+pub async fn wait_all(queue: &Queue, ids: &[String], timeout: Duration) -> Vec<TaskStatus> {
+    let statuses = queue.wait(ids, timeout).await.unwrap();
+    let unfinished: Vec<_> = statuses.iter().filter(|s| !s.state.is_terminal()).collect();
+    assert!(unfinished.is_empty(), "unfinished after {timeout:?}: {unfinished:?}");
+    statuses
+}
+
+/// The namespace's counter `name` (succeeded, refused, dead, ...).
+pub async fn counter(queue: &Queue, name: &str) -> u64 {
+    queue.stats().await.unwrap().counters.get(name).copied().unwrap_or(0)
+}
+
+pub fn succeeded(statuses: &[TaskStatus]) -> usize {
+    statuses.iter().filter(|s| s.state == TaskState::Succeeded).count()
+}
