@@ -11,8 +11,24 @@ Example:
 
 from ferrocluster import datasets, metrics
 from ferrocluster._core import ImageError, ModelFileError, __version__
-from ferrocluster.cluster import DBSCAN, KMeans, MiniBatchKMeans
+from ferrocluster.cluster import DBSCAN, KMeans, MiniBatchKMeans, kmeans_predict
 from ferrocluster.mixture import GaussianMixture
+from ferrocluster.runtime import (
+    GetTimeoutError,
+    ObjectRef,
+    RemoteTaskError,
+    TaskCancelledError,
+    cancel,
+    check_cancelled,
+    get,
+    init,
+    is_cancelled,
+    is_initialized,
+    put,
+    remote,
+    shutdown,
+    wait,
+)
 from ferrocluster.features import (
     ColourHistogram,
     FeatureConfig,
@@ -39,6 +55,21 @@ __all__ = [
     "__version__",
     "datasets",
     "extract_features",
+    "get",
+    "init",
+    "is_cancelled",
+    "is_initialized",
+    "kmeans_predict",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+    "cancel",
+    "check_cancelled",
+    "GetTimeoutError",
+    "ObjectRef",
+    "RemoteTaskError",
+    "TaskCancelledError",
     "hog",
     "local_binary_pattern",
     "metrics",

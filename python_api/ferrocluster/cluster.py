@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferrocluster import _core
+from ferrocluster.runtime.remote import BuiltinOp
 from ferrocluster._base import BaseEstimator, ClusterMixin, TransformerMixin, check_is_fitted, check_n_features
 from ferrocluster._validation import check_matrix, check_weights, seed_from
 
@@ -278,3 +279,17 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.components_ = components.astype(X.dtype, copy=False)
         self.n_features_in_ = X.shape[1]
         return self
+
+
+def _predict(centres: Any, X: Any, n_threads: int | None = None) -> np.ndarray:
+    """The index of the nearest of `centres` (n_clusters, n_features) for each row of X."""
+    centres = check_matrix(centres)
+    X = check_matrix(X, dtype=centres.dtype)
+    if X.shape[1] != centres.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features, the centres have {centres.shape[1]}")
+    labels, _ = _core.kmeans_predict(X, centres, _check_threads(n_threads))
+    return labels
+
+
+#: k-means prediction from centres, e.g. `fc.kmeans_predict.remote(km.cluster_centers_, X)`.
+kmeans_predict = BuiltinOp(_predict, _predict)

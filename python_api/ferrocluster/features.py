@@ -17,6 +17,9 @@ from typing import Any, Union
 import numpy as np
 
 from ferrocluster import _core
+from ferrocluster.runtime.codec import register_type
+from ferrocluster.runtime.context import check_cancelled
+from ferrocluster.runtime.remote import BuiltinOp
 
 ImageInput = Union[np.ndarray, str, "os.PathLike[str]"]
 
@@ -326,3 +329,26 @@ def extract_features(
     arrays = [_as_image(item, i) for i, item in enumerate(items)]
     callback = _progress_callback(progress, len(arrays), "features")
     return _core.extract_arrays(arrays, config.to_json(), callback, n_threads)
+
+
+def _extract_in_chunks(
+    images: Iterable[ImageInput] | np.ndarray,
+    config: FeatureConfig | None = None,
+    *,
+    on_error: str = "raise",
+    n_threads: int | None = None,
+    chunk: int = 256,
+) -> np.ndarray:
+    """`extract_features` as a task: chunk by chunk, stopping at the first chunk boundary
+    after the task is cancelled."""
+    items = list(images)
+    config = config or FeatureConfig()
+    parts = []
+    for start in range(0, len(items), chunk):
+        check_cancelled()
+        parts.append(extract_features(items[start : start + chunk], config, on_error=on_error, n_threads=n_threads))
+    return np.concatenate(parts) if parts else extract_features(items, config)
+
+
+extract_features = BuiltinOp(extract_features, _extract_in_chunks)
+register_type(FeatureConfig)

@@ -1,7 +1,10 @@
 //! The one mapping from the core's errors to Python exceptions.
 
+use ferrocluster_core::queue::Error as QueueError;
 use ferrocluster_core::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyConnectionError, PyFileNotFoundError, PyKeyError, PyOSError, PyPermissionError, PyValueError,
+};
 use pyo3::PyErr;
 
 pyo3::create_exception!(
@@ -30,4 +33,17 @@ pub fn to_py(err: Error) -> PyErr {
 /// Converts a parameter document the Python layer built into a ValueError naming the problem.
 pub fn json_error(what: &str, err: serde_json::Error) -> PyErr {
     PyValueError::new_err(format!("invalid {what}: {err}"))
+}
+
+/// Converts a queue error into the Python exception a user would expect.
+pub fn queue_to_py(err: QueueError) -> PyErr {
+    match err {
+        QueueError::NoSuchTask(_) => PyKeyError::new_err(err.to_string()),
+        QueueError::Auth(_) | QueueError::Permission(_) => PyPermissionError::new_err(err.to_string()),
+        QueueError::Unavailable { .. } => PyConnectionError::new_err(err.to_string()),
+        QueueError::Url(_) | QueueError::Envelope(_) | QueueError::TooLarge { .. } | QueueError::Invalid { .. } => {
+            PyValueError::new_err(err.to_string())
+        }
+        QueueError::Redis(_) | QueueError::Data(_) => PyOSError::new_err(err.to_string()),
+    }
 }

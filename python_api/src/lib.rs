@@ -14,6 +14,7 @@ mod features;
 mod metrics;
 mod mixture;
 mod progress;
+mod queue;
 
 use pyo3::prelude::*;
 
@@ -41,5 +42,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(density::dbscan_fit, m)?)?;
     m.add_function(wrap_pyfunction!(mixture::gmm_fit, m)?)?;
     m.add_function(wrap_pyfunction!(mixture::gmm_apply, m)?)?;
+    m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyConsumer>()?;
+    m.add_class::<queue::PyDelivery>()?;
     Ok(())
 }

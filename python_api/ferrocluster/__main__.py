@@ -1,0 +1,24 @@
+"""`python -m ferrocluster worker --redis URL --import mymodule [--queues py] [--concurrency N]`."""
+
+import argparse
+
+from ferrocluster.runtime.worker import Worker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m ferrocluster")
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run Python tasks (@fc.remote functions) from the Redis queue")
+    worker.add_argument("--redis", required=True, help="redis://[user:pass@]host:port/db")
+    worker.add_argument(
+        "--import", dest="imports", action="append", default=[], help="a module whose @fc.remote functions to run"
+    )
+    worker.add_argument("--queues", default="py", help="comma-separated queue names (default: py)")
+    worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once (threads)")
+    worker.add_argument("--lease-ms", type=int, default=30_000, help="the queue's lease (must match other workers)")
+    args = parser.parse_args()
+    Worker(args.redis, args.imports, args.queues.split(","), args.concurrency, args.lease_ms).run()
+
+
+if __name__ == "__main__":
+    main()
