@@ -2,7 +2,7 @@
 sgemm ceiling, measured side by side in this run. Prints medians and ratios against the
 targets of the core-engine issue.
 
-    python bench/bench_core.py [--quick]     # --quick: n=2e5 instead of 1e6 for k-means
+    python bench/bench_core.py [--quick] [--part features|kmeans]   # --quick: n=2e5 instead of 1e6
 """
 
 from __future__ import annotations
@@ -159,14 +159,19 @@ def bench_kmeans(n: int) -> None:
 
 MEMORY = textwrap.dedent(
     """
-    import resource, sys, numpy as np, ferrocluster as fc
+    import sys, numpy as np, ferrocluster as fc
+
+    def status(field):
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field))
+
     n = int(sys.argv[1])
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, 64), dtype=np.float32)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    X = np.random.default_rng(0).standard_normal((n, 64), dtype=np.float32)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets the peak (VmHWM) to the current resident size
+    before = status("VmRSS:")
     fc.KMeans(64, random_state=0, max_iter=20).fit(X)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) * 1024 / X.nbytes)
+    print((status("VmHWM:") - before) / X.nbytes)
     """
 )
 
@@ -183,12 +188,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller k-means data (2e5 rows)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--part", choices=("all", "features", "kmeans"), default="all", help="run only one part")
     args = parser.parse_args()
     n = 200_000 if args.quick else 1_000_000
     print(f"ferrocluster {fc.__version__}, {os.cpu_count()} CPUs", flush=True)
-    bench_features()
-    bench_kmeans(n)
-    bench_memory(n)
+    if args.part in ("all", "features"):
+        bench_features()
+    if args.part in ("all", "kmeans"):
+        bench_kmeans(n)
+        bench_memory(n)
     print("\nsummary (ratio / target):")
     for name, ratio, target, status in RESULTS:
         print(f"  {name:<66} {ratio:7.2f} / {target:<4} {status}")
