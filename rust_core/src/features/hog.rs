@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::simd;
 use crate::image::ImageView;
 use crate::{Error, Real, Result};
 
@@ -65,6 +66,7 @@ impl BlockNorm {
     }
 
     /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
+    #[inline(always)]
     fn apply(self, block: &mut [f64], scratch: &mut Vec<f64>) {
         match self {
             BlockNorm::L1 | BlockNorm::L1Sqrt => {
@@ -108,6 +110,7 @@ impl FromStr for BlockNorm {
 }
 
 /// `v / sqrt(np.sum(v**2) + eps**2)`.
+#[inline(always)]
 fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
     scratch.clear();
     scratch.extend(block.iter().map(|v| v * v));
@@ -246,13 +249,13 @@ impl Hog {
             return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
         }
         debug_assert_eq!(bins.orientations, self.orientations);
-        let cells = self.cell_histograms(bins, image);
-        self.normalise_blocks(&cells, image.width() / self.pixels_per_cell[1], shape, out);
+        simd::dispatch(HogKernel { hog: self, bins, image, shape, out });
         Ok(())
     }
 
     /// `orientation_histogram` of `_hoghistogram.hog_histograms`: cells × orientations, f64
     /// holding float32 values.
+    #[inline(always)]
     fn cell_histograms<T: Real>(&self, bins: &OrientationBins, image: ImageView<'_, T>) -> Vec<f64> {
         let (height, width, channels) = (image.height(), image.width(), image.channels());
         let [cell_r, cell_c] = self.pixels_per_cell;
@@ -286,6 +289,7 @@ impl Hog {
     }
 
     /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
+    #[inline(always)]
     fn normalise_blocks<T: Real>(&self, cells: &[f64], cells_c: usize, shape: [usize; 5], out: &mut [T]) {
         let [_, blocks_c, block_r, block_c, n] = shape;
         let row_len = block_c * n;
@@ -302,6 +306,26 @@ impl Hog {
                 *o = T::from_f64_lossy(v);
             }
         }
+    }
+}
+
+/// One image's descriptor, [`Hog::cell_histograms`] then [`Hog::normalise_blocks`].
+struct HogKernel<'a, T> {
+    hog: &'a Hog,
+    bins: &'a OrientationBins,
+    image: ImageView<'a, T>,
+    shape: [usize; 5],
+    out: &'a mut [T],
+}
+
+impl<T: Real> simd::Kernel for HogKernel<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let HogKernel { hog, bins, image, shape, out } = self;
+        let cells = hog.cell_histograms(bins, image);
+        hog.normalise_blocks(&cells, image.width() / hog.pixels_per_cell[1], shape, out);
     }
 }
 
@@ -335,6 +359,7 @@ impl<T: Real> RowGradients<T> {
 
     /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
     /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
+    #[inline(always)]
     fn compute(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize, bins: &OrientationBins) {
         let stride = width * channels;
         let row = &data[r * stride..(r + 1) * stride];
@@ -393,6 +418,7 @@ impl<T: Real> RowGradients<T> {
     }
 
     /// Magnitudes and orientation buckets of the gradients.
+    #[inline(always)]
     fn derive(&mut self, bins: &OrientationBins) {
         for ((&gc, &gr), magnitude) in self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()) {
             *magnitude = glibc_hypot_unscaled(gc, gr);

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::grey::grey;
+use super::simd;
 use crate::image::ImageView;
 use crate::{Error, Real, Result};
 
@@ -124,7 +125,8 @@ impl Lbp {
         }
         let values: Vec<f64> = image.data().iter().map(|v| v.to_f64_exact()).collect();
         let plan = LbpPlan::new(self, values.len());
-        let masks = plan.masks(&values, image.height(), image.width())?;
+        let masks =
+            simd::dispatch(MasksKernel { plan: &plan, image: &values, height: image.height(), width: image.width() })?;
         Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask as u32))).collect())
     }
 
@@ -221,6 +223,12 @@ impl LbpPlan {
 
     /// Normalised histogram of the codes of a grey image into `out` (`n_bins` long).
     pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
+        simd::dispatch(HistogramKernel { plan: self, grey, height, width, out })
+    }
+
+    /// [`LbpPlan::histogram`] in the instruction set [`HistogramKernel`] is run with.
+    #[inline(always)]
+    fn histogram_kernel(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
         let n_bins = self.n_bins;
         if out.len() != n_bins {
             return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
@@ -241,6 +249,7 @@ impl LbpPlan {
     }
 
     /// Bit `i` of pixel `(r, c)` is set when sample `i` minus the pixel is ≥ 0.
+    #[inline(always)]
     fn masks(&self, image: &[f64], height: usize, width: usize) -> Result<Vec<u64>> {
         // u64 lanes like the f64 comparisons, so that setting a bit needs no shuffles.
         let mut masks = vec![0u64; image.len()];
@@ -321,6 +330,41 @@ impl LbpPlan {
             }
         }
         Ok(masks)
+    }
+}
+
+/// [`LbpPlan::masks`] of one image.
+struct MasksKernel<'a> {
+    plan: &'a LbpPlan,
+    image: &'a [f64],
+    height: usize,
+    width: usize,
+}
+
+impl simd::Kernel for MasksKernel<'_> {
+    type Output = Result<Vec<u64>>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        self.plan.masks(self.image, self.height, self.width)
+    }
+}
+
+/// [`LbpPlan::histogram`] of one grey image.
+struct HistogramKernel<'a> {
+    plan: &'a LbpPlan,
+    grey: &'a [f32],
+    height: usize,
+    width: usize,
+    out: &'a mut [f32],
+}
+
+impl simd::Kernel for HistogramKernel<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        self.plan.histogram_kernel(self.grey, self.height, self.width, self.out)
     }
 }
 
