@@ -16,7 +16,9 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,12 @@ const NORM_EPS: f64 = 1e-5;
 const MARGIN: f64 = 1e-9;
 /// numpy's `rad2deg` factor, `180.0 / NPY_PI`.
 const RAD2DEG: f64 = 180.0 / std::f64::consts::PI;
+
+thread_local! {
+    /// The bins of the last [`Hog::compute_into`] on this thread: building them costs about a
+    /// tenth of a 64×64 image's descriptor.
+    static LAST_BINS: RefCell<Option<Rc<OrientationBins>>> = const { RefCell::new(None) };
+}
 
 /// How each block of cells is normalised (scikit-image's `block_norm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +234,12 @@ impl Hog {
     /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes in `T`
     /// exactly as scikit-image does for an input array of dtype `T` (uint8 input: `T = f64`).
     pub fn compute_into<T: Real>(&self, image: ImageView<'_, T>, out: &mut [T]) -> Result<()> {
-        self.compute_with(&OrientationBins::new(self.orientations), image, out)
+        self.validate()?;
+        let bins = LAST_BINS.with_borrow_mut(|last| match last {
+            Some(bins) if bins.orientations == self.orientations => Rc::clone(bins),
+            _ => Rc::clone(last.insert(Rc::new(OrientationBins::new(self.orientations)))),
+        });
+        self.compute_with(&bins, image, out)
     }
 
     /// [`Hog::compute_into`] into a new vector.
