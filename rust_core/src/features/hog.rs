@@ -128,13 +128,35 @@ fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
     }
 }
 
+/// numpy's pairwise summation works on blocks of this many values.
+const SUM_BLOCK: usize = 128;
+
 /// `np.sum` of a contiguous f64 array: numpy's pairwise summation, bit for bit.
+#[inline(always)]
 fn numpy_sum(values: &[f64]) -> f64 {
-    const BLOCK: usize = 128;
+    // Blocks (HOG's are at most 128 values in practice) are summed inline, longer arrays
+    // split in a function of their own since it recurses.
+    if values.len() <= SUM_BLOCK {
+        numpy_sum_block(values)
+    } else {
+        numpy_sum_halves(values)
+    }
+}
+
+/// [`numpy_sum`] of more than [`SUM_BLOCK`] values: the sums of two halves.
+fn numpy_sum_halves(values: &[f64]) -> f64 {
+    let half = values.len() / 2;
+    let split = half - half % 8;
+    numpy_sum(&values[..split]) + numpy_sum(&values[split..])
+}
+
+/// [`numpy_sum`] of at most [`SUM_BLOCK`] values: eight interleaved running sums.
+#[inline(always)]
+fn numpy_sum_block(values: &[f64]) -> f64 {
     let n = values.len();
     if n < 8 {
         values.iter().fold(-0.0, |acc, v| acc + v)
-    } else if n <= BLOCK {
+    } else {
         let mut acc = [0.0; 8];
         acc.copy_from_slice(&values[..8]);
         let full = n - n % 8;
@@ -145,10 +167,6 @@ fn numpy_sum(values: &[f64]) -> f64 {
         }
         let head = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         values[full..].iter().fold(head, |acc, v| acc + v)
-    } else {
-        let half = n / 2;
-        let split = half - half % 8;
-        numpy_sum(&values[..split]) + numpy_sum(&values[split..])
     }
 }
 
@@ -282,15 +300,12 @@ impl Hog {
         };
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
-        let mut grad = RowGradients::new(cols, channels);
+        let mut grad = RowGradients::new(cols, channels, cell_c, n);
         let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
             grad.compute(&data, height, width, channels, r, bins);
-            for (cell, cell_totals) in totals.chunks_exact_mut(n + 1).enumerate() {
-                let columns = cell * cell_c..(cell + 1) * cell_c;
-                grad.vote(columns, bins, cell_totals);
-            }
+            grad.vote(bins, &mut totals);
             if (r + 1) % cell_r == 0 {
                 for cell_totals in totals.chunks_exact(n + 1) {
                     hist.extend(cell_totals[..n].iter().map(|&total| f64::from(total / area)));
@@ -353,19 +368,23 @@ struct RowGradients<T> {
     magnitude: Vec<f64>,
     /// [`OrientationBins::bucket`].
     bucket: Vec<u32>,
+    /// Where the totals of each column's cell start in a row of cells' totals.
+    totals_start: Vec<usize>,
     /// RGB only: every channel's gradients and magnitudes in the image's type, interleaved
     /// like the image.
     rgb: Option<[Vec<T>; 3]>,
 }
 
 impl<T: Real> RowGradients<T> {
-    fn new(cols: usize, channels: usize) -> Self {
+    /// Rows of `cols` columns in cells `cell_c` wide, for `n` orientations.
+    fn new(cols: usize, channels: usize, cell_c: usize, n: usize) -> Self {
         let zeros = vec![0.0; cols];
         RowGradients {
             gc: zeros.clone(),
             gr: zeros.clone(),
             magnitude: zeros,
             bucket: vec![0; cols],
+            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
             rgb: (channels == 3).then(|| std::array::from_fn(|_| vec![T::zero(); 3 * cols])),
         }
     }
@@ -441,34 +460,39 @@ impl<T: Real> RowGradients<T> {
         }
     }
 
-    /// Adds the magnitudes of `columns` to their orientation bins in `totals` as `cell_hog`
-    /// does: a float32 running total that each f64 magnitude is added to in double precision.
-    /// `totals[n]` collects the votes of angles past the last bin, which count nowhere.
-    fn vote(&self, columns: std::ops::Range<usize>, bins: &OrientationBins, totals: &mut [f32]) {
+    /// Adds the magnitudes to their orientation bins in their cell's `totals` (`n + 1` per
+    /// cell, the last for angles past the last bin, which count nowhere) as `cell_hog` does:
+    /// a float32 running total that each f64 magnitude is added to in double precision. Each
+    /// total sees its row's pixels in column order, so the whole row goes in one pass.
+    #[inline(always)]
+    fn vote(&self, bins: &OrientationBins, totals: &mut [f32]) {
         let n = bins.orientations;
-        for ((&magnitude, &bucket), c) in
-            self.magnitude[columns.clone()].iter().zip(&self.bucket[columns.clone()]).zip(columns)
-        {
-            let add = |total: &mut f32, magnitude: f64| *total = (f64::from(*total) + magnitude) as f32;
+        let pixels = self.magnitude.iter().zip(&self.bucket).zip(&self.totals_start).enumerate();
+        for (c, ((&magnitude, &bucket), &start)) in pixels {
             // The common case: a positive glibc magnitude in a bucket clear of every bound.
-            if magnitude > 0.0 {
-                if let Some(&k) = bins.buckets.get(bucket as usize).filter(|&&k| k != UNSURE) {
-                    add(&mut totals[usize::from(k)], magnitude);
-                    continue;
+            let k = bins.buckets.get(bucket as usize).copied().unwrap_or(UNSURE);
+            if k != UNSURE && magnitude > 0.0 {
+                if let Some(total) = totals.get_mut(start + usize::from(k)) {
+                    add_vote(total, magnitude);
                 }
-            }
-            // A zero magnitude (both gradients 0) leaves every total unchanged.
-            if magnitude == 0.0 {
-                continue;
-            }
-            let (gc, gr) = (self.gc[c], self.gr[c]);
-            let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
-            match bins.bin_exactly(gc, gr) {
-                k if k <= n => add(&mut totals[k], magnitude),
-                _ => totals[..n].iter_mut().for_each(|total| add(total, magnitude)),
+            } else if magnitude != 0.0 {
+                // A zero magnitude (both gradients 0) leaves every total unchanged.
+                let (gc, gr) = (self.gc[c], self.gr[c]);
+                let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
+                let cell = &mut totals[start..start + n + 1];
+                match bins.bin_exactly(gc, gr) {
+                    k if k <= n => add_vote(&mut cell[k], magnitude),
+                    _ => cell[..n].iter_mut().for_each(|total| add_vote(total, magnitude)),
+                }
             }
         }
     }
+}
+
+/// `cell_hog`'s `total += magnitude` with a float32 total and a double magnitude.
+#[inline(always)]
+fn add_vote(total: &mut f32, magnitude: f64) {
+    *total = (f64::from(*total) + magnitude) as f32;
 }
 
 /// `np.hypot` in the image's float type (glibc's `hypotf` or `hypot`).
@@ -725,12 +749,12 @@ mod tests {
 
     /// The bins `RowGradients::vote` adds a single gradient to.
     fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
-        let mut row = RowGradients::<f64>::new(1, 1);
+        let mut row = RowGradients::<f64>::new(1, 1, 1, bins.orientations);
         (row.gc[0], row.gr[0]) = (gc, gr);
         row.derive(bins);
         row.magnitude[0] = 1.0; // so that zero gradients vote too
         let mut totals = vec![0.0f32; bins.orientations + 1];
-        row.vote(0..1, bins, &mut totals);
+        row.vote(bins, &mut totals);
         (0..bins.orientations).filter(|&k| totals[k] != 0.0).collect()
     }
 
