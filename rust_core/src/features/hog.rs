@@ -436,14 +436,17 @@ impl<T: Real> RowGradients<T> {
             // g_magn.argmax(axis=2): the first maximum, or the first NaN.
             let pixels = magnitude.chunks_exact(3).zip(gr.chunks_exact(3)).zip(gc.chunks_exact(3));
             for ((gr_out, gc_out), ((m, r), c)) in self.gr.iter_mut().zip(self.gc.iter_mut()).zip(pixels) {
-                let mut best = 0;
+                // Values picked rather than an index kept, so that the loop has no branches
+                // (the winning channel of a noisy image is unpredictable) and vectorises.
+                let (mut best_m, mut best_r, mut best_c) = (m[0], r[0], c[0]);
                 for ch in 1..3 {
-                    if !m[best].is_nan() & (m[ch].is_nan() | (m[ch] > m[best])) {
-                        best = ch;
-                    }
+                    let better = !best_m.is_nan() & (m[ch].is_nan() | (m[ch] > best_m));
+                    best_m = if better { m[ch] } else { best_m };
+                    best_r = if better { r[ch] } else { best_r };
+                    best_c = if better { c[ch] } else { best_c };
                 }
-                *gr_out = r[best].to_f64_exact();
-                *gc_out = c[best].to_f64_exact();
+                *gr_out = best_r.to_f64_exact();
+                *gc_out = best_c.to_f64_exact();
             }
         }
         self.derive(bins);

@@ -280,12 +280,23 @@ impl LbpPlan {
 
     /// Normalised histogram of the codes of a grey image into `out` (`n_bins` long).
     pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
-        simd::dispatch(HistogramKernel { plan: self, grey, height, width, out })
+        // The buffers are borrowed outside the kernel: code inside `LocalKey::with` would not
+        // be inlined into the wider builds.
+        BUFFERS.with_borrow_mut(|buffers| {
+            simd::dispatch(HistogramKernel { plan: self, grey, height, width, out, buffers })
+        })
     }
 
     /// [`LbpPlan::histogram`] in the instruction set [`HistogramKernel`] is run with.
     #[inline(always)]
-    fn histogram_kernel(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
+    fn histogram_kernel(
+        &self,
+        grey: &[f32],
+        height: usize,
+        width: usize,
+        out: &mut [f32],
+        buffers: &mut Buffers,
+    ) -> Result<()> {
         let n_bins = self.n_bins;
         if out.len() != n_bins {
             return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
@@ -294,15 +305,12 @@ impl LbpPlan {
             return Err(Error::input("cannot take the LBP histogram of an empty image"));
         }
         let mut counts = vec![0u32; n_bins];
-        BUFFERS.with_borrow_mut(|buffers| {
-            buffers.values.clear();
-            buffers.values.extend(grey.iter().map(|&v| f64::from(v)));
-            self.masks(height, width, buffers)?;
-            for &mask in &buffers.masks {
-                counts[self.code(mask as u32) as usize] += 1;
-            }
-            Ok::<_, Error>(())
-        })?;
+        buffers.values.clear();
+        buffers.values.extend(grey.iter().map(|&v| f64::from(v)));
+        self.masks(height, width, buffers)?;
+        for &mask in &buffers.masks {
+            counts[self.code(mask as u32) as usize] += 1;
+        }
         let total = grey.len() as f64;
         for (o, &count) in out.iter_mut().zip(&counts) {
             *o = (f64::from(count) / total) as f32;
@@ -435,6 +443,7 @@ struct HistogramKernel<'a> {
     height: usize,
     width: usize,
     out: &'a mut [f32],
+    buffers: &'a mut Buffers,
 }
 
 impl simd::Kernel for HistogramKernel<'_> {
@@ -442,7 +451,7 @@ impl simd::Kernel for HistogramKernel<'_> {
 
     #[inline(always)]
     fn run(self) -> Self::Output {
-        self.plan.histogram_kernel(self.grey, self.height, self.width, self.out)
+        self.plan.histogram_kernel(self.grey, self.height, self.width, self.out, self.buffers)
     }
 }
 
