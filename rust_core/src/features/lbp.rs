@@ -468,6 +468,8 @@ struct ColumnWeights {
 }
 
 impl ColumnWeights {
+    /// Inlined into the LBP kernel, so that its per-column floors vectorise.
+    #[inline(always)]
     fn new(offset: f64, width: usize) -> Result<Self> {
         let (low, high) = floor_ceil(offset);
         let (low, high) = (low as i64, high as i64);
