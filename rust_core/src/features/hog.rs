@@ -16,11 +16,14 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::simd;
 use crate::image::ImageView;
 use crate::{Error, Real, Result};
 
@@ -34,6 +37,12 @@ const NORM_EPS: f64 = 1e-5;
 const MARGIN: f64 = 1e-9;
 /// numpy's `rad2deg` factor, `180.0 / NPY_PI`.
 const RAD2DEG: f64 = 180.0 / std::f64::consts::PI;
+
+thread_local! {
+    /// The bins of the last [`Hog::compute_into`] on this thread: building them costs about a
+    /// tenth of a 64×64 image's descriptor.
+    static LAST_BINS: RefCell<Option<Rc<OrientationBins>>> = const { RefCell::new(None) };
+}
 
 /// How each block of cells is normalised (scikit-image's `block_norm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +74,7 @@ impl BlockNorm {
     }
 
     /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
+    #[inline(always)]
     fn apply(self, block: &mut [f64], scratch: &mut Vec<f64>) {
         match self {
             BlockNorm::L1 | BlockNorm::L1Sqrt => {
@@ -108,6 +118,7 @@ impl FromStr for BlockNorm {
 }
 
 /// `v / sqrt(np.sum(v**2) + eps**2)`.
+#[inline(always)]
 fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
     scratch.clear();
     scratch.extend(block.iter().map(|v| v * v));
@@ -117,13 +128,35 @@ fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
     }
 }
 
+/// numpy's pairwise summation works on blocks of this many values.
+const SUM_BLOCK: usize = 128;
+
 /// `np.sum` of a contiguous f64 array: numpy's pairwise summation, bit for bit.
+#[inline(always)]
 fn numpy_sum(values: &[f64]) -> f64 {
-    const BLOCK: usize = 128;
+    // Blocks (HOG's are at most 128 values in practice) are summed inline, longer arrays
+    // split in a function of their own since it recurses.
+    if values.len() <= SUM_BLOCK {
+        numpy_sum_block(values)
+    } else {
+        numpy_sum_halves(values)
+    }
+}
+
+/// [`numpy_sum`] of more than [`SUM_BLOCK`] values: the sums of two halves.
+fn numpy_sum_halves(values: &[f64]) -> f64 {
+    let half = values.len() / 2;
+    let split = half - half % 8;
+    numpy_sum(&values[..split]) + numpy_sum(&values[split..])
+}
+
+/// [`numpy_sum`] of at most [`SUM_BLOCK`] values: eight interleaved running sums.
+#[inline(always)]
+fn numpy_sum_block(values: &[f64]) -> f64 {
     let n = values.len();
     if n < 8 {
         values.iter().fold(-0.0, |acc, v| acc + v)
-    } else if n <= BLOCK {
+    } else {
         let mut acc = [0.0; 8];
         acc.copy_from_slice(&values[..8]);
         let full = n - n % 8;
@@ -134,10 +167,6 @@ fn numpy_sum(values: &[f64]) -> f64 {
         }
         let head = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         values[full..].iter().fold(head, |acc, v| acc + v)
-    } else {
-        let half = n / 2;
-        let split = half - half % 8;
-        numpy_sum(&values[..split]) + numpy_sum(&values[split..])
     }
 }
 
@@ -223,7 +252,12 @@ impl Hog {
     /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes in `T`
     /// exactly as scikit-image does for an input array of dtype `T` (uint8 input: `T = f64`).
     pub fn compute_into<T: Real>(&self, image: ImageView<'_, T>, out: &mut [T]) -> Result<()> {
-        self.compute_with(&OrientationBins::new(self.orientations), image, out)
+        self.validate()?;
+        let bins = LAST_BINS.with_borrow_mut(|last| match last {
+            Some(bins) if bins.orientations == self.orientations => Rc::clone(bins),
+            _ => Rc::clone(last.insert(Rc::new(OrientationBins::new(self.orientations)))),
+        });
+        self.compute_with(&bins, image, out)
     }
 
     /// [`Hog::compute_into`] into a new vector.
@@ -246,13 +280,13 @@ impl Hog {
             return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
         }
         debug_assert_eq!(bins.orientations, self.orientations);
-        let cells = self.cell_histograms(bins, image);
-        self.normalise_blocks(&cells, image.width() / self.pixels_per_cell[1], shape, out);
+        simd::dispatch(HogKernel { hog: self, bins, image, shape, out });
         Ok(())
     }
 
     /// `orientation_histogram` of `_hoghistogram.hog_histograms`: cells × orientations, f64
     /// holding float32 values.
+    #[inline(always)]
     fn cell_histograms<T: Real>(&self, bins: &OrientationBins, image: ImageView<'_, T>) -> Vec<f64> {
         let (height, width, channels) = (image.height(), image.width(), image.channels());
         let [cell_r, cell_c] = self.pixels_per_cell;
@@ -266,15 +300,12 @@ impl Hog {
         };
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
-        let mut grad = RowGradients::new(cols, channels);
+        let mut grad = RowGradients::new(cols, channels, cell_c, n);
         let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
             grad.compute(&data, height, width, channels, r, bins);
-            for (cell, cell_totals) in totals.chunks_exact_mut(n + 1).enumerate() {
-                let columns = cell * cell_c..(cell + 1) * cell_c;
-                grad.vote(columns, bins, cell_totals);
-            }
+            grad.vote(bins, &mut totals);
             if (r + 1) % cell_r == 0 {
                 for cell_totals in totals.chunks_exact(n + 1) {
                     hist.extend(cell_totals[..n].iter().map(|&total| f64::from(total / area)));
@@ -286,6 +317,7 @@ impl Hog {
     }
 
     /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
+    #[inline(always)]
     fn normalise_blocks<T: Real>(&self, cells: &[f64], cells_c: usize, shape: [usize; 5], out: &mut [T]) {
         let [_, blocks_c, block_r, block_c, n] = shape;
         let row_len = block_c * n;
@@ -305,6 +337,26 @@ impl Hog {
     }
 }
 
+/// One image's descriptor, [`Hog::cell_histograms`] then [`Hog::normalise_blocks`].
+struct HogKernel<'a, T> {
+    hog: &'a Hog,
+    bins: &'a OrientationBins,
+    image: ImageView<'a, T>,
+    shape: [usize; 5],
+    out: &'a mut [T],
+}
+
+impl<T: Real> simd::Kernel for HogKernel<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let HogKernel { hog, bins, image, shape, out } = self;
+        let cells = hog.cell_histograms(bins, image);
+        hog.normalise_blocks(&cells, image.width() / hog.pixels_per_cell[1], shape, out);
+    }
+}
+
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
 /// orientation buckets, computed in bulk so that the loops vectorise.
 struct RowGradients<T> {
@@ -316,25 +368,30 @@ struct RowGradients<T> {
     magnitude: Vec<f64>,
     /// [`OrientationBins::bucket`].
     bucket: Vec<u32>,
+    /// Where the totals of each column's cell start in a row of cells' totals.
+    totals_start: Vec<usize>,
     /// RGB only: every channel's gradients and magnitudes in the image's type, interleaved
     /// like the image.
     rgb: Option<[Vec<T>; 3]>,
 }
 
 impl<T: Real> RowGradients<T> {
-    fn new(cols: usize, channels: usize) -> Self {
+    /// Rows of `cols` columns in cells `cell_c` wide, for `n` orientations.
+    fn new(cols: usize, channels: usize, cell_c: usize, n: usize) -> Self {
         let zeros = vec![0.0; cols];
         RowGradients {
             gc: zeros.clone(),
             gr: zeros.clone(),
             magnitude: zeros,
             bucket: vec![0; cols],
+            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
             rgb: (channels == 3).then(|| std::array::from_fn(|_| vec![T::zero(); 3 * cols])),
         }
     }
 
     /// Gradients of row `r` over the first `self.gc.len()` columns, in `T` like
     /// `_hog_channel_gradient`; borders are 0. RGB keeps the channel of largest magnitude.
+    #[inline(always)]
     fn compute(&mut self, data: &[T], height: usize, width: usize, channels: usize, r: usize, bins: &OrientationBins) {
         let stride = width * channels;
         let row = &data[r * stride..(r + 1) * stride];
@@ -379,20 +436,24 @@ impl<T: Real> RowGradients<T> {
             // g_magn.argmax(axis=2): the first maximum, or the first NaN.
             let pixels = magnitude.chunks_exact(3).zip(gr.chunks_exact(3)).zip(gc.chunks_exact(3));
             for ((gr_out, gc_out), ((m, r), c)) in self.gr.iter_mut().zip(self.gc.iter_mut()).zip(pixels) {
-                let mut best = 0;
+                // Values picked rather than an index kept, so that the loop has no branches
+                // (the winning channel of a noisy image is unpredictable) and vectorises.
+                let (mut best_m, mut best_r, mut best_c) = (m[0], r[0], c[0]);
                 for ch in 1..3 {
-                    if !m[best].is_nan() & (m[ch].is_nan() | (m[ch] > m[best])) {
-                        best = ch;
-                    }
+                    let better = !best_m.is_nan() & (m[ch].is_nan() | (m[ch] > best_m));
+                    best_m = if better { m[ch] } else { best_m };
+                    best_r = if better { r[ch] } else { best_r };
+                    best_c = if better { c[ch] } else { best_c };
                 }
-                *gr_out = r[best].to_f64_exact();
-                *gc_out = c[best].to_f64_exact();
+                *gr_out = best_r.to_f64_exact();
+                *gc_out = best_c.to_f64_exact();
             }
         }
         self.derive(bins);
     }
 
     /// Magnitudes and orientation buckets of the gradients.
+    #[inline(always)]
     fn derive(&mut self, bins: &OrientationBins) {
         for ((&gc, &gr), magnitude) in self.gc.iter().zip(&self.gr).zip(self.magnitude.iter_mut()) {
             *magnitude = glibc_hypot_unscaled(gc, gr);
@@ -402,34 +463,39 @@ impl<T: Real> RowGradients<T> {
         }
     }
 
-    /// Adds the magnitudes of `columns` to their orientation bins in `totals` as `cell_hog`
-    /// does: a float32 running total that each f64 magnitude is added to in double precision.
-    /// `totals[n]` collects the votes of angles past the last bin, which count nowhere.
-    fn vote(&self, columns: std::ops::Range<usize>, bins: &OrientationBins, totals: &mut [f32]) {
+    /// Adds the magnitudes to their orientation bins in their cell's `totals` (`n + 1` per
+    /// cell, the last for angles past the last bin, which count nowhere) as `cell_hog` does:
+    /// a float32 running total that each f64 magnitude is added to in double precision. Each
+    /// total sees its row's pixels in column order, so the whole row goes in one pass.
+    #[inline(always)]
+    fn vote(&self, bins: &OrientationBins, totals: &mut [f32]) {
         let n = bins.orientations;
-        for ((&magnitude, &bucket), c) in
-            self.magnitude[columns.clone()].iter().zip(&self.bucket[columns.clone()]).zip(columns)
-        {
-            let add = |total: &mut f32, magnitude: f64| *total = (f64::from(*total) + magnitude) as f32;
+        let pixels = self.magnitude.iter().zip(&self.bucket).zip(&self.totals_start).enumerate();
+        for (c, ((&magnitude, &bucket), &start)) in pixels {
             // The common case: a positive glibc magnitude in a bucket clear of every bound.
-            if magnitude > 0.0 {
-                if let Some(&k) = bins.buckets.get(bucket as usize).filter(|&&k| k != UNSURE) {
-                    add(&mut totals[usize::from(k)], magnitude);
-                    continue;
+            let k = bins.buckets.get(bucket as usize).copied().unwrap_or(UNSURE);
+            if k != UNSURE && magnitude > 0.0 {
+                if let Some(total) = totals.get_mut(start + usize::from(k)) {
+                    add_vote(total, magnitude);
                 }
-            }
-            // A zero magnitude (both gradients 0) leaves every total unchanged.
-            if magnitude == 0.0 {
-                continue;
-            }
-            let (gc, gr) = (self.gc[c], self.gr[c]);
-            let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
-            match bins.bin_exactly(gc, gr) {
-                k if k <= n => add(&mut totals[k], magnitude),
-                _ => totals[..n].iter_mut().for_each(|total| add(total, magnitude)),
+            } else if magnitude != 0.0 {
+                // A zero magnitude (both gradients 0) leaves every total unchanged.
+                let (gc, gr) = (self.gc[c], self.gr[c]);
+                let magnitude = if magnitude.is_nan() { gc.hypot(gr) } else { magnitude };
+                let cell = &mut totals[start..start + n + 1];
+                match bins.bin_exactly(gc, gr) {
+                    k if k <= n => add_vote(&mut cell[k], magnitude),
+                    _ => cell[..n].iter_mut().for_each(|total| add_vote(total, magnitude)),
+                }
             }
         }
     }
+}
+
+/// `cell_hog`'s `total += magnitude` with a float32 total and a double magnitude.
+#[inline(always)]
+fn add_vote(total: &mut f32, magnitude: f64) {
+    *total = (f64::from(*total) + magnitude) as f32;
 }
 
 /// `np.hypot` in the image's float type (glibc's `hypotf` or `hypot`).
@@ -686,12 +752,12 @@ mod tests {
 
     /// The bins `RowGradients::vote` adds a single gradient to.
     fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
-        let mut row = RowGradients::<f64>::new(1, 1);
+        let mut row = RowGradients::<f64>::new(1, 1, 1, bins.orientations);
         (row.gc[0], row.gr[0]) = (gc, gr);
         row.derive(bins);
         row.magnitude[0] = 1.0; // so that zero gradients vote too
         let mut totals = vec![0.0f32; bins.orientations + 1];
-        row.vote(0..1, bins, &mut totals);
+        row.vote(bins, &mut totals);
         (0..bins.orientations).filter(|&k| totals[k] != 0.0).collect()
     }
 

@@ -6,11 +6,14 @@
 //! `sample − centre ≥ 0`. The interpolation is separable, so the horizontal pass is shared by
 //! the samples of equal column offset and both passes run over whole rows.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::grey::grey;
+use super::simd;
 use crate::image::ImageView;
 use crate::{Error, Real, Result};
 
@@ -122,10 +125,14 @@ impl Lbp {
                 image.channels()
             )));
         }
-        let values: Vec<f64> = image.data().iter().map(|v| v.to_f64_exact()).collect();
-        let plan = LbpPlan::new(self, values.len());
-        let masks = plan.masks(&values, image.height(), image.width())?;
-        Ok(masks.into_iter().map(|mask| f64::from(plan.code(mask as u32))).collect())
+        let plan = LbpPlan::cached(self, image.data().len());
+        BUFFERS.with_borrow_mut(|buffers| {
+            buffers.values.clear();
+            buffers.values.extend(image.data().iter().map(|v| v.to_f64_exact()));
+            let (height, width) = (image.height(), image.width());
+            simd::dispatch(MasksKernel { plan: &plan, height, width, buffers: &mut *buffers })?;
+            Ok(buffers.masks.iter().map(|&mask| f64::from(plan.code(mask as u32))).collect())
+        })
     }
 
     /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
@@ -145,14 +152,38 @@ impl Lbp {
     pub fn histogram_into(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         self.validate()?;
         let grey = grey(image);
-        LbpPlan::new(self, grey.len()).histogram(&grey, image.height(), image.width(), out)
+        LbpPlan::cached(self, grey.len()).histogram(&grey, image.height(), image.width(), out)
     }
+}
+
+thread_local! {
+    /// The plan of the last [`Lbp`] used on this thread outside a [`super::FeatureExtractor`]:
+    /// building it (offsets, code table) costs a good part of a small image's codes.
+    static LAST_PLAN: RefCell<Option<Rc<LbpPlan>>> = const { RefCell::new(None) };
+    /// Per-thread buffers, so that no image allocates (large short-lived allocations make
+    /// the allocator give pages back to the system and fault them in again on every call).
+    static BUFFERS: RefCell<Buffers> = RefCell::default();
+}
+
+/// The buffers of [`LbpPlan::masks`].
+#[derive(Debug, Default)]
+struct Buffers {
+    /// The image in f64, row-major.
+    values: Vec<f64>,
+    /// The image with zero columns on both sides.
+    padded: Vec<f64>,
+    /// The image interpolated along rows for one column offset.
+    horizontal: Vec<f64>,
+    /// The output: one bit per sample, per pixel.
+    masks: Vec<u64>,
 }
 
 /// An [`Lbp`] prepared for many images: sample offsets and, for small `P`, a code table.
 #[derive(Debug, Clone)]
 pub(crate) struct LbpPlan {
     points: usize,
+    /// The radius the offsets were computed from.
+    radius: f64,
     method: LbpMethod,
     n_bins: usize,
     /// `(row, column)` offset of each sample.
@@ -177,11 +208,39 @@ impl LbpPlan {
             .collect();
         let mut by_column: Vec<usize> = (0..p).collect();
         by_column.sort_by_key(|&i| offsets[i].1.to_bits());
-        let mut plan = LbpPlan { points: p, method: lbp.method, n_bins: lbp.n_bins(), offsets, by_column, table: None };
-        if p <= 8 || (p <= 16 && (1 << p) <= pixels / 8) {
+        let mut plan = LbpPlan {
+            points: p,
+            radius: lbp.radius,
+            method: lbp.method,
+            n_bins: lbp.n_bins(),
+            offsets,
+            by_column,
+            table: None,
+        };
+        if Self::wants_table(p, pixels) {
             plan.table = Some((0..1u32 << p).map(|mask| plan.code_of_mask(mask)).collect());
         }
         plan
+    }
+
+    /// Whether a table of the `2^points` codes pays off for images of `pixels` pixels.
+    fn wants_table(points: usize, pixels: usize) -> bool {
+        points <= 8 || (points <= 16 && (1 << points) <= pixels / 8)
+    }
+
+    /// The plan of `lbp` (already validated) for about `pixels` pixels, the last one built
+    /// on this thread if it fits.
+    fn cached(lbp: &Lbp, pixels: usize) -> Rc<LbpPlan> {
+        LAST_PLAN.with_borrow_mut(|last| {
+            let fits = |plan: &LbpPlan| {
+                (plan.points, plan.radius.to_bits(), plan.method, plan.table.is_some())
+                    == (lbp.points, lbp.radius.to_bits(), lbp.method, Self::wants_table(lbp.points, pixels))
+            };
+            match last {
+                Some(plan) if fits(plan) => Rc::clone(plan),
+                _ => Rc::clone(last.insert(Rc::new(LbpPlan::new(lbp, pixels)))),
+            }
+        })
     }
 
     /// The code of a pixel whose bit `i` is set when sample `i` is at least the centre.
@@ -221,6 +280,23 @@ impl LbpPlan {
 
     /// Normalised histogram of the codes of a grey image into `out` (`n_bins` long).
     pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
+        // The buffers are borrowed outside the kernel: code inside `LocalKey::with` would not
+        // be inlined into the wider builds.
+        BUFFERS.with_borrow_mut(|buffers| {
+            simd::dispatch(HistogramKernel { plan: self, grey, height, width, out, buffers })
+        })
+    }
+
+    /// [`LbpPlan::histogram`] in the instruction set [`HistogramKernel`] is run with.
+    #[inline(always)]
+    fn histogram_kernel(
+        &self,
+        grey: &[f32],
+        height: usize,
+        width: usize,
+        out: &mut [f32],
+        buffers: &mut Buffers,
+    ) -> Result<()> {
         let n_bins = self.n_bins;
         if out.len() != n_bins {
             return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
@@ -228,24 +304,30 @@ impl LbpPlan {
         if grey.is_empty() {
             return Err(Error::input("cannot take the LBP histogram of an empty image"));
         }
-        let values: Vec<f64> = grey.iter().map(|&v| f64::from(v)).collect();
         let mut counts = vec![0u32; n_bins];
-        for mask in self.masks(&values, height, width)? {
+        buffers.values.clear();
+        buffers.values.extend(grey.iter().map(|&v| f64::from(v)));
+        self.masks(height, width, buffers)?;
+        for &mask in &buffers.masks {
             counts[self.code(mask as u32) as usize] += 1;
         }
-        let total = values.len() as f64;
+        let total = grey.len() as f64;
         for (o, &count) in out.iter_mut().zip(&counts) {
             *o = (f64::from(count) / total) as f32;
         }
         Ok(())
     }
 
-    /// Bit `i` of pixel `(r, c)` is set when sample `i` minus the pixel is ≥ 0.
-    fn masks(&self, image: &[f64], height: usize, width: usize) -> Result<Vec<u64>> {
+    /// Sets `buffers.masks` from `buffers.values`: bit `i` of pixel `(r, c)` is set when
+    /// sample `i` minus the pixel is ≥ 0.
+    #[inline(always)]
+    fn masks(&self, height: usize, width: usize, buffers: &mut Buffers) -> Result<()> {
+        let Buffers { values: image, padded, horizontal, masks } = buffers;
         // u64 lanes like the f64 comparisons, so that setting a bit needs no shuffles.
-        let mut masks = vec![0u64; image.len()];
+        masks.clear();
+        masks.resize(image.len(), 0);
         if image.is_empty() {
-            return Ok(masks);
+            return Ok(());
         }
         let safe = image.iter().fold(true, |safe, v| safe & (v.abs() < SAFE_MAGNITUDE));
         // Zero padding wide enough for every column shift (those of column 0, which
@@ -260,12 +342,12 @@ impl LbpPlan {
             .min(width as i64 + 1);
         let shifted = |shift: i64| (pad + shift.clamp(-pad, pad)) as usize;
         let padded_width = width + 2 * pad as usize;
-        let mut padded = vec![0.0; height * padded_width];
+        padded.clear();
+        padded.resize(height * padded_width, 0.0);
         for (dst, src) in padded.chunks_exact_mut(padded_width).zip(image.chunks_exact(width)) {
             dst[pad as usize..pad as usize + width].copy_from_slice(src);
         }
         let zeros = vec![0.0; width];
-        let mut horizontal = Vec::new();
         let mut weights: Option<ColumnWeights> = None;
         for &i in &self.by_column {
             let (dr_offset, dc_offset) = self.offsets[i];
@@ -288,19 +370,12 @@ impl LbpPlan {
                 weights = Some(w);
             }
             let Some(w) = &weights else { continue };
-            let whole_pixels = safe && w.whole;
-            // Row `r` of the horizontally interpolated image (zeros outside).
-            let row = |r: f64| -> &[f64] {
-                if r < 0.0 || r >= height as f64 {
-                    &zeros
-                } else if whole_pixels {
-                    let start = r as usize * padded_width + shifted(w.low);
-                    &padded[start..start + width]
-                } else {
-                    &horizontal[r as usize * width..(r as usize + 1) * width]
-                }
-            };
+            // The horizontally interpolated image: rows of `padded` from a shift, or `horizontal`.
+            let (source, stride, start) =
+                if safe && w.whole { (&padded[..], padded_width, shifted(w.low)) } else { (&horizontal[..], width, 0) };
+            let row = |r: f64| interpolated_row(source, stride, start, height, r, &zeros);
             let bit = 1u64 << i;
+            let masks = &mut masks[..];
             for (r, (mask_row, centre_row)) in masks.chunks_exact_mut(width).zip(image.chunks_exact(width)).enumerate()
             {
                 let y = r as f64 + dr_offset;
@@ -320,7 +395,63 @@ impl LbpPlan {
                 }
             }
         }
-        Ok(masks)
+        Ok(())
+    }
+}
+
+/// Row `r` of an interpolated image whose `zeros.len()` values a row are found from `start`
+/// every `stride` in `source`, or `zeros` outside its `height` rows.
+#[inline(always)]
+fn interpolated_row<'a>(
+    source: &'a [f64],
+    stride: usize,
+    start: usize,
+    height: usize,
+    r: f64,
+    zeros: &'a [f64],
+) -> &'a [f64] {
+    let width = zeros.len();
+    if r < 0.0 || r >= height as f64 {
+        zeros
+    } else {
+        let start = r as usize * stride + start;
+        &source[start..start + width]
+    }
+}
+
+/// [`LbpPlan::masks`] of one image.
+struct MasksKernel<'a> {
+    plan: &'a LbpPlan,
+    height: usize,
+    width: usize,
+    buffers: &'a mut Buffers,
+}
+
+impl simd::Kernel for MasksKernel<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        self.plan.masks(self.height, self.width, self.buffers)
+    }
+}
+
+/// [`LbpPlan::histogram`] of one grey image.
+struct HistogramKernel<'a> {
+    plan: &'a LbpPlan,
+    grey: &'a [f32],
+    height: usize,
+    width: usize,
+    out: &'a mut [f32],
+    buffers: &'a mut Buffers,
+}
+
+impl simd::Kernel for HistogramKernel<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        self.plan.histogram_kernel(self.grey, self.height, self.width, self.out, self.buffers)
     }
 }
 
@@ -337,6 +468,8 @@ struct ColumnWeights {
 }
 
 impl ColumnWeights {
+    /// Inlined into the LBP kernel, so that its per-column floors vectorise.
+    #[inline(always)]
     fn new(offset: f64, width: usize) -> Result<Self> {
         let (low, high) = floor_ceil(offset);
         let (low, high) = (low as i64, high as i64);

@@ -22,6 +22,7 @@ mod grey;
 mod hog;
 mod lbp;
 mod pixels;
+mod simd;
 
 pub use colour::ColourHistogram;
 pub use config::{FeatureConfig, FeatureExtractor};
