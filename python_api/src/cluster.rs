@@ -3,13 +3,12 @@
 use ferrocluster_core::cluster::kmeans::{KMeans, KMeansInit, KMeansModel};
 use ferrocluster_core::cluster::minibatch::MiniBatchKMeans;
 use ferrocluster_core::cluster::{Clusterer, Fitted};
-use ferrocluster_core::Real;
 use ndarray::Array2;
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::arrays::{Matrix, Vector};
+use crate::arrays::{fit_weighted, Float, Matrix, Vector};
 use crate::compute::compute;
 use crate::errors::json_error;
 
@@ -27,19 +26,9 @@ fn init_from(name: &str, centres: Option<PyReadonlyArray2<'_, f64>>) -> PyResult
     }
 }
 
-fn fit_typed<'py, T: Real + Element, C: Clusterer<T, Model = KMeansModel<T>> + Sync>(
-    py: Python<'py>,
-    algorithm: &C,
-    x: PyReadonlyArray2<'py, T>,
-    w: Option<Vector<'py>>,
-    w_typed: impl Fn(Vector<'py>) -> PyResult<PyReadonlyArray1<'py, T>>,
-    n_threads: Option<usize>,
-) -> PyResult<FitResult<'py>> {
-    let w = w.map(w_typed).transpose()?;
-    let (xv, wv) = (x.as_array(), w.as_ref().map(|w| w.as_array()));
-    let model = compute(py, n_threads, || algorithm.fit(xv, wv))?;
+fn to_py<'py, T: Float>(py: Python<'py>, model: KMeansModel<T>) -> FitResult<'py> {
     let labels = model.labels().to_vec().into_pyarray(py);
-    Ok((model.centres.into_pyarray(py).into_any(), labels, model.inertia, model.n_iter))
+    (model.centres.into_pyarray(py).into_any(), labels, model.inertia, model.n_iter)
 }
 
 fn fit_any<'py, C: Clusterer<f32, Model = KMeansModel<f32>> + Clusterer<f64, Model = KMeansModel<f64>> + Sync>(
@@ -49,31 +38,10 @@ fn fit_any<'py, C: Clusterer<f32, Model = KMeansModel<f32>> + Clusterer<f64, Mod
     w: Option<Vector<'py>>,
     n_threads: Option<usize>,
 ) -> PyResult<FitResult<'py>> {
-    let mismatch = || PyTypeError::new_err("sample_weight must have the same dtype as X");
-    match x {
-        Matrix::F32(x) => fit_typed(
-            py,
-            algorithm,
-            x,
-            w,
-            |w| match w {
-                Vector::F32(w) => Ok(w),
-                _ => Err(mismatch()),
-            },
-            n_threads,
-        ),
-        Matrix::F64(x) => fit_typed(
-            py,
-            algorithm,
-            x,
-            w,
-            |w| match w {
-                Vector::F64(w) => Ok(w),
-                _ => Err(mismatch()),
-            },
-            n_threads,
-        ),
-    }
+    Ok(match x {
+        Matrix::F32(x) => to_py(py, fit_weighted(py, algorithm, x, w, n_threads)?),
+        Matrix::F64(x) => to_py(py, fit_weighted(py, algorithm, x, w, n_threads)?),
+    })
 }
 
 /// Fits k-means. `params` is the core's `KMeans` as JSON; `init` and `init_centres` override its init.
@@ -111,7 +79,7 @@ pub fn minibatch_kmeans_fit<'py>(
     fit_any(py, &algorithm, x, sample_weight, n_threads)
 }
 
-fn model_of<T: Real + Element>(centres: &PyReadonlyArray2<'_, T>) -> KMeansModel<T> {
+fn model_of<T: Float>(centres: &PyReadonlyArray2<'_, T>) -> KMeansModel<T> {
     KMeansModel { centres: centres.as_array().to_owned(), labels: Vec::new(), inertia: 0.0, n_iter: 0 }
 }
 
@@ -124,7 +92,7 @@ pub fn kmeans_predict<'py>(
     centres: Matrix<'py>,
     n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>)> {
-    fn typed<'py, T: Real + Element>(
+    fn typed<'py, T: Float>(
         py: Python<'py>,
         x: PyReadonlyArray2<'py, T>,
         c: PyReadonlyArray2<'py, T>,
@@ -150,7 +118,7 @@ pub fn kmeans_transform<'py>(
     centres: Matrix<'py>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    fn typed<'py, T: Real + Element>(
+    fn typed<'py, T: Float>(
         py: Python<'py>,
         x: PyReadonlyArray2<'py, T>,
         c: PyReadonlyArray2<'py, T>,

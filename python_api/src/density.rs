@@ -1,13 +1,10 @@
 //! DBSCAN: fit only (like scikit-learn, it labels the data it is fitted on).
 
 use ferrocluster_core::cluster::dbscan::Dbscan;
-use ferrocluster_core::cluster::Clusterer;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::arrays::{Matrix, Vector};
-use crate::compute::compute;
+use crate::arrays::{fit_weighted, Matrix, Vector};
 use crate::errors::json_error;
 
 /// Labels, core sample indices and core sample rows (float64).
@@ -24,24 +21,9 @@ pub fn dbscan_fit<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<DbscanResult<'py>> {
     let algorithm: Dbscan = serde_json::from_str(params).map_err(|e| json_error("DBSCAN parameters", e))?;
-    let model = match (x, sample_weight) {
-        (Matrix::F32(x), None) => {
-            let x = x.as_array();
-            compute(py, n_threads, || algorithm.fit(x, None))?
-        }
-        (Matrix::F64(x), None) => {
-            let x = x.as_array();
-            compute(py, n_threads, || algorithm.fit(x, None))?
-        }
-        (Matrix::F32(x), Some(Vector::F32(w))) => {
-            let (x, w) = (x.as_array(), w.as_array());
-            compute(py, n_threads, || algorithm.fit(x, Some(w)))?
-        }
-        (Matrix::F64(x), Some(Vector::F64(w))) => {
-            let (x, w) = (x.as_array(), w.as_array());
-            compute(py, n_threads, || algorithm.fit(x, Some(w)))?
-        }
-        _ => return Err(PyTypeError::new_err("sample_weight must have the same dtype as X")),
+    let model = match x {
+        Matrix::F32(x) => fit_weighted(py, &algorithm, x, sample_weight, n_threads)?,
+        Matrix::F64(x) => fit_weighted(py, &algorithm, x, sample_weight, n_threads)?,
     };
     Ok((
         model.labels.into_pyarray(py),
