@@ -324,3 +324,41 @@ fn model_every_task_ends_in_exactly_one_of_results_or_dead_letters() {
         runtime.block_on(run_model(&server, n, ops));
     });
 }
+
+#[tokio::test]
+async fn a_start_failing_mid_batch_neither_loses_nor_delays_the_other_deliveries() {
+    let server = RedisServer::start();
+    let q = connect(&server, fast_config()).await;
+    for id in ["a", "b", "c"] {
+        q.enqueue(&spec(id)).await.unwrap();
+    }
+    let mut raw = server.sync();
+    // b's record is not a hash: starting it fails in Redis itself, after a was started.
+    let _: () = redis::cmd("SET").arg("fc:task:b").arg("not a hash").query(&mut raw).unwrap();
+    let c = join(&q, "c").await;
+    let ids = |ds: &[Delivery]| ds.iter().map(|d| d.envelope.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&c.fetch(3, NO_WAIT).await.unwrap()), ["a", "c"]);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("WRONGTYPE") && dead[0].raw.contains("\"id\":\"b\""), "{dead:?}");
+
+    // Now the dead-letter stream cannot be written either: e can be neither started nor
+    // dead-lettered. d, before it, is returned; f, after it, is kept for the next fetch.
+    for id in ["d", "e", "f"] {
+        q.enqueue(&spec(id)).await.unwrap();
+    }
+    let _: () = redis::cmd("SET").arg("fc:task:e").arg("not a hash").query(&mut raw).unwrap();
+    let _: () = redis::cmd("RENAME").arg("fc:dead").arg("fc:dead-aside").query(&mut raw).unwrap();
+    let _: () = redis::cmd("SET").arg("fc:dead").arg("not a stream").query(&mut raw).unwrap();
+    assert_eq!(ids(&c.fetch(3, NO_WAIT).await.unwrap()), ["d"]);
+    assert_eq!(q.status("f").await.unwrap().state, TaskState::Pending);
+    assert!(c.fetch(3, NO_WAIT).await.is_err(), "nothing could be started: the error is reported");
+    let _: () = redis::cmd("DEL").arg("fc:dead").query(&mut raw).unwrap();
+    let _: () = redis::cmd("RENAME").arg("fc:dead-aside").arg("fc:dead").query(&mut raw).unwrap();
+    // No lease has passed and nothing is new on the stream: f comes from the kept entries.
+    let next = c.fetch(3, NO_WAIT).await.unwrap();
+    assert_eq!((ids(&next), next[0].deliveries), (vec!["f".to_owned()], 1));
+    assert_eq!(q.dead_letters(10).await.unwrap().len(), 2);
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.queues[0].pending, 4, "a, c, d and f are held, nothing else: {stats:?}");
+}

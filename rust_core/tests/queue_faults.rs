@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ferrocluster_core::queue::{Queue, QueueConfig, TaskSpec, TaskState};
 use serde_json::json;
+use support::proxy::CuttingProxy;
 use support::redis::{counter, fast_config, wait_all, wait_for, RedisServer, WorkerProcess};
 
 async fn queue(server: &RedisServer, config: &QueueConfig) -> Queue {
@@ -151,6 +152,28 @@ async fn client_kill_during_acks_and_result_writes_loses_and_doubles_nothing() {
     let statuses = wait_all(&q, &ids, Duration::from_secs(30)).await;
     assert!(statuses.iter().all(|s| s.state == TaskState::Succeeded), "{statuses:?}");
     assert_eq!(counter(&q, "succeeded").await, 60, "each task recorded exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_lost_after_every_other_result_write_neither_lose_nor_double_nor_delay_a_task() {
+    let server = RedisServer::start();
+    let config = fast_config();
+    let q = queue(&server, &config).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(q.enqueue(&sleep_task(&format!("lost-reply-{i}"), 5)).await.unwrap());
+    }
+    // Every second completion (fenced ack + result write) reaches Redis and is applied, but
+    // its connection is cut before the reply: the worker cannot know, so it retries it.
+    let proxy = CuttingProxy::start(server.port, b"succeeded", 2);
+    let _workers: Vec<WorkerProcess> =
+        (0..2).map(|_| WorkerProcess::start(&proxy.url(), &config, "default", &["--concurrency", "3"])).collect();
+    let statuses = wait_all(&q, &ids, Duration::from_secs(30)).await;
+    assert!(statuses.iter().all(|s| s.state == TaskState::Succeeded && s.deliveries == 1), "{statuses:?}");
+    assert!(proxy.cuts() >= 10, "only {} replies were lost", proxy.cuts());
+    assert_eq!(counter(&q, "succeeded").await, 30, "each result recorded exactly once");
+    assert_eq!(counter(&q, "refused").await, 0, "a retried completion is recognised as its own");
+    assert_eq!(counter(&q, "reclaimed").await, 0, "no task waited for its lease to expire");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

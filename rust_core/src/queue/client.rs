@@ -119,6 +119,26 @@ impl Queue {
         TaskStatus::from_record(&fields).ok_or_else(|| Error::NoSuchTask(id.to_owned()))
     }
 
+    /// The statuses of many tasks, in the order of `ids`, read in pipelined batches (one
+    /// round trip per thousand).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchTask`] naming the first id without a record.
+    pub async fn statuses(&self, ids: &[String]) -> Result<Vec<TaskStatus>> {
+        let mut statuses = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for id in batch {
+                pipe.hgetall(self.keys.task(id));
+            }
+            let records: Vec<HashMap<String, String>> = self.conn.pipeline(&pipe).await?;
+            for (id, fields) in batch.iter().zip(&records) {
+                statuses.push(TaskStatus::from_record(fields).ok_or_else(|| Error::NoSuchTask(id.clone()))?);
+            }
+        }
+        Ok(statuses)
+    }
+
     /// A task's result: `Some` once it succeeded, `None` before or if it ended otherwise
     /// ([`Queue::status`] says how).
     ///
@@ -138,10 +158,7 @@ impl Queue {
         // Polling starts fast (short tasks) and slows down to spare Redis on long ones.
         let mut pause = Duration::from_millis(1);
         loop {
-            let mut statuses = Vec::with_capacity(ids.len());
-            for id in ids {
-                statuses.push(self.status(id).await?);
-            }
+            let statuses = self.statuses(ids).await?;
             if statuses.iter().all(|s| s.state.is_terminal()) || Instant::now() >= deadline {
                 return Ok(statuses);
             }
@@ -172,14 +189,23 @@ impl Queue {
         }
     }
 
-    /// Queue lengths, pending entries, consumers, dead letters, live workers and counters.
+    /// Queue lengths, pending entries, consumers, dead letters, live workers and counters,
+    /// per queue and for the whole namespace.
     ///
     /// # Errors
     /// Redis errors only.
     pub async fn stats(&self) -> Result<Stats> {
+        let workers = self.workers().await?;
         let mut queues = Vec::new();
         for name in self.queue_names().await? {
-            let mut stats = QueueStats { name: name.clone(), length: 0, pending: 0, consumers: 0 };
+            let mut stats = QueueStats {
+                name: name.clone(),
+                length: 0,
+                pending: 0,
+                consumers: 0,
+                workers: workers.iter().filter(|w| w.queues().any(|q| q == name)).count() as u64,
+                counters: self.conn.query(redis::cmd("HGETALL").arg(self.keys.queue_stats(&name))).await?,
+            };
             for stream in self.keys.streams(&name) {
                 let length: u64 = self.conn.query(redis::cmd("XLEN").arg(&stream)).await?;
                 stats.length += length;
@@ -192,7 +218,7 @@ impl Queue {
         let delayed = self.conn.query(redis::cmd("ZCARD").arg(self.keys.delayed())).await?;
         let dead_letters = self.conn.query(redis::cmd("XLEN").arg(self.keys.dead())).await?;
         let counters: BTreeMap<String, u64> = self.conn.query(redis::cmd("HGETALL").arg(self.keys.stats())).await?;
-        Ok(Stats { queues, delayed, dead_letters, workers: self.workers().await?, counters })
+        Ok(Stats { queues, delayed, dead_letters, workers, counters })
     }
 
     /// The oldest `count` dead letters.
@@ -200,21 +226,37 @@ impl Queue {
     /// # Errors
     /// Redis errors only.
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>> {
+        self.dead_letters_after(None, count).await
+    }
+
+    /// Up to `count` dead letters following the entry `after` (from the oldest when `None`):
+    /// pass the last entry of one page to get the next.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn dead_letters_after(&self, after: Option<&str>, count: usize) -> Result<Vec<DeadLetter>> {
+        let start = after.map_or_else(|| "-".to_owned(), |entry| format!("({entry}"));
         let reply: redis::streams::StreamRangeReply = self
             .conn
-            .query(redis::cmd("XRANGE").arg(self.keys.dead()).arg("-").arg("+").arg("COUNT").arg(count))
+            .query(redis::cmd("XRANGE").arg(self.keys.dead()).arg(start).arg("+").arg("COUNT").arg(count))
             .await?;
         Ok(reply
             .ids
             .into_iter()
             .map(|entry| {
-                let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
-                let id = field("id");
+                let field = |name: &str| entry.get::<String>(name).filter(|v| !v.is_empty());
+                let raw = field("task").unwrap_or_default();
+                // Read loosely: a dead envelope may be malformed or of another version.
+                let envelope: Value = serde_json::from_str(&raw).unwrap_or_default();
+                let from_envelope = |name: &str| envelope.get(name).and_then(Value::as_str).map(str::to_owned);
                 DeadLetter {
-                    id: (!id.is_empty()).then_some(id),
-                    reason: field("reason"),
-                    raw: field("task"),
-                    at_ms: field("at_ms").parse().unwrap_or(0),
+                    id: field("id").or_else(|| from_envelope("id")),
+                    kind: from_envelope("kind"),
+                    queue: field("stream").and_then(|s| self.keys.queue_of(&s).map(str::to_owned)),
+                    deliveries: field("deliveries").and_then(|d| d.parse().ok()),
+                    reason: field("reason").unwrap_or_default(),
+                    at_ms: field("at_ms").and_then(|t| t.parse().ok()).unwrap_or(0),
+                    raw,
                     entry: entry.id,
                 }
             })
@@ -322,14 +364,21 @@ impl Queue {
         let names: Vec<String> = self.conn.query(redis::cmd("ZRANGE").arg(self.keys.workers()).arg(0).arg(-1)).await?;
         let mut workers = Vec::new();
         for consumer in names {
-            let fields: BTreeMap<String, String> =
-                self.conn.query(redis::cmd("HGETALL").arg(self.keys.worker(&consumer))).await?;
+            let key = self.keys.worker(&consumer);
+            let mut pipe = redis::pipe();
+            pipe.hgetall(&key).pttl(&key);
+            let (fields, ttl_ms): (BTreeMap<String, String>, i64) = self.conn.pipeline(&pipe).await?;
             if fields.is_empty() {
                 // Its record expired: the worker stopped heartbeating without saying goodbye.
                 self.conn.query::<()>(redis::cmd("ZREM").arg(self.keys.workers()).arg(&consumer)).await?;
-            } else {
-                workers.push(WorkerInfo { consumer, fields });
+                continue;
             }
+            // The record is rewritten with a TTL of 3 leases at each heartbeat.
+            let heartbeat_age_ms = fields
+                .get("lease_ms")
+                .and_then(|l| l.parse::<u64>().ok())
+                .map(|lease_ms| (3 * lease_ms).saturating_sub(ttl_ms.max(0) as u64));
+            workers.push(WorkerInfo { consumer, heartbeat_age_ms, fields });
         }
         Ok(workers)
     }

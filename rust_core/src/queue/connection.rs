@@ -81,6 +81,11 @@ impl Connection {
         self.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await
     }
 
+    /// Runs a pipeline (retried whole: use it for reads and idempotent writes only).
+    pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        self.run(|mut conn| async move { pipe.query_async(&mut conn).await }).await
+    }
+
     /// Runs one script (loading it again after a Redis restart emptied the script cache).
     pub(crate) async fn invoke<T: FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T> {
         self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await

@@ -2,9 +2,11 @@
 //! transitions (heartbeat, complete, fail, release, reject). [`super::Worker`] drives one;
 //! other runtimes (the Python worker) can too.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamId, StreamReadReply};
+use tokio::sync::Mutex;
 use serde_json::Value;
 
 use super::connection::Connection;
@@ -58,7 +60,14 @@ pub struct Consumer {
     /// Blocking reads get their own connection, whose reply timeout exceeds the block time,
     /// so they neither time out nor stall other commands.
     reader: Connection,
+    /// Entries read but not yet started because Redis failed mid-batch: they are in this
+    /// consumer's pending list, so the next fetch starts them first rather than leaving them
+    /// to wait out the lease.
+    unstarted: Mutex<VecDeque<Entry>>,
 }
+
+/// A stream entry as read, with the stream it came from.
+type Entry = (String, StreamId);
 
 impl Consumer {
     /// Joins the consumer group of each queue's streams (creating them if needed) as `name`,
@@ -76,7 +85,13 @@ impl Consumer {
         let config = &queue.config;
         let reader =
             Connection::new(queue.client.clone(), config.block + config.response_timeout, config.reconnect_timeout);
-        Ok(Consumer { queue: queue.clone(), name: name.to_owned(), queues: queues.to_vec(), reader })
+        Ok(Consumer {
+            queue: queue.clone(),
+            name: name.to_owned(),
+            queues: queues.to_vec(),
+            reader,
+            unstarted: Mutex::default(),
+        })
     }
 
     /// Its consumer name.
@@ -86,25 +101,47 @@ impl Consumer {
 
     /// Fetches and starts up to `max` tasks, most urgent priority first, blocking up to
     /// `block` when there are none. Entries that are not runnable tasks (malformed envelope,
-    /// no task record) are dead-lettered with the reason; stale ones are dropped.
+    /// no task record, a record Redis cannot read) are dead-lettered with the reason; stale
+    /// ones are dropped.
+    ///
+    /// When Redis fails partway through a batch, the tasks already started are returned (their
+    /// handlers must run: they are marked running) and the rest are started first by the next
+    /// call; the error is returned only when nothing could be started.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when Redis stays unreachable past the reconnect timeout.
     pub async fn fetch(&self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
+        let mut entries: VecDeque<Entry> = {
+            let mut unstarted = self.unstarted.lock().await;
+            let n = unstarted.len().min(max);
+            unstarted.drain(..n).collect()
+        };
         let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
-        let mut entries = Vec::new();
         for stream in &streams {
             if entries.len() < max {
                 entries.extend(self.read(std::slice::from_ref(stream), max - entries.len(), None).await?);
             }
         }
         if entries.is_empty() {
-            entries = self.read(&streams, max, Some(block)).await?;
+            entries.extend(self.read(&streams, max, Some(block)).await?);
         }
         let mut started = Vec::with_capacity(entries.len());
-        for (stream, entry) in entries {
-            if let Some(delivery) = self.start(stream, entry).await? {
-                started.push(delivery);
+        while let Some((stream, entry)) = entries.pop_front() {
+            match self.start(&stream, &entry).await {
+                Ok(Some(delivery)) => started.push(delivery),
+                Ok(None) => {}
+                Err(e) => {
+                    entries.push_front((stream, entry));
+                    let mut unstarted = self.unstarted.lock().await;
+                    for kept in entries.into_iter().rev() {
+                        unstarted.push_front(kept);
+                    }
+                    if started.is_empty() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, started = started.len(), left = unstarted.len(), "starting fetched tasks failed partway; the rest are started at the next fetch");
+                    break;
+                }
             }
         }
         Ok(started)
@@ -116,7 +153,7 @@ impl Consumer {
         streams: &[String],
         count: usize,
         block: Option<Duration>,
-    ) -> Result<Vec<(String, redis::streams::StreamId)>> {
+    ) -> Result<Vec<Entry>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(&self.queue.config.group).arg(&self.name).arg("COUNT").arg(count);
         if let Some(block) = block {
@@ -142,28 +179,42 @@ impl Consumer {
             .collect())
     }
 
-    /// Turns a fetched entry into a running delivery, or disposes of it.
-    async fn start(&self, stream: String, entry: redis::streams::StreamId) -> Result<Option<Delivery>> {
+    /// Turns a fetched entry into a running delivery, or disposes of it. An entry whose task
+    /// record is not a hash is poison: dead-lettered with Redis's error, so that it cannot hold
+    /// up the entries behind it. (Other errors may pass, so those entries are kept.)
+    async fn start(&self, stream: &str, entry: &StreamId) -> Result<Option<Delivery>> {
+        match self.try_start(stream, entry).await {
+            Err(Error::Redis(e)) if e.contains("WRONGTYPE") => {
+                let raw: String = entry.get("task").unwrap_or_default();
+                let reason = format!("Redis refused to start it: {e}");
+                self.reject_entry(stream, &entry.id, &reason, None, &raw).await?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    async fn try_start(&self, stream: &str, entry: &StreamId) -> Result<Option<Delivery>> {
         let id: Option<String> = entry.get("id");
         let Some(raw) = entry.get::<String>("task") else {
             let reason = "the entry has no `task` field: not a ferrocluster task envelope";
-            self.reject_entry(&stream, &entry.id, reason, id.as_deref(), "").await?;
+            self.reject_entry(stream, &entry.id, reason, id.as_deref(), "").await?;
             return Ok(None);
         };
         let envelope = match Envelope::parse(&raw) {
             Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => envelope,
             Ok(envelope) => {
                 let reason = format!("entry id field {id:?} differs from the envelope's id {:?}", envelope.id);
-                self.reject_entry(&stream, &entry.id, &reason, None, &raw).await?;
+                self.reject_entry(stream, &entry.id, &reason, None, &raw).await?;
                 return Ok(None);
             }
             Err(e) => {
-                self.reject_entry(&stream, &entry.id, &e.to_string(), id.as_deref(), &raw).await?;
+                self.reject_entry(stream, &entry.id, &e.to_string(), id.as_deref(), &raw).await?;
                 return Ok(None);
             }
         };
         let mut call = scripts::START.prepare_invoke();
-        call.key(&stream)
+        call.key(stream)
             .key(self.queue.keys.task(&envelope.id))
             .arg(&self.queue.config.group)
             .arg(&self.name)
@@ -171,15 +222,15 @@ impl Consumer {
         let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
         match reply.first().map(String::as_str) {
             Some("run") => Ok(Some(Delivery {
-                stream,
-                entry: entry.id,
+                stream: stream.to_owned(),
+                entry: entry.id.clone(),
                 deliveries: reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(1),
                 attempts: reply.get(2).and_then(|d| d.parse().ok()).unwrap_or(0),
                 envelope,
             })),
             Some("missing") => {
                 let reason = "no task record: the entry was not enqueued through the queue API, or its record expired";
-                self.reject_entry(&stream, &entry.id, reason, None, &raw).await?;
+                self.reject_entry(stream, &entry.id, reason, None, &raw).await?;
                 Ok(None)
             }
             _ => Ok(None),

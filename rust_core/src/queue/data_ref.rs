@@ -18,6 +18,24 @@ pub enum DataRef {
     Path(PathBuf),
 }
 
+impl DataRef {
+    /// Deletes the data (nothing to do when it is already gone).
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the file cannot be removed; Redis errors.
+    pub async fn delete(&self, queue: &Queue) -> Result<()> {
+        match self {
+            DataRef::Key(key) => queue.conn.query(redis::cmd("DEL").arg(key)).await,
+            DataRef::Path(path) => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::Data(format!("{}: {e}", path.display())))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
 /// A float32 matrix by reference: raw little-endian values, row-major, `rows × cols`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatrixRef {

@@ -18,6 +18,18 @@ impl Keys {
         format!("{}:q:{queue}:{}", self.ns, priority.as_str())
     }
 
+    /// The queue a stream belongs to (`None` for a key that is not one of our streams).
+    pub(crate) fn queue_of<'s>(&self, stream: &'s str) -> Option<&'s str> {
+        let rest = stream.strip_prefix(&self.ns)?.strip_prefix(":q:")?;
+        Priority::ALL.iter().find_map(|p| rest.strip_suffix(p.as_str())?.strip_suffix(':'))
+    }
+
+    /// One queue's counters (a hash, the same fields as [`Keys::stats`]). The scripts derive
+    /// it from a stream's key by replacing the priority with `stats`.
+    pub(crate) fn queue_stats(&self, queue: &str) -> String {
+        format!("{}:q:{queue}:stats", self.ns)
+    }
+
     /// The streams of one queue, most urgent first.
     pub(crate) fn streams(&self, queue: &str) -> impl Iterator<Item = String> + '_ {
         let queue = queue.to_owned();

@@ -115,6 +115,11 @@ pub struct QueueStats {
     pub pending: u64,
     /// Consumers in its groups (stays bounded: leaving and dead workers are pruned).
     pub consumers: u64,
+    /// Live workers serving it.
+    pub workers: u64,
+    /// Its counters, as [`Stats::counters`] for the whole namespace: results recorded
+    /// (succeeded, failed, cancelled), dead letters (dead), retried, reclaimed, refused.
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// A live worker as it describes itself.
@@ -122,9 +127,20 @@ pub struct QueueStats {
 pub struct WorkerInfo {
     /// Its consumer name.
     pub consumer: String,
-    /// Every field of its record: name, host, pid, queues, concurrency, current tasks,
-    /// last heartbeat (ms).
+    /// How long ago it last wrote its record, by Redis's clock (no clock skew between
+    /// machines); `None` for a record that does not say its lease.
+    pub heartbeat_age_ms: Option<u64>,
+    /// Every field of its record: name, host, pid, state (`running`, or `stopping` after
+    /// SIGTERM), queues, kinds, concurrency, lease_ms, current tasks, tasks completed, start
+    /// and last heartbeat (ms, the worker's clock).
     pub fields: BTreeMap<String, String>,
+}
+
+impl WorkerInfo {
+    /// The queues it serves.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.fields.get("queues").map(String::as_str).unwrap_or_default().split(',').filter(|q| !q.is_empty())
+    }
 }
 
 /// The whole namespace's numbers.
@@ -148,8 +164,14 @@ pub struct Stats {
 pub struct DeadLetter {
     /// The dead-letter stream entry id.
     pub entry: String,
-    /// The task id, when the entry had one.
+    /// The task id, when the entry or its envelope had one.
     pub id: Option<String>,
+    /// The task's kind, when its envelope says.
+    pub kind: Option<String>,
+    /// The queue it was taken from.
+    pub queue: Option<String>,
+    /// Times it had been started when it died, when it had a task record.
+    pub deliveries: Option<u32>,
     /// Why it is here.
     pub reason: String,
     /// The raw envelope as it was on the stream.

@@ -143,8 +143,27 @@ pub struct Worker {
     registry: Registry,
 }
 
-/// Tasks this worker is running, by task id (shown in its worker record).
-type Running = Arc<Mutex<BTreeSet<String>>>;
+/// What a worker's record shows of it.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Tasks running, by id.
+    current: Mutex<BTreeSet<String>>,
+    /// Tasks whose outcome it recorded.
+    completed: AtomicU64,
+    /// Whether it was told to stop.
+    stopping: AtomicBool,
+}
+
+type Running = Arc<Activity>;
+
+/// Everything a worker writes into its record.
+#[derive(Debug, Clone)]
+struct Identity {
+    consumer: String,
+    config: WorkerConfig,
+    kinds: String,
+    started_ms: u64,
+}
 
 impl Worker {
     /// A worker for `queue` running the kinds in `registry`.
@@ -163,9 +182,15 @@ impl Worker {
         let lease = self.queue.config.lease;
         let heartbeat = lease / 3;
         let running: Running = Arc::default();
+        let identity = Identity {
+            consumer: consumer_name.clone(),
+            config: self.config.clone(),
+            kinds: self.registry.kinds().into_iter().collect::<Vec<_>>().join(","),
+            started_ms: now_ms(),
+        };
         let mut background = JoinSet::new();
         background.spawn(sweep_loop(self.queue.clone(), lease / 2));
-        background.spawn(record_loop(self.queue.clone(), consumer_name.clone(), self.config.clone(), running.clone()));
+        background.spawn(record_loop(self.queue.clone(), identity.clone(), running.clone()));
         tracing::info!(consumer = consumer_name, queues = ?self.config.queues, kinds = ?self.registry.kinds(), "worker started");
 
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
@@ -205,6 +230,11 @@ impl Worker {
         }
 
         tracing::info!(running = tasks.len(), grace = ?self.config.grace, "stopping: no new tasks");
+        running.stopping.store(true, Ordering::Relaxed);
+        // Shown at once, not at the next heartbeat: an operator waiting on it sees it stop.
+        if let Err(e) = self.queue.write_worker_record(&identity, &running).await {
+            tracing::warn!(error = %e, "writing the worker record failed");
+        }
         let drained = tokio::time::timeout(self.config.grace, async { while tasks.join_next().await.is_some() {} });
         if drained.await.is_err() {
             tracing::warn!(tasks = tasks.len(), "grace period over: handing running tasks back");
@@ -233,7 +263,7 @@ async fn run_task(consumer: Arc<Consumer>, registry: Registry, delivery: Deliver
         log_failure(consumer.reject(&delivery, &reason).await, &id);
         return;
     };
-    lock(&running).insert(id.clone());
+    lock(&running.current).insert(id.clone());
     let context = TaskContext {
         id: id.clone(),
         delivery: delivery.deliveries,
@@ -255,13 +285,16 @@ async fn run_task(consumer: Arc<Consumer>, registry: Registry, delivery: Deliver
         Err(join) => consumer.fail(&delivery, &format!("handler panicked: {}", panic_message(join)), true).await,
     };
     match recorded {
-        Ok(Transition::Applied) => tracing::debug!(id, "task outcome recorded"),
+        Ok(Transition::Applied) => {
+            running.completed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(id, "task outcome recorded")
+        }
         Ok(Transition::Refused) => {
             tracing::warn!(id, "outcome refused: the lease was lost and another worker owns the task")
         }
         Err(e) => log_failure(Err(e), &id),
     }
-    lock(&running).remove(&id);
+    lock(&running.current).remove(&id);
 }
 
 /// Extends the lease every `every`, passing cancels and lease loss to the handler.
@@ -293,20 +326,9 @@ async fn sweep_loop(queue: Queue, every: Duration) {
 }
 
 /// Keeps this worker's record (what `stats` shows) fresh.
-async fn record_loop(queue: Queue, consumer: String, config: WorkerConfig, running: Running) {
-    let started_ms = now_ms();
+async fn record_loop(queue: Queue, identity: Identity, running: Running) {
     loop {
-        let current = lock(&running).iter().cloned().collect::<Vec<_>>().join(",");
-        let fields = [
-            ("name", config.name.clone()),
-            ("pid", std::process::id().to_string()),
-            ("queues", config.queues.join(",")),
-            ("concurrency", config.concurrency.to_string()),
-            ("started_ms", started_ms.to_string()),
-            ("last_heartbeat_ms", now_ms().to_string()),
-            ("current", current),
-        ];
-        if let Err(e) = queue.write_worker_record(&consumer, &fields).await {
+        if let Err(e) = queue.write_worker_record(&identity, &running).await {
             tracing::warn!(error = %e, "writing the worker record failed");
         }
         tokio::time::sleep(queue.config.lease / 3).await;
@@ -314,35 +336,42 @@ async fn record_loop(queue: Queue, consumer: String, config: WorkerConfig, runni
 }
 
 impl Queue {
-    /// Writes a worker's record, expiring after a few leases without a refresh.
-    async fn write_worker_record(&self, consumer: &str, fields: &[(&str, String)]) -> Result<()> {
+    /// Writes a worker's record, expiring after 3 leases without a refresh (`stats` reads the
+    /// heartbeat's age from what is left of that).
+    async fn write_worker_record(&self, identity: &Identity, running: &Activity) -> Result<()> {
+        let config = &identity.config;
+        let lease_ms = self.config.lease.as_millis() as u64;
+        let fields = [
+            ("name", config.name.clone()),
+            ("pid", std::process::id().to_string()),
+            ("state", if running.stopping.load(Ordering::Relaxed) { "stopping" } else { "running" }.to_owned()),
+            ("queues", config.queues.join(",")),
+            ("kinds", identity.kinds.clone()),
+            ("concurrency", config.concurrency.to_string()),
+            ("lease_ms", lease_ms.to_string()),
+            ("current", lock(&running.current).iter().cloned().collect::<Vec<_>>().join(",")),
+            ("completed", running.completed.load(Ordering::Relaxed).to_string()),
+            ("started_ms", identity.started_ms.to_string()),
+            ("last_heartbeat_ms", now_ms().to_string()),
+        ];
+        let consumer = &identity.consumer;
         let key = self.keys.worker(consumer);
-        let ttl_ms = self.config.lease.as_millis() as u64 * 3;
+        let ttl_ms = lease_ms * 3;
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .hset_multiple(&key, fields)
+            .hset_multiple(&key, &fields)
             .ignore()
             .pexpire(&key, ttl_ms as i64)
             .ignore()
             .zadd(self.keys.workers(), consumer, now_ms())
             .ignore();
-        self.conn
-            .run(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await
+        self.conn.pipeline(&pipe).await
     }
 
     async fn remove_worker_record(&self, consumer: &str) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic().del(self.keys.worker(consumer)).ignore().zrem(self.keys.workers(), consumer).ignore();
-        self.conn
-            .run(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await
+        self.conn.pipeline(&pipe).await
     }
 }
 
@@ -364,8 +393,8 @@ fn panic_message(join: tokio::task::JoinError) -> String {
     }
 }
 
-fn lock(running: &Running) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-    running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock(current: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {

@@ -1,2 +1,3 @@
 //! Shared test harness.
+pub mod proxy;
 pub mod redis;

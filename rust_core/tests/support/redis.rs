@@ -107,18 +107,40 @@ pub fn fast_config() -> QueueConfig {
     }
 }
 
-/// A `ferrocluster-worker` process, killed when dropped.
+/// A worker process, killed when dropped.
 pub struct WorkerProcess {
     pub child: Child,
     pub log: PathBuf,
 }
 
+/// The two ways to run a worker (one implementation).
+#[derive(Debug, Clone, Copy)]
+pub enum WorkerCommand {
+    /// `ferrocluster-worker`.
+    Standalone,
+    /// `ferrocluster worker`.
+    Cli,
+}
+
 impl WorkerProcess {
-    /// Starts a worker on `queues` with the config's lease and cap, test tasks enabled.
+    /// Starts a `ferrocluster-worker` on `queues` with the config's lease and cap, test tasks
+    /// enabled.
     pub fn start(url: &str, config: &QueueConfig, queues: &str, extra: &[&str]) -> Self {
+        Self::start_as(WorkerCommand::Standalone, url, config, queues, &[&["--enable-test-tasks"], extra].concat())
+    }
+
+    /// Starts a worker with `command` on `queues` with the config's lease and cap.
+    pub fn start_as(command: WorkerCommand, url: &str, config: &QueueConfig, queues: &str, extra: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!("fc-worker-{}-{}.log", std::process::id(), rand_suffix()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocluster-worker"));
-        cmd.args(["--redis", url, "--queues", queues, "--enable-test-tasks"])
+        let mut cmd = match command {
+            WorkerCommand::Standalone => Command::new(env!("CARGO_BIN_EXE_ferrocluster-worker")),
+            WorkerCommand::Cli => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocluster"));
+                cmd.arg("worker");
+                cmd
+            }
+        };
+        cmd.args(["--redis", url, "--queues", queues])
             .args(["--lease-ms", &config.lease.as_millis().to_string()])
             .args(["--block-ms", &config.block.as_millis().to_string()])
             .args(["--max-deliveries", &config.max_deliveries.to_string()])

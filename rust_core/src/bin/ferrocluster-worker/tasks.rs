@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use ferrocluster_core::cluster::kmeans::KMeansModel;
 use ferrocluster_core::features::FeatureConfig;
-use ferrocluster_core::image::DecodeLimits;
+use ferrocluster_core::image::{load_batch, DecodeLimits};
 use ferrocluster_core::pipeline::extract_files;
 use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, Registry, TaskContext, TaskError};
 use ndarray::Array2;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The built-in kinds, plus the test-only ones when asked.
 pub fn registry(queue: &Queue, test_tasks: bool) -> Registry {
     let mut registry = Registry::default();
     registry.register("noop", |_, _| Ok(Value::Null)).register("sleep", sleep);
+    let q = queue.clone();
+    registry.register("decode", move |ctx, payload| decode(&q, ctx, payload));
     let q = queue.clone();
     registry.register("extract", move |ctx, payload| extract(&q, ctx, payload));
     let q = queue.clone();
@@ -45,27 +47,89 @@ fn sleep(ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
     Ok(json!({ "slept_ms": ms, "pid": std::process::id() }))
 }
 
-/// `extract {paths, config, output}`: features of image files, written to `output` as a
-/// float32 matrix; returns its reference, the input index of each row and the failures.
+/// The payload of `extract`: image files (paths every worker can read), the features to
+/// compute, and where to write them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractJob {
+    /// The image files.
+    pub paths: Vec<PathBuf>,
+    /// The features.
+    #[serde(default)]
+    pub config: FeatureConfig,
+    /// Bounds on decoding.
+    #[serde(default)]
+    pub limits: DecodeLimits,
+    /// Where the matrix goes.
+    pub output: DataRef,
+}
+
+/// The result of `extract` and `decode`: the matrix written (one row per file that could be
+/// read: its features, or for `decode` its pixels), the input index of each row, and the
+/// files that could not be read with the reason.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileRows {
+    /// The matrix.
+    pub features: MatrixRef,
+    /// For each row, the index of its file in the payload's `paths`.
+    pub rows: Vec<usize>,
+    /// Files not read: index and reason.
+    pub failures: Vec<(usize, String)>,
+}
+
+/// `extract {paths, config, limits?, output}`: features of image files, written to `output`
+/// as a float32 matrix.
 fn extract(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Extract {
-        paths: Vec<PathBuf>,
-        #[serde(default)]
-        config: FeatureConfig,
-        #[serde(default)]
-        limits: DecodeLimits,
-        output: DataRef,
-    }
-    let job: Extract = parse(payload)?;
+    let job: ExtractJob = parse(payload)?;
     ctx.check_cancelled()?;
     let total = job.paths.len() as u64;
     let extracted = extract_files(&job.paths, &job.config, &job.limits, &|done| ctx.progress(done as u64, total))
         .map_err(|e| TaskError::Invalid(e.to_string()))?;
-    let features = block_on(MatrixRef::write(queue, job.output, &extracted.features))?;
-    let failures: Vec<Value> = extracted.failures.iter().map(|(i, e)| json!([i, e.to_string()])).collect();
-    Ok(json!({ "features": features, "rows": extracted.rows, "failures": failures }))
+    let failures = extracted.failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
+    write_rows(queue, ctx, job.output, &extracted.features, extracted.rows, failures)
+}
+
+/// `decode {paths, size, limits?, output}`: image files decoded to RGB and resized to
+/// `size` (height, width), written to `output` as a float32 matrix of `h·w·3` values (0–255,
+/// row-major, channels interleaved) per file.
+fn decode(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Decode {
+        paths: Vec<PathBuf>,
+        size: [usize; 2],
+        #[serde(default)]
+        limits: DecodeLimits,
+        output: DataRef,
+    }
+    let job: Decode = parse(payload)?;
+    if job.size.contains(&0) {
+        return Err(TaskError::Invalid(format!("size {:?} must be positive", job.size)));
+    }
+    ctx.check_cancelled()?;
+    let total = job.paths.len() as u64;
+    let batch = load_batch(&job.paths, job.size, &job.limits, &|done| ctx.progress(done as u64, total));
+    let width = job.size[0] * job.size[1] * 3;
+    let pixels: Vec<f32> = batch.images.iter().flat_map(|(_, image)| image.data().iter().copied()).collect();
+    let matrix = Array2::from_shape_vec((batch.images.len(), width), pixels)
+        .map_err(|e| TaskError::Failed(format!("decoded images of unexpected size: {e}")))?;
+    let rows = batch.images.iter().map(|(i, _)| *i).collect();
+    let failures = batch.failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
+    write_rows(queue, ctx, job.output, &matrix, rows, failures)
+}
+
+fn write_rows(
+    queue: &Queue,
+    ctx: &TaskContext,
+    output: DataRef,
+    matrix: &Array2<f32>,
+    rows: Vec<usize>,
+    failures: Vec<(usize, String)>,
+) -> Result<Value, TaskError> {
+    // A task cancelled meanwhile (its caller gave up) leaves no matrix behind.
+    ctx.check_cancelled()?;
+    let features = block_on(MatrixRef::write(queue, output, matrix))?;
+    serde_json::to_value(FileRows { features, rows, failures }).map_err(|e| TaskError::Failed(e.to_string()))
 }
 
 /// `kmeans.predict {centres, rows}`: nearest centre and squared distance of each row of a

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::extract::{features_of, images_in};
 use crate::progress::Bars;
-use crate::FeatureArgs;
+use crate::remote::{self, RemoteArgs};
+use crate::{FeatureArgs, Failure};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Algorithm {
@@ -51,8 +52,12 @@ pub struct ClusterArgs {
     thumbnails: usize,
     #[command(flatten)]
     features: FeatureArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
+/// The one place the model is fitted. With `--redis` only the features are computed on the
+/// workers so far; distributed k-means will be called from here when it lands.
 fn fit(args: &ClusterArgs, x: ndarray::ArrayView2<'_, f32>, bars: &Bars) -> Result<KMeansModel<f32>, Error> {
     let bar = bars.bar(1, "clustering");
     let observe = |p: Progress| {
@@ -83,11 +88,14 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
+pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Failure> {
     let config = args.features.load()?;
     let started = Instant::now();
     let paths = images_in(&args.dir)?;
-    let extracted = features_of(&paths, &config, bars)?;
+    let extracted = match &args.remote.redis {
+        None => features_of(&paths, &config, bars)?,
+        Some(url) => remote::features_of(url, &args.remote, &paths, &config, bars)?,
+    };
     let features_s = started.elapsed().as_secs_f64();
     let files: Vec<&PathBuf> = extracted.rows.iter().map(|&i| &paths[i]).collect();
     if files.len() < args.k {
@@ -95,7 +103,8 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
             "{} images could be read but --k is {}: use a smaller k",
             files.len(),
             args.k
-        )));
+        ))
+        .into());
     }
 
     let fit_started = Instant::now();
@@ -131,10 +140,11 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Error> {
     };
     let report = json!({
         "images": files.len(),
-        "skipped": extracted.failures.iter().map(|(i, e)| json!({"file": paths[*i].display().to_string(), "error": e.to_string()})).collect::<Vec<_>>(),
+        "skipped": extracted.skipped.iter().map(|(i, e)| json!({"file": paths[*i].display().to_string(), "error": e})).collect::<Vec<_>>(),
         "features": extracted.features.ncols(),
         "k": args.k,
         "algorithm": format!("{:?}", args.algorithm).to_lowercase(),
+        "features_on": if args.remote.redis.is_some() { "redis workers" } else { "this process" },
         "inertia": model.inertia,
         "n_iter": model.n_iter,
         "cluster_sizes": sizes,

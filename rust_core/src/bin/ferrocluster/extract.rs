@@ -7,6 +7,7 @@ use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::{list_images, DecodeLimits};
 use ferrocluster_core::pipeline::{extract_files, Extracted};
 use ferrocluster_core::Error;
+use ndarray::Array2;
 
 use crate::progress::Bars;
 use crate::FeatureArgs;
@@ -31,18 +32,40 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(paths)
 }
 
-/// Extracts features from `paths` with a progress bar, warning about files that failed.
-pub fn features_of(paths: &[PathBuf], config: &FeatureConfig, bars: &Bars) -> Result<Extracted, Error> {
+/// Feature rows of the image files that could be read, and why the others could not:
+/// computed here, or gathered from the workers of a queue.
+#[derive(Debug)]
+pub struct FileFeatures {
+    /// One row per file read, in file order.
+    pub features: Array2<f32>,
+    /// The index of each row's file.
+    pub rows: Vec<usize>,
+    /// Files skipped: index and reason.
+    pub skipped: Vec<(usize, String)>,
+}
+
+impl FileFeatures {
+    /// Warns about the skipped files of `paths`; fails when none could be read.
+    pub fn checked(self, paths: &[PathBuf]) -> Result<Self, Error> {
+        for (i, e) in &self.skipped {
+            eprintln!("warning: skipped {}: {e}", paths[*i].display());
+        }
+        if self.rows.is_empty() {
+            return Err(Error::input("none of the images could be read"));
+        }
+        Ok(self)
+    }
+}
+
+/// Extracts features from `paths` in this process with a progress bar, warning about files
+/// that failed.
+pub fn features_of(paths: &[PathBuf], config: &FeatureConfig, bars: &Bars) -> Result<FileFeatures, Error> {
     let bar = bars.bar(paths.len(), "features");
-    let extracted = extract_files(paths, config, &DecodeLimits::default(), &|n| bar.set_position(n as u64))?;
+    let Extracted { features, rows, failures } =
+        extract_files(paths, config, &DecodeLimits::default(), &|n| bar.set_position(n as u64))?;
     bar.finish();
-    for (i, e) in &extracted.failures {
-        eprintln!("warning: skipped {}: {e}", paths[*i].display());
-    }
-    if extracted.rows.is_empty() {
-        return Err(Error::input("none of the images could be read"));
-    }
-    Ok(extracted)
+    let skipped = failures.into_iter().map(|(i, e)| (i, e.to_string())).collect();
+    FileFeatures { features, rows, skipped }.checked(paths)
 }
 
 pub fn run(args: ExtractArgs, bars: &Bars) -> Result<(), Error> {

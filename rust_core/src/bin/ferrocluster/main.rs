@@ -1,12 +1,20 @@
 //! The `ferrocluster` command line: make sample sets, extract features, cluster folders of
-//! images (assignments, model, metrics and a contact sheet), and label new images.
+//! images (assignments, model, metrics and a contact sheet), label new images; run workers of
+//! the Redis queue and look after it.
 
 mod cluster;
 mod extract;
 mod npy;
 mod predict;
 mod progress;
+mod queue;
+mod remote;
 mod sample;
+// The worker is one implementation shared with the `ferrocluster-worker` binary.
+#[path = "../ferrocluster-worker/tasks.rs"]
+mod tasks;
+#[path = "../ferrocluster-worker/worker.rs"]
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +46,22 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Label new images with a saved model.
     Predict(predict::PredictArgs),
+    /// Run tasks from the Redis queue until SIGTERM (the same as `ferrocluster-worker`).
+    Worker(worker::WorkerArgs),
+    /// Look at the Redis queue and retry dead letters.
+    Queue(queue::QueueArgs),
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Core(#[from] Error),
+    #[error(transparent)]
+    Queue(#[from] ferrocluster_core::queue::Error),
+    /// A job on the queue did not complete, or a worker could not run.
+    #[error("{0}")]
+    Job(String),
 }
 
 /// How features are chosen on the command line: a JSON config file, or the default with a size.
@@ -66,24 +90,29 @@ impl FeatureArgs {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
-    if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::parameter("threads", e.to_string()))?;
-    }
-    let bars = progress::Bars::new(!cli.quiet);
-    match cli.command {
-        Command::Sample(args) => sample::run(args),
-        Command::Extract(args) => extract::run(args, &bars),
-        Command::Cluster(args) => cluster::run(args, &bars),
-        Command::Predict(args) => predict::run(args, &bars),
+fn run(command: Command, bars: &progress::Bars) -> Result<(), Failure> {
+    match command {
+        Command::Sample(args) => Ok(sample::run(args)?),
+        Command::Extract(args) => Ok(extract::run(args, bars)?),
+        Command::Cluster(args) => cluster::run(args, bars),
+        Command::Predict(args) => Ok(predict::run(args, bars)?),
+        Command::Queue(args) => queue::run(args),
+        Command::Worker(args) => worker::run(args).map_err(Failure::Job),
     }
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: {}", Error::parameter("threads", e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    }
+    // A worker's log is its output; elsewhere only warnings (e.g. a Redis without AOF) join
+    // the progress bars and results.
+    worker::init_logging(if matches!(cli.command, Command::Worker(_)) { "info" } else { "warn" });
+    match run(cli.command, &progress::Bars::new(!cli.quiet)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -42,9 +42,9 @@ pub fn run(args: PredictArgs, bars: &Bars) -> Result<(), Error> {
             println!("{file},{label},{distance}");
         }
     }
-    if extracted.failures.is_empty() {
+    if extracted.skipped.is_empty() {
         Ok(())
     } else {
-        Err(Error::input(format!("{} of the images could not be read", extracted.failures.len())))
+        Err(Error::input(format!("{} of the images could not be read", extracted.skipped.len())))
     }
 }

@@ -5,12 +5,9 @@
 local state, stream, entry, ttl = unpack(redis.call('HMGET', KEYS[1], 'state', 'stream', 'entry', 'result_ttl_s'))
 if not state then return '' end
 if state == 'pending' then
-  if entry ~= '' then
-    redis.call('XACK', stream, ARGV[1], entry)
-    redis.call('XDEL', stream, entry)
-  end
   redis.call('ZREM', KEYS[2], ARGV[2])
   finish(KEYS[1], KEYS[3], 'cancelled', 'error', 'cancelled before it ran', ttl or 0)
+  if entry ~= '' then ack(stream, ARGV[1], entry) end
   return 'cancelled'
 end
 if state == 'running' then

@@ -4,5 +4,5 @@
 local r = fenced(KEYS[1], ARGV[1], ARGV[3], ARGV[2], KEYS[2], function()
   finish(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 end)
-if r == 0 then redis.call('HINCRBY', KEYS[3], 'refused', 1) end
+if r == 0 then count(KEYS[3], KEYS[1], 'refused') end
 return r

@@ -6,7 +6,7 @@ local r = fenced(KEYS[1], ARGV[1], ARGV[3], ARGV[2], KEYS[2], function()
   redis.call('HSET', KEYS[2], 'state', 'pending', 'error', ARGV[4], 'entry', '', 'worker', '',
     'retry_at_ms', due, 'updated_ms', now_ms())
   redis.call('ZADD', KEYS[3], due, ARGV[6])
-  redis.call('HINCRBY', KEYS[4], 'retried', 1)
+  count(KEYS[4], KEYS[1], 'retried')
 end)
-if r == 0 then redis.call('HINCRBY', KEYS[4], 'refused', 1) end
+if r == 0 then count(KEYS[4], KEYS[1], 'refused') end
 return r

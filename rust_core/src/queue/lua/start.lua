@@ -10,10 +10,7 @@ if own and state == 'running' and entry == ARGV[3] and worker == ARGV[2] then
   return {'run', redis.call('HGET', KEYS[2], 'deliveries'), redis.call('HGET', KEYS[2], 'attempts')}
 end
 if state ~= 'pending' or entry ~= ARGV[3] or not own then
-  if own then
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-    redis.call('XDEL', KEYS[1], ARGV[3])
-  end
+  if own then ack(KEYS[1], ARGV[1], ARGV[3]) end
   return {'skip', state}
 end
 local deliveries = redis.call('HINCRBY', KEYS[2], 'deliveries', 1)

@@ -11,24 +11,23 @@ for _, e in ipairs(claimed[2]) do
   for i = 1, #fields, 2 do
     if fields[i] == 'id' then id = fields[i + 1] elseif fields[i] == 'task' then raw = fields[i + 1] end
   end
-  redis.call('XACK', KEYS[1], ARGV[1], entry)
-  redis.call('XDEL', KEYS[1], entry)
   n = n + 1
   local task_key = ARGV[6] .. id
   local state, current, deliveries, worker, cancel =
     unpack(redis.call('HMGET', task_key, 'state', 'entry', 'deliveries', 'worker', 'cancel'))
   if id == '' or not state then
-    dead_letter(KEYS[2], KEYS[3], '', id, 'lease expired on an entry that is not a known task', raw)
+    dead_letter(KEYS[2], KEYS[3], KEYS[1], '', id, 'lease expired on an entry that is not a known task', raw)
   elseif current ~= entry then
     -- A stale copy: the task has moved on, the copy is simply dropped.
   elseif state == 'running' and cancel == '1' then
     finish(task_key, KEYS[3], 'cancelled', 'error', 'cancelled (its worker was lost)', redis.call('HGET', task_key, 'result_ttl_s') or 0)
   elseif state == 'running' and tonumber(deliveries) >= tonumber(ARGV[4]) then
-    dead_letter(KEYS[2], KEYS[3], task_key, id, 'worker lost ' .. deliveries ..
+    dead_letter(KEYS[2], KEYS[3], KEYS[1], task_key, id, 'worker lost ' .. deliveries ..
       ' times while running it (lease expired; last worker ' .. tostring(worker) .. ')', raw)
   else
     requeue(task_key)
-    redis.call('HINCRBY', KEYS[3], 'reclaimed', 1)
+    count(KEYS[3], KEYS[1], 'reclaimed')
   end
+  ack(KEYS[1], ARGV[1], entry)
 end
 return n

@@ -1,0 +1,224 @@
+//! The queue from the command line, as real processes against a real Redis: `cluster
+//! --redis` with `ferrocluster worker` processes, `queue stats|dead-letters|retry`, the
+//! worker's state and SIGTERM, its built-in tasks, and clear errors for a dead or refusing Redis.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ferrocluster_core::cluster::kmeans::KMeansModel;
+use ferrocluster_core::image::{list_images, load, DecodeLimits};
+use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, QueueConfig, TaskSpec, TaskState};
+use serde_json::{json, Value};
+use support::redis::{fast_config, wait_all, wait_for, RedisServer, WorkerCommand, WorkerProcess};
+
+fn ferrocluster(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrocluster")).arg("--quiet").args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = ferrocluster(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    serde_json::from_str(&ok(args)).unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn cli_worker(server: &RedisServer, config: &QueueConfig, extra: &[&str]) -> WorkerProcess {
+    WorkerProcess::start_as(WorkerCommand::Cli, &server.url(), config, "default", extra)
+}
+
+fn sample(dir: &Path, n: usize) {
+    let n = n.to_string();
+    ok(&["sample", "synthetic", path(dir), "--n", &n, "--size", "32", "--classes", "4", "--seed", "5"]);
+}
+
+#[test]
+fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 90);
+    std::fs::write(images.join("broken.png"), b"not a png").unwrap();
+    let server = RedisServer::start();
+    let config = fast_config();
+    let workers = [cli_worker(&server, &config, &[]), cli_worker(&server, &config, &[])];
+
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "2"];
+    ok(&[&common[..], &["-o", path(&local)]].concat());
+    let run = ferrocluster(&[&common[..], &["-o", path(&remote), "--redis", &server.url(), "--chunk", "8"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"), "skipped files are reported");
+
+    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
+        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(remote.join(file)).unwrap());
+        assert!(a == b, "{file} differs between the local and the distributed run");
+    }
+    let metrics = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    let (m_local, m_remote) = (metrics(&local), metrics(&remote));
+    for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
+        assert_eq!(m_local[field], m_remote[field], "{field}");
+    }
+    assert_eq!(m_remote["features_on"], "redis workers");
+
+    // 91 files in tasks of 8: 12 tasks, each recorded once, spread over the workers; the
+    // matrices they wrote are gone.
+    let stats = json_of(&["queue", "stats", "--json", "--redis", &server.url()]);
+    assert_eq!(stats["queues"][0]["counters"]["succeeded"], 12, "{stats}");
+    let completed: u64 =
+        stats["workers"].as_array().unwrap().iter().map(|w| w["fields"]["completed"].as_str().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(completed, 12, "{stats}");
+    let leftovers: Vec<String> = redis::cmd("KEYS").arg("fc:data:*").query(&mut server.sync()).unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(workers);
+}
+
+#[test]
+fn a_dead_or_refusing_redis_is_a_prompt_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 8);
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("redis://127.0.0.1:{dead_port}/0");
+    let started = Instant::now();
+    let out = ferrocluster(&["cluster", path(&images), "--k", "2", "-o", path(&tmp.path().join("o")), "--redis", &dead]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Redis unreachable") && !stderr.contains("panicked"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "gave up after {:?}", started.elapsed());
+
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/0", server.port);
+    let out = ferrocluster(&["queue", "stats", "--redis", &wrong]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused authentication"), "{out:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrocluster")).args(["worker", "--redis", &wrong]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused authentication"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_stats_dead_letters_and_retry_without_running_a_finished_task_again() {
+    let server = RedisServer::start();
+    let config = fast_config();
+    let url = server.url();
+    let q = Queue::connect(&url, config.clone()).await.unwrap();
+    // This worker runs no test tasks: `test.fail` is an unknown kind to it, dead-lettered.
+    let mut plain = cli_worker(&server, &config, &[]);
+    let late = TaskSpec { id: Some("late".into()), ..TaskSpec::new("default", "test.fail", json!({"failures": 0})) };
+    let done = TaskSpec { id: Some("done".into()), ..TaskSpec::new("default", "sleep", json!({"ms": 1})) };
+    let ids = [q.enqueue(&late).await.unwrap(), q.enqueue(&done).await.unwrap()];
+    wait_all(&q, &ids, Duration::from_secs(10)).await;
+
+    let stats = json_of(&["queue", "stats", "--json", "--redis", &url]);
+    let default = &stats["queues"][0];
+    assert_eq!((default["name"].as_str(), default["workers"].as_u64()), (Some("default"), Some(1)), "{stats}");
+    assert_eq!((default["counters"]["succeeded"].as_u64(), default["counters"]["dead"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(stats["dead_letters"], 1);
+    let worker = &stats["workers"][0];
+    assert_eq!(worker["fields"]["state"], "running");
+    assert!(worker["heartbeat_age_ms"].as_u64().unwrap() < 3 * config.lease.as_millis() as u64, "{worker}");
+    let table = ok(&["queue", "stats", "--redis", &url]);
+    assert!(table.contains("default") && table.contains(worker["consumer"].as_str().unwrap()), "{table}");
+
+    let dead = json_of(&["queue", "dead-letters", "--json", "--redis", &url]);
+    let letter = &dead[0];
+    assert_eq!((letter["id"].as_str(), letter["kind"].as_str()), (Some("late"), Some("test.fail")), "{dead}");
+    assert_eq!((letter["queue"].as_str(), letter["deliveries"].as_u64()), (Some("default"), Some(1)));
+    assert!(letter["reason"].as_str().unwrap().contains("unknown task kind"), "{dead}");
+    let table = ok(&["queue", "dead-letters", "--redis", &url]);
+    assert!(table.contains("late") && table.contains("unknown task kind"), "{table}");
+
+    // A worker that knows the kind; the finished task is refused, the dead one runs afresh.
+    plain.signal("TERM");
+    plain.wait_exit(Duration::from_secs(10)).unwrap();
+    let _able = cli_worker(&server, &config, &["--enable-test-tasks"]);
+    let refused = ferrocluster(&["queue", "retry", "done", "--redis", &url]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("not dead"), "{refused:?}");
+    let retried = json_of(&["queue", "retry", "--all", "--json", "--redis", &url]);
+    assert_eq!(retried, json!([{"id": "late", "retried": true, "outcome": "retried"}]));
+    let status = wait_for(&q, "late", Duration::from_secs(10), |s| s.state.is_terminal()).await;
+    assert_eq!((status.state, status.deliveries), (TaskState::Succeeded, 1), "a fresh delivery count");
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.counters["succeeded"], 2, "done ran once, late once");
+    assert_eq!(stats.dead_letters, 0);
+    assert_eq!(q.result("done").await.unwrap().unwrap()["slept_ms"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_a_cli_worker_shows_it_stopping_then_it_finishes_its_task_and_leaves() {
+    let server = RedisServer::start();
+    let config = fast_config();
+    let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
+    let mut worker = cli_worker(&server, &config, &["--grace-ms", "10000"]);
+    let id = q.enqueue(&TaskSpec::new("default", "sleep", json!({"ms": 2000}))).await.unwrap();
+    wait_for(&q, &id, Duration::from_secs(10), |s| s.state == TaskState::Running).await;
+    worker.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let record = loop {
+        let stats = q.stats().await.unwrap();
+        if let Some(w) = stats.workers.iter().find(|w| w.fields["state"] == "stopping") {
+            break w.clone();
+        }
+        assert!(Instant::now() < deadline, "never shown stopping: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.fields["current"], id);
+    assert!(worker.wait_exit(Duration::from_secs(10)).expect("exits after its task").success());
+    let status = q.status(&id).await.unwrap();
+    assert_eq!((status.state, status.deliveries), (TaskState::Succeeded, 1));
+    assert!(q.stats().await.unwrap().workers.is_empty(), "its record is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decode_and_predict_tasks_match_the_local_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 6);
+    let mut files = list_images(&images).unwrap();
+    files.insert(2, images.join("missing.png"));
+    let server = RedisServer::start();
+    let config = fast_config();
+    let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
+    let _worker = cli_worker(&server, &config, &[]);
+
+    let decode = TaskSpec::new(
+        "default",
+        "decode",
+        json!({"paths": files, "size": [8, 12], "output": {"key": "test:pixels"}}),
+    );
+    let decoded = wait_all(&q, &[q.enqueue(&decode).await.unwrap()], Duration::from_secs(20)).await.remove(0);
+    let result = decoded.result.unwrap_or_else(|| panic!("{decoded:?}"));
+    assert_eq!(result["rows"], json!([0, 1, 3, 4, 5, 6]));
+    assert_eq!(result["failures"][0][0], 2);
+    let matrix_ref: MatrixRef = serde_json::from_value(result["features"].clone()).unwrap();
+    let pixels = matrix_ref.read(&q).await.unwrap();
+    for (row, i) in [0, 1, 3, 4, 5, 6].into_iter().enumerate() {
+        let local = load(&files[i], Some([8, 12]), &DecodeLimits::default()).unwrap();
+        assert_eq!(pixels.row(row).to_vec(), local.view().data(), "image {i}");
+    }
+
+    let centres = pixels.select(ndarray::Axis(0), &[0, 3]);
+    let predict = TaskSpec::new(
+        "default",
+        "kmeans.predict",
+        json!({"centres": centres.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(), "rows": matrix_ref}),
+    );
+    let predicted = wait_all(&q, &[q.enqueue(&predict).await.unwrap()], Duration::from_secs(20)).await.remove(0);
+    let model = KMeansModel { centres, labels: Vec::new(), inertia: 0.0, n_iter: 0 };
+    let (labels, distances) = model.predict_with_distances(pixels.view()).unwrap();
+    let result = predicted.result.unwrap_or_else(|| panic!("{predicted:?}"));
+    assert_eq!(result["labels"], json!(labels));
+    assert_eq!(result["distances"], json!(distances));
+    DataRef::Key("test:pixels".into()).delete(&q).await.unwrap();
+}
