@@ -71,13 +71,19 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     }
     assert_eq!(m_remote["features_on"], "redis workers");
 
-    // 91 files in tasks of 8: 12 tasks, each recorded once, spread over the workers; the
-    // matrices they wrote are gone.
-    let stats = json_of(&["queue", "stats", "--json", "--redis", &server.url()]);
-    assert_eq!(stats["queues"][0]["counters"]["succeeded"], 12, "{stats}");
-    let completed: u64 =
-        stats["workers"].as_array().unwrap().iter().map(|w| w["fields"]["completed"].as_str().unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(completed, 12, "{stats}");
+    // 91 files in tasks of 8: 12 tasks, each recorded once, by the workers (whose records
+    // count them at their next heartbeat); the matrices they wrote are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = json_of(&["queue", "stats", "--json", "--redis", &server.url()]);
+        assert_eq!(stats["queues"][0]["counters"]["succeeded"], 12, "{stats}");
+        let completed = |w: &Value| w["fields"]["completed"].as_str().unwrap().parse::<u64>().unwrap();
+        if stats["workers"].as_array().unwrap().iter().map(completed).sum::<u64>() == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let leftovers: Vec<String> = redis::cmd("KEYS").arg("fc:data:*").query(&mut server.sync()).unwrap();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(workers);
@@ -91,7 +97,8 @@ fn a_dead_or_refusing_redis_is_a_prompt_clear_error() {
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = format!("redis://127.0.0.1:{dead_port}/0");
     let started = Instant::now();
-    let out = ferrocluster(&["cluster", path(&images), "--k", "2", "-o", path(&tmp.path().join("o")), "--redis", &dead]);
+    let out =
+        ferrocluster(&["cluster", path(&images), "--k", "2", "-o", path(&tmp.path().join("o")), "--redis", &dead]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Redis unreachable") && !stderr.contains("panicked"), "{stderr}");
@@ -192,13 +199,10 @@ async fn the_decode_and_predict_tasks_match_the_local_functions() {
     let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
     let _worker = cli_worker(&server, &config, &[]);
 
-    let decode = TaskSpec::new(
-        "default",
-        "decode",
-        json!({"paths": files, "size": [8, 12], "output": {"key": "test:pixels"}}),
-    );
+    let decode =
+        TaskSpec::new("default", "decode", json!({"paths": files, "size": [8, 12], "output": {"key": "test:pixels"}}));
     let decoded = wait_all(&q, &[q.enqueue(&decode).await.unwrap()], Duration::from_secs(20)).await.remove(0);
-    let result = decoded.result.unwrap_or_else(|| panic!("{decoded:?}"));
+    let result = decoded.result.clone().unwrap_or_else(|| panic!("{decoded:?}"));
     assert_eq!(result["rows"], json!([0, 1, 3, 4, 5, 6]));
     assert_eq!(result["failures"][0][0], 2);
     let matrix_ref: MatrixRef = serde_json::from_value(result["features"].clone()).unwrap();
@@ -217,7 +221,7 @@ async fn the_decode_and_predict_tasks_match_the_local_functions() {
     let predicted = wait_all(&q, &[q.enqueue(&predict).await.unwrap()], Duration::from_secs(20)).await.remove(0);
     let model = KMeansModel { centres, labels: Vec::new(), inertia: 0.0, n_iter: 0 };
     let (labels, distances) = model.predict_with_distances(pixels.view()).unwrap();
-    let result = predicted.result.unwrap_or_else(|| panic!("{predicted:?}"));
+    let result = predicted.result.clone().unwrap_or_else(|| panic!("{predicted:?}"));
     assert_eq!(result["labels"], json!(labels));
     assert_eq!(result["distances"], json!(distances));
     DataRef::Key("test:pixels".into()).delete(&q).await.unwrap();

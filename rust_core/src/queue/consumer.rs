@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use redis::streams::{StreamId, StreamReadReply};
-use tokio::sync::Mutex;
 use serde_json::Value;
+use tokio::sync::Mutex;
 
 use super::connection::Connection;
 use super::envelope::check_size;
@@ -148,12 +148,7 @@ impl Consumer {
     }
 
     /// XREADGROUP of new entries; recreates the groups if Redis lost them.
-    async fn read(
-        &self,
-        streams: &[String],
-        count: usize,
-        block: Option<Duration>,
-    ) -> Result<Vec<Entry>> {
+    async fn read(&self, streams: &[String], count: usize, block: Option<Duration>) -> Result<Vec<Entry>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(&self.queue.config.group).arg(&self.name).arg("COUNT").arg(count);
         if let Some(block) = block {

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::extract::{features_of, images_in};
 use crate::progress::Bars;
 use crate::remote::{self, RemoteArgs};
-use crate::{FeatureArgs, Failure};
+use crate::{Failure, FeatureArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Algorithm {

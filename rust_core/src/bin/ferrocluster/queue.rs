@@ -77,7 +77,11 @@ pub fn run(args: QueueArgs) -> Result<(), Failure> {
                 let outcomes = retry(&queue, &ids).await?;
                 print(args.json, &outcomes, || {
                     let line = |o: &serde_json::Value| {
-                        format!("{}: {}\n", o["id"].as_str().unwrap_or_default(), o["outcome"].as_str().unwrap_or_default())
+                        format!(
+                            "{}: {}\n",
+                            o["id"].as_str().unwrap_or_default(),
+                            o["outcome"].as_str().unwrap_or_default()
+                        )
                     };
                     outcomes.iter().map(line).collect()
                 });

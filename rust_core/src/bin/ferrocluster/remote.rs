@@ -73,7 +73,12 @@ struct Job {
 }
 
 impl Job {
-    async fn enqueue(queue: &Queue, args: &RemoteArgs, paths: &[PathBuf], config: &FeatureConfig) -> Result<Self, Failure> {
+    async fn enqueue(
+        queue: &Queue,
+        args: &RemoteArgs,
+        paths: &[PathBuf],
+        config: &FeatureConfig,
+    ) -> Result<Self, Failure> {
         // Workers run elsewhere, from another directory: they get absolute paths.
         let absolute: Vec<PathBuf> = paths
             .iter()
@@ -128,7 +133,9 @@ impl Job {
                 bar.finish();
                 return Ok(statuses);
             }
-            if !warned && started.elapsed() > NO_WORKER_WARNING && statuses.iter().all(|s| s.state == TaskState::Pending)
+            if !warned
+                && started.elapsed() > NO_WORKER_WARNING
+                && statuses.iter().all(|s| s.state == TaskState::Pending)
             {
                 warned = true;
                 let stats = queue.stats().await?;
