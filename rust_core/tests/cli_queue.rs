@@ -12,7 +12,7 @@ use ferrocluster_core::cluster::kmeans::KMeansModel;
 use ferrocluster_core::image::{list_images, load, DecodeLimits};
 use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, QueueConfig, TaskSpec, TaskState};
 use serde_json::{json, Value};
-use support::redis::{fast_config, wait_all, wait_for, RedisServer, WorkerCommand, WorkerProcess};
+use support::redis::{counter, fast_config, wait_all, wait_for, RedisServer, WorkerCommand, WorkerProcess};
 
 fn ferrocluster(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferrocluster")).arg("--quiet").args(args).output().unwrap()
@@ -87,6 +87,35 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     let leftovers: Vec<String> = redis::cmd("KEYS").arg("fc:data:*").query(&mut server.sync()).unwrap();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(workers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 240);
+    let mut server = RedisServer::start();
+    let config = fast_config();
+    let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
+    let _workers = [cli_worker(&server, &config, &[]), cli_worker(&server, &config, &[])];
+    let out = tmp.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .args(["--quiet", "cluster", path(&images), "--k", "4", "--size", "32", "-o", path(&out)])
+        .args(["--redis", &server.url(), "--chunk", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while counter(&q, "succeeded").await < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.restart();
+    let done = counter(&q, "succeeded").await;
+    let output = tokio::task::spawn_blocking(move || run.wait_with_output()).await.unwrap().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(done < 120, "the job was over before Redis restarted ({done} tasks done)");
+    assert_eq!(counter(&q, "succeeded").await, 120, "each of the 120 tasks recorded once");
+    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["images"], 240);
 }
 
 #[test]

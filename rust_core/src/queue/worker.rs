@@ -232,9 +232,7 @@ impl Worker {
         tracing::info!(running = tasks.len(), grace = ?self.config.grace, "stopping: no new tasks");
         running.stopping.store(true, Ordering::Relaxed);
         // Shown at once, not at the next heartbeat: an operator waiting on it sees it stop.
-        if let Err(e) = self.queue.write_worker_record(&identity, &running).await {
-            tracing::warn!(error = %e, "writing the worker record failed");
-        }
+        self.queue.refresh_worker_record(&identity, &running).await;
         let drained = tokio::time::timeout(self.config.grace, async { while tasks.join_next().await.is_some() {} });
         if drained.await.is_err() {
             tracing::warn!(tasks = tasks.len(), "grace period over: handing running tasks back");
@@ -328,14 +326,19 @@ async fn sweep_loop(queue: Queue, every: Duration) {
 /// Keeps this worker's record (what `stats` shows) fresh.
 async fn record_loop(queue: Queue, identity: Identity, running: Running) {
     loop {
-        if let Err(e) = queue.write_worker_record(&identity, &running).await {
-            tracing::warn!(error = %e, "writing the worker record failed");
-        }
+        queue.refresh_worker_record(&identity, &running).await;
         tokio::time::sleep(queue.config.lease / 3).await;
     }
 }
 
 impl Queue {
+    /// Writes a worker's record; a failure is only logged (the next heartbeat tries again).
+    async fn refresh_worker_record(&self, identity: &Identity, running: &Activity) {
+        if let Err(e) = self.write_worker_record(identity, running).await {
+            tracing::warn!(error = %e, "writing the worker record failed");
+        }
+    }
+
     /// Writes a worker's record, expiring after 3 leases without a refresh (`stats` reads the
     /// heartbeat's age from what is left of that).
     async fn write_worker_record(&self, identity: &Identity, running: &Activity) -> Result<()> {
