@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redis::{Client, Value as RedisValue};
 use serde_json::Value;
 
-use super::connection::Connection;
+use super::connection::{eval_cmd, Connection};
 use super::keys::Keys;
 use super::scripts;
 use super::{
@@ -93,21 +93,39 @@ impl Queue {
     /// # Errors
     /// As [`Queue::enqueue`].
     pub async fn enqueue_new(&self, spec: &TaskSpec) -> Result<(String, bool)> {
-        let envelope = Envelope::from_spec(spec)?;
-        let text = envelope.to_json(self.config.max_envelope_bytes)?;
-        let mut call = scripts::ENQUEUE.prepare_invoke();
-        call.key(self.keys.task(&envelope.id))
-            .key(self.keys.stream(&spec.queue, spec.priority))
-            .key(self.keys.queues())
-            .arg(&envelope.id)
-            .arg(&spec.queue)
-            .arg(&spec.kind)
-            .arg(spec.priority.as_str())
-            .arg(text)
-            .arg(&self.config.group)
-            .arg(spec.result_ttl_s);
-        let added: i64 = self.conn.invoke(&call).await?;
-        Ok((envelope.id, added == 1))
+        let mut added = self.enqueue_many(std::slice::from_ref(spec)).await?;
+        Ok(added.pop().expect("one outcome per spec"))
+    }
+
+    /// Adds many tasks in one round trip (a pipeline of the atomic enqueue), in order. Each
+    /// is de-duplicated as by [`Queue::enqueue`]; returns (id, whether it was new) per spec.
+    ///
+    /// # Errors
+    /// As [`Queue::enqueue`], for the first bad spec, before anything is sent.
+    pub async fn enqueue_many(&self, specs: &[TaskSpec]) -> Result<Vec<(String, bool)>> {
+        let mut pipe = redis::pipe();
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let envelope = Envelope::from_spec(spec)?;
+            let text = envelope.to_json(self.config.max_envelope_bytes)?;
+            let keys = [self.keys.task(&envelope.id), self.keys.stream(&spec.queue, spec.priority), self.keys.queues()];
+            let mut cmd = eval_cmd(&scripts::ENQUEUE, &keys);
+            cmd.arg(&envelope.id)
+                .arg(&spec.queue)
+                .arg(&spec.kind)
+                .arg(spec.priority.as_str())
+                .arg(text)
+                .arg(&self.config.group)
+                .arg(spec.result_ttl_s)
+                .arg(spec.notify.as_deref().map(|channel| self.keys.notify(channel)).unwrap_or_default());
+            pipe.add_command(cmd);
+            ids.push(envelope.id);
+        }
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let added: Vec<i64> = self.conn.invoke_all(&scripts::ENQUEUE, &pipe).await?;
+        Ok(ids.into_iter().zip(added).map(|(id, added)| (id, added == 1)).collect())
     }
 
     /// A task's status.
@@ -115,8 +133,31 @@ impl Queue {
     /// # Errors
     /// [`Error::NoSuchTask`] when there is no record (never enqueued, or expired).
     pub async fn status(&self, id: &str) -> Result<TaskStatus> {
-        let fields: HashMap<String, String> = self.conn.query(redis::cmd("HGETALL").arg(self.keys.task(id))).await?;
-        TaskStatus::from_record(&fields).ok_or_else(|| Error::NoSuchTask(id.to_owned()))
+        let ids = [id.to_owned()];
+        self.statuses(&ids).await?.pop().flatten().ok_or_else(|| Error::NoSuchTask(id.to_owned()))
+    }
+
+    /// The statuses of many tasks in one round trip, in the order of `ids`; `None` for a task
+    /// without a record (never enqueued, or expired).
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn statuses(&self, ids: &[String]) -> Result<Vec<Option<TaskStatus>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.task(id));
+        }
+        let records: Vec<HashMap<String, String>> = self
+            .conn
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(records.iter().map(TaskStatus::from_record).collect())
     }
 
     /// A task's result: `Some` once it succeeded, `None` before or if it ended otherwise
@@ -138,10 +179,13 @@ impl Queue {
         // Polling starts fast (short tasks) and slows down to spare Redis on long ones.
         let mut pause = Duration::from_millis(1);
         loop {
-            let mut statuses = Vec::with_capacity(ids.len());
-            for id in ids {
-                statuses.push(self.status(id).await?);
-            }
+            let statuses = self
+                .statuses(ids)
+                .await?
+                .into_iter()
+                .zip(ids)
+                .map(|(status, id)| status.ok_or_else(|| Error::NoSuchTask(id.clone())))
+                .collect::<Result<Vec<_>>>()?;
             if statuses.iter().all(|s| s.state.is_terminal()) || Instant::now() >= deadline {
                 return Ok(statuses);
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::streams::StreamReadReply;
 use serde_json::Value;
 
-use super::connection::Connection;
+use super::connection::{eval_cmd, Connection};
 use super::envelope::check_size;
 use super::scripts;
 use super::{Envelope, Error, Queue, Result};
@@ -206,11 +206,26 @@ impl Consumer {
     /// # Errors
     /// Redis errors only.
     pub async fn complete(&self, delivery: &Delivery, result: &Value) -> Result<Transition> {
-        let text = result.to_string();
-        match check_size("the task result", text.len(), self.queue.config.max_envelope_bytes) {
-            Ok(()) => self.finish(delivery, "succeeded", "result", &text).await,
-            Err(e) => self.finish(delivery, "failed", "error", &e.to_string()).await,
-        }
+        Ok(self.complete_many(&[(delivery, result)]).await?[0])
+    }
+
+    /// Records the results of many deliveries in one round trip, each as by
+    /// [`Consumer::complete`]; returns what each transition did, in order.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn complete_many(&self, done: &[(&Delivery, &Value)]) -> Result<Vec<Transition>> {
+        let outcomes: Vec<(&Delivery, &str, &str, String)> = done
+            .iter()
+            .map(|&(delivery, result)| {
+                let text = result.to_string();
+                match check_size("the task result", text.len(), self.queue.config.max_envelope_bytes) {
+                    Ok(()) => (delivery, "succeeded", "result", text),
+                    Err(e) => (delivery, "failed", "error", e.to_string()),
+                }
+            })
+            .collect();
+        self.finish_many(&outcomes).await
     }
 
     /// Records an error: retried after a backoff when `retryable`, the task allows it and it
@@ -308,14 +323,26 @@ impl Consumer {
     }
 
     async fn finish(&self, delivery: &Delivery, state: &str, field: &str, value: &str) -> Result<Transition> {
-        let mut call = scripts::FINISH.prepare_invoke();
-        self.fence(&mut call, delivery)
-            .key(self.queue.keys.stats())
-            .arg(state)
-            .arg(field)
-            .arg(value)
-            .arg(delivery.envelope.result_ttl_s);
-        self.transition(&call).await
+        Ok(self.finish_many(&[(delivery, state, field, value.to_owned())]).await?[0])
+    }
+
+    /// The fenced FINISH of each (delivery, state, field, value), pipelined.
+    async fn finish_many(&self, outcomes: &[(&Delivery, &str, &str, String)]) -> Result<Vec<Transition>> {
+        let mut pipe = redis::pipe();
+        for (delivery, state, field, value) in outcomes {
+            let keys = [delivery.stream.clone(), self.queue.keys.task(&delivery.envelope.id), self.queue.keys.stats()];
+            let mut cmd = eval_cmd(&scripts::FINISH, &keys);
+            cmd.arg(&self.queue.config.group)
+                .arg(&self.name)
+                .arg(&delivery.entry)
+                .arg(*state)
+                .arg(*field)
+                .arg(value)
+                .arg(delivery.envelope.result_ttl_s);
+            pipe.add_command(cmd);
+        }
+        let replies: Vec<i64> = self.queue.conn.invoke_all(&scripts::FINISH, &pipe).await?;
+        Ok(replies.into_iter().map(transition).collect())
     }
 
     async fn release_entry(&self, stream: &str, entry: &str, id: &str) -> Result<Transition> {
@@ -362,7 +389,15 @@ impl Consumer {
     }
 
     async fn transition(&self, call: &redis::ScriptInvocation<'_>) -> Result<Transition> {
-        let reply: i64 = self.queue.conn.invoke(call).await?;
-        Ok(if reply == 0 { Transition::Refused } else { Transition::Applied })
+        Ok(transition(self.queue.conn.invoke(call).await?))
+    }
+}
+
+/// A fenced script's reply: 0 refused, 1 applied, 2 applied earlier by this same call.
+fn transition(reply: i64) -> Transition {
+    if reply == 0 {
+        Transition::Refused
+    } else {
+        Transition::Applied
     }
 }

@@ -36,6 +36,16 @@ local function requeue(task_key)
   return entry
 end
 
+-- Tells the task's submitter, blocked on its notification list, that the task finished. The
+-- list lives as long as the outcome (ttl_s, 0: kept).
+local function notify(task_key, ttl_s)
+  local list, id = unpack(redis.call('HMGET', task_key, 'notify', 'id'))
+  if list and list ~= '' then
+    redis.call('RPUSH', list, id)
+    if tonumber(ttl_s) > 0 then redis.call('EXPIRE', list, ttl_s) end
+  end
+end
+
 -- Moves a task (or a raw entry that is not one) to the dead-letter stream with its reason.
 local function dead_letter(dead_key, stats_key, task_key, id, reason, raw)
   local at = now_ms()
@@ -44,6 +54,7 @@ local function dead_letter(dead_key, stats_key, task_key, id, reason, raw)
   if task_key ~= '' and redis.call('EXISTS', task_key) == 1 then
     redis.call('HSET', task_key, 'state', 'dead', 'error', reason, 'dead_entry', entry, 'entry', '',
       'worker', '', 'finished_ms', at, 'updated_ms', at)
+    notify(task_key, redis.call('HGET', task_key, 'result_ttl_s') or 0)
   end
   redis.call('HINCRBY', stats_key, 'dead', 1)
 end
@@ -54,4 +65,5 @@ local function finish(task_key, stats_key, state, field, value, ttl_s)
     'finished_ms', at, 'updated_ms', at)
   redis.call('HINCRBY', stats_key, state, 1)
   if tonumber(ttl_s) > 0 then redis.call('EXPIRE', task_key, ttl_s) end
+  notify(task_key, ttl_s)
 end
