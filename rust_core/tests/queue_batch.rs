@@ -129,3 +129,17 @@ async fn blobs_round_trip_in_chunks_expire_and_report_loss() {
     let wrong_size = BlobRef { size: 3, ..empty };
     assert_eq!(q.get_blob(&wrong_size).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn sweep_passes_over_queues_whose_other_priority_streams_do_not_exist_yet() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    // Queue "aaa" (swept first) has only its normal stream: no worker joined it.
+    q.enqueue(&TaskSpec { queue: "aaa".to_owned(), ..spec("waiting", None) }).await.unwrap();
+    q.enqueue(&spec("lost", None)).await.unwrap();
+    let gone = Consumer::join(&q, "gone", &["default".to_owned()]).await.unwrap();
+    assert_eq!(gone.fetch(1, NO_WAIT).await.unwrap().len(), 1);
+    tokio::time::sleep(q.config().lease + Duration::from_millis(100)).await;
+    assert_eq!(q.sweep().await.unwrap().reclaimed, 1, "the lost task of the later queue is reclaimed");
+    assert_eq!(q.status("lost").await.unwrap().state, TaskState::Pending);
+}

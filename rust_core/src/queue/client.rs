@@ -305,7 +305,7 @@ impl Queue {
                     .arg(self.config.max_deliveries)
                     .arg(100)
                     .arg(self.keys.task_prefix());
-                report.reclaimed += self.conn.invoke::<u64>(&call).await?;
+                report.reclaimed += nothing_if_absent(self.conn.invoke::<u64>(&call).await)?;
                 report.pruned_consumers += self.prune_consumers(&stream, idle_ms, "").await?;
             }
         }
@@ -316,10 +316,7 @@ impl Queue {
     pub(crate) async fn prune_consumers(&self, stream: &str, idle_ms: u64, leaving: &str) -> Result<u64> {
         let mut call = scripts::PRUNE_CONSUMERS.prepare_invoke();
         call.key(stream).arg(&self.config.group).arg(idle_ms).arg(leaving);
-        match self.conn.invoke::<u64>(&call).await {
-            Err(Error::Redis(e)) if e.contains("NOGROUP") || e.contains("no such key") => Ok(0),
-            other => other,
-        }
+        nothing_if_absent(self.conn.invoke::<u64>(&call).await)
     }
 
     /// Creates the consumer groups of a queue's streams if missing (from entry 0, so that
@@ -401,5 +398,14 @@ impl Queue {
             );
         }
         Ok(())
+    }
+}
+
+/// A stream or group that does not exist has nothing to sweep or prune: a queue enqueued at
+/// one priority has no streams at the others until a worker joins it.
+fn nothing_if_absent(outcome: Result<u64>) -> Result<u64> {
+    match outcome {
+        Err(Error::Redis(e)) if e.contains("NOGROUP") || e.contains("no such key") => Ok(0),
+        other => other,
     }
 }

@@ -101,13 +101,13 @@ impl Consumer {
         if entries.is_empty() {
             entries = self.read(&streams, max, Some(block)).await?;
         }
-        let mut started = Vec::with_capacity(entries.len());
+        let mut runnable = Vec::with_capacity(entries.len());
         for (stream, entry) in entries {
-            if let Some(delivery) = self.start(stream, entry).await? {
-                started.push(delivery);
+            if let Some(parsed) = self.parse(stream, entry).await? {
+                runnable.push(parsed);
             }
         }
-        Ok(started)
+        self.start_all(runnable).await
     }
 
     /// XREADGROUP of new entries; recreates the groups if Redis lost them.
@@ -142,48 +142,67 @@ impl Consumer {
             .collect())
     }
 
-    /// Turns a fetched entry into a running delivery, or disposes of it.
-    async fn start(&self, stream: String, entry: redis::streams::StreamId) -> Result<Option<Delivery>> {
+    /// The envelope of a fetched entry, or None after dead-lettering an entry that is not a
+    /// task. Returns (stream, entry id, envelope, raw envelope text).
+    async fn parse(
+        &self,
+        stream: String,
+        entry: redis::streams::StreamId,
+    ) -> Result<Option<(String, String, Envelope, String)>> {
         let id: Option<String> = entry.get("id");
         let Some(raw) = entry.get::<String>("task") else {
             let reason = "the entry has no `task` field: not a ferrocluster task envelope";
             self.reject_entry(&stream, &entry.id, reason, id.as_deref(), "").await?;
             return Ok(None);
         };
-        let envelope = match Envelope::parse(&raw) {
-            Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => envelope,
+        match Envelope::parse(&raw) {
+            Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => {
+                Ok(Some((stream, entry.id, envelope, raw)))
+            }
             Ok(envelope) => {
                 let reason = format!("entry id field {id:?} differs from the envelope's id {:?}", envelope.id);
                 self.reject_entry(&stream, &entry.id, &reason, None, &raw).await?;
-                return Ok(None);
+                Ok(None)
             }
             Err(e) => {
                 self.reject_entry(&stream, &entry.id, &e.to_string(), id.as_deref(), &raw).await?;
-                return Ok(None);
-            }
-        };
-        let mut call = scripts::START.prepare_invoke();
-        call.key(&stream)
-            .key(self.queue.keys.task(&envelope.id))
-            .arg(&self.queue.config.group)
-            .arg(&self.name)
-            .arg(&entry.id);
-        let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
-        match reply.first().map(String::as_str) {
-            Some("run") => Ok(Some(Delivery {
-                stream,
-                entry: entry.id,
-                deliveries: reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(1),
-                attempts: reply.get(2).and_then(|d| d.parse().ok()).unwrap_or(0),
-                envelope,
-            })),
-            Some("missing") => {
-                let reason = "no task record: the entry was not enqueued through the queue API, or its record expired";
-                self.reject_entry(&stream, &entry.id, reason, None, &raw).await?;
                 Ok(None)
             }
-            _ => Ok(None),
         }
+    }
+
+    /// Marks fetched tasks running in one round trip (a pipeline of the START script); entries
+    /// without a task record are dead-lettered, stale ones dropped.
+    async fn start_all(&self, parsed: Vec<(String, String, Envelope, String)>) -> Result<Vec<Delivery>> {
+        if parsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (stream, entry, envelope, _) in &parsed {
+            let mut cmd = eval_cmd(&scripts::START, &[stream.clone(), self.queue.keys.task(&envelope.id)]);
+            cmd.arg(&self.queue.config.group).arg(&self.name).arg(entry);
+            pipe.add_command(cmd);
+        }
+        let replies: Vec<Vec<String>> = self.queue.conn.invoke_all(&scripts::START, &pipe).await?;
+        let mut started = Vec::with_capacity(parsed.len());
+        for ((stream, entry, envelope, raw), reply) in parsed.into_iter().zip(replies) {
+            match reply.first().map(String::as_str) {
+                Some("run") => started.push(Delivery {
+                    stream,
+                    entry,
+                    deliveries: reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(1),
+                    attempts: reply.get(2).and_then(|d| d.parse().ok()).unwrap_or(0),
+                    envelope,
+                }),
+                Some("missing") => {
+                    let reason =
+                        "no task record: the entry was not enqueued through the queue API, or its record expired";
+                    self.reject_entry(&stream, &entry, reason, None, &raw).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(started)
     }
 
     /// Extends the lease and reports progress; tells whether the lease is still held and
