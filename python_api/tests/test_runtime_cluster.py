@@ -267,3 +267,11 @@ def test_finished_tasks_notify_their_channel(client):
     assert listener.next(10, 0.01) == []
     with pytest.raises(ValueError, match="channel"):
         _core.Listener(queue, "has space")
+
+
+def test_oversize_calls_and_bad_blob_threshold_fail_at_once(client):
+    with pytest.raises(ValueError, match="envelope cap"):
+        tasks.add.remote(list(range(200_000)), [])  # ~1.3 MB of JSON: plain lists are not blobs
+    fc.shutdown()
+    with pytest.raises(ValueError, match="inline_max_bytes"):
+        fc.init(client, inline_max_bytes=10**9)
