@@ -275,3 +275,17 @@ def test_oversize_calls_and_bad_blob_threshold_fail_at_once(client):
     fc.shutdown()
     with pytest.raises(ValueError, match="inline_max_bytes"):
         fc.init(client, inline_max_bytes=10**9)
+
+
+def test_a_lone_submit_is_sent_without_a_get(client):
+    from ferrocluster.runtime.api import backend
+
+    # The first submit wakes the idle sender; the next lone one waits for its tick.
+    assert fc.get(tasks.add.remote(1, 1), timeout=20) == 2
+    ref = tasks.add.remote(2, 3)
+    for _ in range(200):
+        if json.loads(backend().queue.statuses([ref.task_id]))[0] is not None:
+            break
+        time.sleep(0.01)
+    assert json.loads(backend().queue.statuses([ref.task_id]))[0] is not None, "sent by the background sender"
+    assert fc.get(ref, timeout=20) == 5

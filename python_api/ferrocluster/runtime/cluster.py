@@ -37,6 +37,11 @@ _RECHECK_S = 1.0
 
 _UNFINISHED = ("pending", "running")
 
+#: While this client submits, its sender looks for buffered tasks this often; it sleeps until
+#: woken once no task came for `_SENDER_IDLE_S`.
+_SENDER_TICK_S = 0.01
+_SENDER_IDLE_S = 1.0
+
 
 class BlobStore:
     """Bytes too large for an envelope, kept in Redis (chunked, expiring with the result).
@@ -102,6 +107,8 @@ class ClusterBackend:
         self._send_lock = threading.Lock()
         self._unsent: dict[str, BaseException] = {}
         self._wake = threading.Event()
+        self._last_submit = 0.0
+        self._sender_idle = True
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="ferrocluster-submit", daemon=True)
         self._sender.start()
@@ -133,16 +140,26 @@ class ClusterBackend:
                 options["priority"], self.result_ttl_s, self.channel)
         with self._outbox_lock:
             self._outbox.append(task)
-        self._wake.set()
+            waiting = len(self._outbox)
+        self._last_submit = time.monotonic()
+        # Waking the sender thread for a lone task would cost more than the task's round trip
+        # (the threads trade the GIL): a `get` right after sends it itself, else the sender's
+        # next tick does. A second buffered task (a burst) wakes it at once.
+        if waiting >= 2 or self._sender_idle:
+            self._wake.set()
         return ObjectRef(task_id, self, notified=True)
 
     def _send_loop(self) -> None:
         while True:
-            self._wake.wait()
+            # The outbox is read after `_sender_idle` was set: a task buffered by a submit
+            # that saw it unset is seen here, one that saw it set woke this thread.
+            asleep = self._sender_idle and not self._outbox
+            self._wake.wait(None if asleep else _SENDER_TICK_S)
             self._wake.clear()
             if self._closed:
                 return
             self.flush()
+            self._sender_idle = time.monotonic() - self._last_submit > _SENDER_IDLE_S
 
     def flush(self) -> None:
         """Sends every buffered submission, in order, in one pipelined round trip. A failure
