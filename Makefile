@@ -11,7 +11,7 @@ CLI := $(CARGO) run --quiet --release -p ferrocluster-core --bin ferrocluster --
 DEMO_DIR ?= samples/digits
 DEMO_OUT ?= out/digits
 
-.PHONY: demo test test-rust test-python install venv python-package system-deps lint bench-core clean
+.PHONY: demo test test-rust test-python install venv python-package system-deps lint bench-core bench-queue clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,5 +55,19 @@ lint:
 bench-core: python-package
 	$(PY) bench/bench_core.py
 
+## Ray, for bench-queue only, in its own environment (it pins its own dependencies).
+RAY_VENV ?= .venv-ray
+$(RAY_VENV)/.installed:
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RAY_VENV)/bin/python -m pip install --quiet "ray==2.60.0"
+	touch $@
+
+## No-op task throughput (Ray's microbenchmark definitions): embedded, cluster (real Redis and
+## workers) and Ray 2.60, as medians and ratios measured in one run.
+bench-queue: python-package $(RAY_VENV)/.installed
+	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster-worker
+	$(PY) bench/bench_queue.py --ray-python $(RAY_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) out samples
+	rm -rf $(VENV) $(RAY_VENV) out samples

@@ -16,6 +16,7 @@ from ferrocluster.mixture import GaussianMixture
 from ferrocluster.runtime import (
     GetTimeoutError,
     ObjectRef,
+    ObjectLostError,
     RemoteTaskError,
     TaskCancelledError,
     cancel,
@@ -68,6 +69,7 @@ __all__ = [
     "check_cancelled",
     "GetTimeoutError",
     "ObjectRef",
+    "ObjectLostError",
     "RemoteTaskError",
     "TaskCancelledError",
     "hog",

@@ -45,5 +45,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyQueue>()?;
     m.add_class::<queue::PyConsumer>()?;
     m.add_class::<queue::PyDelivery>()?;
+    m.add_class::<queue::PyListener>()?;
     Ok(())
 }

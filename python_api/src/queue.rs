@@ -9,10 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferrocluster_core::queue::{
-    CancelOutcome, Consumer, Delivery, Lease, Priority, Queue, QueueConfig, TaskSpec, Transition,
+    BlobRef, CancelOutcome, Consumer, Delivery, Lease, Listener, Priority, Queue, QueueConfig, TaskSpec, Transition,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
 
 use crate::errors::{json_error, queue_to_py};
 
@@ -38,6 +39,10 @@ fn block<T: Send>(
 ) -> PyResult<T> {
     let rt = runtime()?;
     py.detach(|| rt.block_on(work)).map_err(queue_to_py)
+}
+
+fn seconds(timeout_s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(timeout_s.max(0.0)).map_err(|e| PyValueError::new_err(format!("timeout_s: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
@@ -85,9 +90,10 @@ impl PyQueue {
     ///     retry_on_error: whether errors are retried at all.
     ///     priority: "high", "normal" or "low".
     ///     result_ttl_s: seconds the outcome is kept.
+    ///     notify: a channel told the task's id when it finishes (see `Listener`).
     /// Returns:
     ///     (task id, whether it was new).
-    #[pyo3(signature = (queue, kind, payload, id = None, max_retries = 3, retry_on_error = true, priority = "normal", result_ttl_s = 86_400))]
+    #[pyo3(signature = (queue, kind, payload, id = None, max_retries = 3, retry_on_error = true, priority = "normal", result_ttl_s = 86_400, notify = None))]
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -100,23 +106,55 @@ impl PyQueue {
         retry_on_error: bool,
         priority: &str,
         result_ttl_s: u64,
+        notify: Option<String>,
     ) -> PyResult<(String, bool)> {
-        let priority = match priority {
-            "high" => Priority::High,
-            "normal" => Priority::Normal,
-            "low" => Priority::Low,
-            other => return Err(PyValueError::new_err(format!("priority must be high, normal or low, got {other:?}"))),
-        };
-        let spec = TaskSpec {
-            id,
-            payload: serde_json::from_str(payload).map_err(|e| json_error("payload", e))?,
-            max_retries,
-            retry_on_error,
-            priority,
-            result_ttl_s,
-            ..TaskSpec::new(queue, kind, serde_json::Value::Null)
-        };
-        block(py, self.queue.enqueue_new(&spec))
+        let (queue, kind, payload, priority) =
+            (queue.to_owned(), kind.to_owned(), payload.to_owned(), priority.to_owned());
+        let task = (queue, kind, payload, id, max_retries, retry_on_error, priority, result_ttl_s, notify);
+        Ok(self.enqueue_many(py, vec![task])?.remove(0))
+    }
+
+    /// Adds many tasks in one round trip, in order.
+    ///
+    /// Args:
+    ///     tasks: tuples of `enqueue`'s arguments, all given: (queue, kind, payload, id,
+    ///         max_retries, retry_on_error, priority, result_ttl_s, notify).
+    /// Returns:
+    ///     (task id, whether it was new) per task.
+    fn enqueue_many(&self, py: Python<'_>, tasks: Vec<TaskArgs>) -> PyResult<Vec<(String, bool)>> {
+        let specs = tasks.into_iter().map(spec).collect::<PyResult<Vec<_>>>()?;
+        block(py, self.queue.enqueue_many(&specs))
+    }
+
+    /// The statuses of many tasks in one round trip, as JSON text: a list in the order of
+    /// `ids`, `null` for a task without a record (never enqueued, or expired).
+    fn statuses(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<String> {
+        to_json(&block(py, self.queue.statuses(&ids))?)
+    }
+
+    /// Reclaims tasks idle past their lease, promotes retries whose backoff passed and prunes
+    /// consumers of dead workers (what every worker does every half lease).
+    ///
+    /// Returns:
+    ///     (reclaimed, promoted, pruned consumers).
+    fn sweep(&self, py: Python<'_>) -> PyResult<(u64, u64, u64)> {
+        let report = block(py, self.queue.sweep())?;
+        Ok((report.reclaimed, report.promoted, report.pruned_consumers))
+    }
+
+    /// Stores bytes too large for an envelope in Redis, expiring after `ttl_s` (0: kept).
+    ///
+    /// Returns:
+    ///     (blob id, size): what `get_blob` takes.
+    fn put_blob(&self, py: Python<'_>, data: &[u8], ttl_s: u64) -> PyResult<(String, usize)> {
+        let blob = block(py, self.queue.put_blob(data, ttl_s))?;
+        Ok((blob.id, blob.size))
+    }
+
+    /// The bytes of a blob (a writable bytearray), or None when it expired or was deleted.
+    fn get_blob<'py>(&self, py: Python<'py>, id: String, size: usize) -> PyResult<Option<Bound<'py, PyByteArray>>> {
+        let bytes = block(py, self.queue.get_blob(&BlobRef { id, size }))?;
+        Ok(bytes.map(|bytes| PyByteArray::new(py, &bytes)))
     }
 
     /// A task's status as JSON text: state, attempts, deliveries, progress, error, result, ...
@@ -132,9 +170,7 @@ impl PyQueue {
     /// Returns:
     ///     JSON text: the statuses in the order of `ids`, finished or not.
     fn wait(&self, py: Python<'_>, ids: Vec<String>, timeout_s: f64) -> PyResult<String> {
-        let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0))
-            .map_err(|e| PyValueError::new_err(format!("timeout_s: {e}")))?;
-        to_json(&block(py, self.queue.wait(&ids, timeout))?)
+        to_json(&block(py, self.queue.wait(&ids, seconds(timeout_s)?))?)
     }
 
     /// Cancels a task.
@@ -154,6 +190,54 @@ impl PyQueue {
     /// as JSON text.
     fn stats(&self, py: Python<'_>) -> PyResult<String> {
         to_json(&block(py, self.queue.stats())?)
+    }
+}
+
+/// `enqueue`'s arguments: queue, kind, payload, id, max_retries, retry_on_error, priority,
+/// result_ttl_s, notify.
+type TaskArgs = (String, String, String, Option<String>, u32, bool, String, u64, Option<String>);
+
+fn spec(task: TaskArgs) -> PyResult<TaskSpec> {
+    let (queue, kind, payload, id, max_retries, retry_on_error, priority, result_ttl_s, notify) = task;
+    let priority = match priority.as_str() {
+        "high" => Priority::High,
+        "normal" => Priority::Normal,
+        "low" => Priority::Low,
+        other => return Err(PyValueError::new_err(format!("priority must be high, normal or low, got {other:?}"))),
+    };
+    Ok(TaskSpec {
+        id,
+        payload: serde_json::from_str(&payload).map_err(|e| json_error("payload", e))?,
+        max_retries,
+        retry_on_error,
+        priority,
+        result_ttl_s,
+        notify,
+        ..TaskSpec::new(queue, kind, serde_json::Value::Null)
+    })
+}
+
+/// Waits for the tasks enqueued with `notify=channel` to finish, without polling.
+///
+/// Args:
+///     queue: the queue connection whose settings (block time, reconnects) it uses.
+///     channel: the channel name; one listener per channel (a popped id is gone).
+#[pyclass(module = "ferrocluster._core", name = "Listener", frozen)]
+pub struct PyListener {
+    listener: Listener,
+}
+
+#[pymethods]
+impl PyListener {
+    #[new]
+    fn new(queue: &PyQueue, channel: &str) -> PyResult<Self> {
+        Ok(PyListener { listener: Listener::new(&queue.queue, channel).map_err(queue_to_py)? })
+    }
+
+    /// Up to `max` ids of tasks that finished, waiting up to `timeout_s` (capped at the
+    /// queue's block time) for the first; empty when none did.
+    fn next(&self, py: Python<'_>, max: usize, timeout_s: f64) -> PyResult<Vec<String>> {
+        block(py, self.listener.next(max, seconds(timeout_s)?))
     }
 }
 
@@ -193,6 +277,12 @@ impl PyDelivery {
     #[getter]
     fn deliveries(&self) -> u32 {
         self.delivery.deliveries
+    }
+
+    /// Seconds its outcome is kept (blobs of its result should live as long).
+    #[getter]
+    fn result_ttl_s(&self) -> u64 {
+        self.delivery.envelope.result_ttl_s
     }
 }
 
@@ -239,6 +329,24 @@ impl PyConsumer {
     fn complete(&self, py: Python<'_>, delivery: &PyDelivery, result: &str) -> PyResult<bool> {
         let value = serde_json::from_str(result).map_err(|e| json_error("result", e))?;
         applied(block(py, self.consumer.complete(&delivery.delivery, &value))?)
+    }
+
+    /// Records many results (JSON text) in one round trip; False for each one refused.
+    fn complete_many(&self, py: Python<'_>, done: Vec<(PyRef<'_, PyDelivery>, String)>) -> PyResult<Vec<bool>> {
+        let values = done
+            .iter()
+            .map(|(_, result)| serde_json::from_str(result).map_err(|e| json_error("result", e)))
+            .collect::<PyResult<Vec<serde_json::Value>>>()?;
+        let pairs: Vec<(&Delivery, &serde_json::Value)> =
+            done.iter().map(|(delivery, _)| &delivery.delivery).zip(&values).collect();
+        let transitions = block(py, self.consumer.complete_many(&pairs))?;
+        Ok(transitions.into_iter().map(|t| t == Transition::Applied).collect())
+    }
+
+    /// Hands a task back at once, as a fresh entry any worker can fetch (not counted as a
+    /// lost delivery). Returns False when refused.
+    fn release(&self, py: Python<'_>, delivery: &PyDelivery) -> PyResult<bool> {
+        applied(block(py, self.consumer.release(&delivery.delivery))?)
     }
 
     /// Records an error, retried when `retryable` and the task has retries left. Returns False

@@ -12,7 +12,7 @@ Example:
 
 from ferrocluster.runtime.api import cancel, get, init, is_initialized, put, shutdown, wait
 from ferrocluster.runtime.context import check_cancelled, is_cancelled
-from ferrocluster.runtime.errors import GetTimeoutError, RemoteTaskError, TaskCancelledError
+from ferrocluster.runtime.errors import GetTimeoutError, ObjectLostError, RemoteTaskError, TaskCancelledError
 from ferrocluster.runtime.remote import BuiltinOp, ObjectRef, RemoteFunction, remote
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "GetTimeoutError",
     "ObjectRef",
     "RemoteFunction",
+    "ObjectLostError",
     "RemoteTaskError",
     "TaskCancelledError",
     "cancel",

@@ -19,7 +19,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, **cluster
             Redis URL (`redis://host:6379/0`) to send tasks to `python -m ferrocluster worker`
             processes through the queue.
         num_cpus: embedded only: CPUs tasks may use at once (default: all cores).
-        cluster_options: cluster only: namespace, lease_ms, block_ms of the queue.
+        cluster_options: cluster only: namespace, lease_ms, block_ms of the queue;
+            inline_max_bytes (arrays and bytes larger than this, 64 KiB by default, travel
+            as blobs kept in Redis); result_ttl_s (seconds outcomes and blobs are kept, a day).
     Raises:
         RuntimeError: the runtime is already started (call `fc.shutdown()` first).
 
@@ -113,7 +115,7 @@ def get(refs: ObjectRef | list[ObjectRef], *, timeout: float | None = None) -> A
     items = [refs] if single else list(refs)
     _check_refs(items)
     deadline = _deadline(timeout)
-    values = [_backend.get(ref, deadline) for ref in items]
+    values = _backend.get(items, deadline)
     return values[0] if single else values
 
 
@@ -151,8 +153,8 @@ def wait(
 
 
 def put(value: Any) -> ObjectRef:
-    """A reference to `value`, to pass to tasks or `fc.get` (in cluster mode it travels
-    inline with each task it is given to).
+    """A reference to `value`, to pass to tasks or `fc.get` (in cluster mode it is encoded
+    once, its large arrays stored in Redis once, and travels with each task it is given to).
 
     Example:
         >>> import ferrocluster as fc

@@ -97,9 +97,12 @@ class EmbeddedBackend:
                 self._dispatch()
 
     def _resolve(self, value: Any) -> Any:
-        return self.get(value, None) if isinstance(value, ObjectRef) else value
+        return self._get(value, None) if isinstance(value, ObjectRef) else value
 
-    def get(self, ref: ObjectRef, deadline: float | None) -> Any:
+    def get(self, refs: list[ObjectRef], deadline: float | None) -> list[Any]:
+        return [self._get(ref, deadline) for ref in refs]
+
+    def _get(self, ref: ObjectRef, deadline: float | None) -> Any:
         future = _future(ref)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not future.done():

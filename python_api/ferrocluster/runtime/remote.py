@@ -65,10 +65,12 @@ class ObjectRef:
     the task runs; nested in a list or dict it stays a reference (Ray's rule).
     """
 
-    def __init__(self, task_id: str, backend: Any, state: Any = None) -> None:
+    def __init__(self, task_id: str, backend: Any, state: Any = None, notified: bool = False) -> None:
         self.task_id = task_id
         self._backend = backend
         self._state = state
+        # Cluster: its backend submitted it, so it is told when it finishes (no polling).
+        self._notified = notified
 
     def __repr__(self) -> str:
         return f"ObjectRef({self.task_id})"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redis::{Client, Value as RedisValue};
 use serde_json::Value;
 
-use super::connection::Connection;
+use super::connection::{eval_cmd, Connection};
 use super::keys::Keys;
 use super::scripts;
 use super::{
@@ -93,21 +93,39 @@ impl Queue {
     /// # Errors
     /// As [`Queue::enqueue`].
     pub async fn enqueue_new(&self, spec: &TaskSpec) -> Result<(String, bool)> {
-        let envelope = Envelope::from_spec(spec)?;
-        let text = envelope.to_json(self.config.max_envelope_bytes)?;
-        let mut call = scripts::ENQUEUE.prepare_invoke();
-        call.key(self.keys.task(&envelope.id))
-            .key(self.keys.stream(&spec.queue, spec.priority))
-            .key(self.keys.queues())
-            .arg(&envelope.id)
-            .arg(&spec.queue)
-            .arg(&spec.kind)
-            .arg(spec.priority.as_str())
-            .arg(text)
-            .arg(&self.config.group)
-            .arg(spec.result_ttl_s);
-        let added: i64 = self.conn.invoke(&call).await?;
-        Ok((envelope.id, added == 1))
+        let mut added = self.enqueue_many(std::slice::from_ref(spec)).await?;
+        Ok(added.pop().expect("one outcome per spec"))
+    }
+
+    /// Adds many tasks in one round trip (a pipeline of the atomic enqueue), in order. Each
+    /// is de-duplicated as by [`Queue::enqueue`]; returns (id, whether it was new) per spec.
+    ///
+    /// # Errors
+    /// As [`Queue::enqueue`], for the first bad spec, before anything is sent.
+    pub async fn enqueue_many(&self, specs: &[TaskSpec]) -> Result<Vec<(String, bool)>> {
+        let mut pipe = redis::pipe();
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let envelope = Envelope::from_spec(spec)?;
+            let text = envelope.to_json(self.config.max_envelope_bytes)?;
+            let keys = [self.keys.task(&envelope.id), self.keys.stream(&spec.queue, spec.priority), self.keys.queues()];
+            let mut cmd = eval_cmd(&scripts::ENQUEUE, &keys);
+            cmd.arg(&envelope.id)
+                .arg(&spec.queue)
+                .arg(&spec.kind)
+                .arg(spec.priority.as_str())
+                .arg(text)
+                .arg(&self.config.group)
+                .arg(spec.result_ttl_s)
+                .arg(spec.notify.as_deref().map(|channel| self.keys.notify(channel)).unwrap_or_default());
+            pipe.add_command(cmd);
+            ids.push(envelope.id);
+        }
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let added: Vec<i64> = self.conn.invoke_all(&scripts::ENQUEUE, &pipe).await?;
+        Ok(ids.into_iter().zip(added).map(|(id, added)| (id, added == 1)).collect())
     }
 
     /// A task's status.
@@ -115,28 +133,40 @@ impl Queue {
     /// # Errors
     /// [`Error::NoSuchTask`] when there is no record (never enqueued, or expired).
     pub async fn status(&self, id: &str) -> Result<TaskStatus> {
-        let fields: HashMap<String, String> = self.conn.query(redis::cmd("HGETALL").arg(self.keys.task(id))).await?;
-        TaskStatus::from_record(&fields).ok_or_else(|| Error::NoSuchTask(id.to_owned()))
+        let ids = [id.to_owned()];
+        self.statuses(&ids).await?.pop().flatten().ok_or_else(|| Error::NoSuchTask(id.to_owned()))
     }
 
-    /// The statuses of many tasks, in the order of `ids`, read in pipelined batches (one
-    /// round trip per thousand).
+    /// The statuses of many tasks in one round trip, in the order of `ids`; `None` for a task
+    /// without a record (never enqueued, or expired).
     ///
     /// # Errors
-    /// [`Error::NoSuchTask`] naming the first id without a record.
-    pub async fn statuses(&self, ids: &[String]) -> Result<Vec<TaskStatus>> {
+    /// Redis errors only.
+    pub async fn statuses(&self, ids: &[String]) -> Result<Vec<Option<TaskStatus>>> {
         let mut statuses = Vec::with_capacity(ids.len());
+        // One round trip per thousand ids keeps a reply within a few megabytes.
         for batch in ids.chunks(1000) {
             let mut pipe = redis::pipe();
             for id in batch {
                 pipe.hgetall(self.keys.task(id));
             }
             let records: Vec<HashMap<String, String>> = self.conn.pipeline(&pipe).await?;
-            for (id, fields) in batch.iter().zip(&records) {
-                statuses.push(TaskStatus::from_record(fields).ok_or_else(|| Error::NoSuchTask(id.clone()))?);
-            }
+            statuses.extend(records.iter().map(TaskStatus::from_record));
         }
         Ok(statuses)
+    }
+
+    /// The statuses of many tasks, in the order of `ids`, every one of which must have a record.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchTask`] naming the first id without a record.
+    pub async fn known_statuses(&self, ids: &[String]) -> Result<Vec<TaskStatus>> {
+        self.statuses(ids)
+            .await?
+            .into_iter()
+            .zip(ids)
+            .map(|(status, id)| status.ok_or_else(|| Error::NoSuchTask(id.clone())))
+            .collect()
     }
 
     /// A task's result: `Some` once it succeeded, `None` before or if it ended otherwise
@@ -158,7 +188,7 @@ impl Queue {
         // Polling starts fast (short tasks) and slows down to spare Redis on long ones.
         let mut pause = Duration::from_millis(1);
         loop {
-            let statuses = self.statuses(ids).await?;
+            let statuses = self.known_statuses(ids).await?;
             if statuses.iter().all(|s| s.state.is_terminal()) || Instant::now() >= deadline {
                 return Ok(statuses);
             }
@@ -303,7 +333,7 @@ impl Queue {
                     .arg(self.config.max_deliveries)
                     .arg(100)
                     .arg(self.keys.task_prefix());
-                report.reclaimed += self.conn.invoke::<u64>(&call).await?;
+                report.reclaimed += nothing_if_absent(self.conn.invoke::<u64>(&call).await)?;
                 report.pruned_consumers += self.prune_consumers(&stream, idle_ms, "").await?;
             }
         }
@@ -314,10 +344,7 @@ impl Queue {
     pub(crate) async fn prune_consumers(&self, stream: &str, idle_ms: u64, leaving: &str) -> Result<u64> {
         let mut call = scripts::PRUNE_CONSUMERS.prepare_invoke();
         call.key(stream).arg(&self.config.group).arg(idle_ms).arg(leaving);
-        match self.conn.invoke::<u64>(&call).await {
-            Err(Error::Redis(e)) if e.contains("NOGROUP") || e.contains("no such key") => Ok(0),
-            other => other,
-        }
+        nothing_if_absent(self.conn.invoke::<u64>(&call).await)
     }
 
     /// Creates the consumer groups of a queue's streams if missing (from entry 0, so that
@@ -406,5 +433,14 @@ impl Queue {
             );
         }
         Ok(())
+    }
+}
+
+/// A stream or group that does not exist has nothing to sweep or prune: a queue enqueued at
+/// one priority has no streams at the others until a worker joins it.
+fn nothing_if_absent(outcome: Result<u64>) -> Result<u64> {
+    match outcome {
+        Err(Error::Redis(e)) if e.contains("NOGROUP") || e.contains("no such key") => Ok(0),
+        other => other,
     }
 }

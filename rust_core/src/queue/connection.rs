@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, ServerErrorKind};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
 use tokio::sync::Mutex;
 
 use super::{Error, Result};
@@ -91,6 +91,25 @@ impl Connection {
         self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await
     }
 
+    /// Runs a pipeline of calls of one script (each made by [`eval_cmd`]) in one round trip,
+    /// loading the script first when Redis lost it (a restart empties the script cache).
+    pub(crate) async fn invoke_all<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<T>> {
+        self.run(|mut conn| async move {
+            match pipe.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
     async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
         let mut current = self.current.lock().await;
         if let Some(conn) = current.as_ref() {
@@ -100,6 +119,13 @@ impl Connection {
         *current = Some(conn.clone());
         Ok(conn)
     }
+}
+
+/// An `EVALSHA` of `script` on `keys`, for [`Connection::invoke_all`]; add the arguments.
+pub(crate) fn eval_cmd(script: &Script, keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
 }
 
 /// Failures of the connection rather than of the command.

@@ -9,7 +9,7 @@ use redis::streams::{StreamId, StreamReadReply};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::connection::Connection;
+use super::connection::{eval_cmd, Connection};
 use super::envelope::check_size;
 use super::scripts;
 use super::{Envelope, Error, Queue, Result};
@@ -125,6 +125,9 @@ impl Consumer {
         if entries.is_empty() {
             entries.extend(self.read(&streams, max, Some(block)).await?);
         }
+        if let Some(started) = self.start_batch(&entries).await {
+            return Ok(started);
+        }
         let mut started = Vec::with_capacity(entries.len());
         while let Some((stream, entry)) = entries.pop_front() {
             match self.start(&stream, &entry).await {
@@ -190,21 +193,10 @@ impl Consumer {
     }
 
     async fn try_start(&self, stream: &str, entry: &StreamId) -> Result<Option<Delivery>> {
-        let id: Option<String> = entry.get("id");
-        let Some(raw) = entry.get::<String>("task") else {
-            let reason = "the entry has no `task` field: not a ferrocluster task envelope";
-            self.reject_entry(stream, &entry.id, reason, id.as_deref(), "").await?;
-            return Ok(None);
-        };
-        let envelope = match Envelope::parse(&raw) {
-            Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => envelope,
-            Ok(envelope) => {
-                let reason = format!("entry id field {id:?} differs from the envelope's id {:?}", envelope.id);
-                self.reject_entry(stream, &entry.id, &reason, None, &raw).await?;
-                return Ok(None);
-            }
-            Err(e) => {
-                self.reject_entry(stream, &entry.id, &e.to_string(), id.as_deref(), &raw).await?;
+        let (envelope, raw) = match envelope_of(entry) {
+            Ok(parsed) => parsed,
+            Err(Malformed { id, reason, raw }) => {
+                self.reject_entry(stream, &entry.id, &reason, id.as_deref(), &raw).await?;
                 return Ok(None);
             }
         };
@@ -215,17 +207,56 @@ impl Consumer {
             .arg(&self.name)
             .arg(&entry.id);
         let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
+        self.settle(stream, &entry.id, envelope, &raw, &reply).await
+    }
+
+    /// Starts every entry in one round trip (a pipeline of the START script). `None` when an
+    /// entry is not a well-formed task or Redis refused the batch: the caller then goes entry
+    /// by entry, which pins each refusal on its own entry.
+    async fn start_batch(&self, entries: &VecDeque<Entry>) -> Option<Vec<Delivery>> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        let mut pipe = redis::pipe();
+        for (stream, entry) in entries {
+            let (envelope, raw) = envelope_of(entry).ok()?;
+            let mut cmd = eval_cmd(&scripts::START, &[stream.clone(), self.queue.keys.task(&envelope.id)]);
+            cmd.arg(&self.queue.config.group).arg(&self.name).arg(&entry.id);
+            pipe.add_command(cmd);
+            parsed.push((stream, &entry.id, envelope, raw));
+        }
+        let replies: Vec<Vec<String>> = self.queue.conn.invoke_all(&scripts::START, &pipe).await.ok()?;
+        let mut started = Vec::with_capacity(parsed.len());
+        for ((stream, entry, envelope, raw), reply) in parsed.into_iter().zip(replies) {
+            match self.settle(stream, entry, envelope, &raw, &reply).await {
+                Ok(Some(delivery)) => started.push(delivery),
+                Ok(None) => {}
+                // Started but not dead-lettered: the sweeper hands it on after the lease.
+                Err(e) => tracing::warn!(error = %e, entry, "could not dead-letter an entry without a task record"),
+            }
+        }
+        Some(started)
+    }
+
+    /// What START's reply makes of a fetched entry: a running delivery, a dead letter (no
+    /// task record), or nothing (a stale entry).
+    async fn settle(
+        &self,
+        stream: &str,
+        entry: &str,
+        envelope: Envelope,
+        raw: &str,
+        reply: &[String],
+    ) -> Result<Option<Delivery>> {
         match reply.first().map(String::as_str) {
             Some("run") => Ok(Some(Delivery {
                 stream: stream.to_owned(),
-                entry: entry.id.clone(),
+                entry: entry.to_owned(),
                 deliveries: reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(1),
                 attempts: reply.get(2).and_then(|d| d.parse().ok()).unwrap_or(0),
                 envelope,
             })),
             Some("missing") => {
                 let reason = "no task record: the entry was not enqueued through the queue API, or its record expired";
-                self.reject_entry(stream, &entry.id, reason, None, &raw).await?;
+                self.reject_entry(stream, entry, reason, None, raw).await?;
                 Ok(None)
             }
             _ => Ok(None),
@@ -252,11 +283,26 @@ impl Consumer {
     /// # Errors
     /// Redis errors only.
     pub async fn complete(&self, delivery: &Delivery, result: &Value) -> Result<Transition> {
-        let text = result.to_string();
-        match check_size("the task result", text.len(), self.queue.config.max_envelope_bytes) {
-            Ok(()) => self.finish(delivery, "succeeded", "result", &text).await,
-            Err(e) => self.finish(delivery, "failed", "error", &e.to_string()).await,
-        }
+        Ok(self.complete_many(&[(delivery, result)]).await?[0])
+    }
+
+    /// Records the results of many deliveries in one round trip, each as by
+    /// [`Consumer::complete`]; returns what each transition did, in order.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn complete_many(&self, done: &[(&Delivery, &Value)]) -> Result<Vec<Transition>> {
+        let outcomes: Vec<(&Delivery, &str, &str, String)> = done
+            .iter()
+            .map(|&(delivery, result)| {
+                let text = result.to_string();
+                match check_size("the task result", text.len(), self.queue.config.max_envelope_bytes) {
+                    Ok(()) => (delivery, "succeeded", "result", text),
+                    Err(e) => (delivery, "failed", "error", e.to_string()),
+                }
+            })
+            .collect();
+        self.finish_many(&outcomes).await
     }
 
     /// Records an error: retried after a backoff when `retryable`, the task allows it and it
@@ -354,14 +400,26 @@ impl Consumer {
     }
 
     async fn finish(&self, delivery: &Delivery, state: &str, field: &str, value: &str) -> Result<Transition> {
-        let mut call = scripts::FINISH.prepare_invoke();
-        self.fence(&mut call, delivery)
-            .key(self.queue.keys.stats())
-            .arg(state)
-            .arg(field)
-            .arg(value)
-            .arg(delivery.envelope.result_ttl_s);
-        self.transition(&call).await
+        Ok(self.finish_many(&[(delivery, state, field, value.to_owned())]).await?[0])
+    }
+
+    /// The fenced FINISH of each (delivery, state, field, value), pipelined.
+    async fn finish_many(&self, outcomes: &[(&Delivery, &str, &str, String)]) -> Result<Vec<Transition>> {
+        let mut pipe = redis::pipe();
+        for (delivery, state, field, value) in outcomes {
+            let keys = [delivery.stream.clone(), self.queue.keys.task(&delivery.envelope.id), self.queue.keys.stats()];
+            let mut cmd = eval_cmd(&scripts::FINISH, &keys);
+            cmd.arg(&self.queue.config.group)
+                .arg(&self.name)
+                .arg(&delivery.entry)
+                .arg(*state)
+                .arg(*field)
+                .arg(value)
+                .arg(delivery.envelope.result_ttl_s);
+            pipe.add_command(cmd);
+        }
+        let replies: Vec<i64> = self.queue.conn.invoke_all(&scripts::FINISH, &pipe).await?;
+        Ok(replies.into_iter().map(transition).collect())
     }
 
     async fn release_entry(&self, stream: &str, entry: &str, id: &str) -> Result<Transition> {
@@ -408,7 +466,39 @@ impl Consumer {
     }
 
     async fn transition(&self, call: &redis::ScriptInvocation<'_>) -> Result<Transition> {
-        let reply: i64 = self.queue.conn.invoke(call).await?;
-        Ok(if reply == 0 { Transition::Refused } else { Transition::Applied })
+        Ok(transition(self.queue.conn.invoke(call).await?))
+    }
+}
+
+/// A fenced script's reply: 0 refused, 1 applied, 2 applied earlier by this same call.
+fn transition(reply: i64) -> Transition {
+    if reply == 0 {
+        Transition::Refused
+    } else {
+        Transition::Applied
+    }
+}
+
+/// Why a stream entry is not a task, with what is known of it.
+struct Malformed {
+    id: Option<String>,
+    reason: String,
+    raw: String,
+}
+
+/// The envelope of a fetched entry and its raw text.
+fn envelope_of(entry: &StreamId) -> std::result::Result<(Envelope, String), Malformed> {
+    let id: Option<String> = entry.get("id");
+    let Some(raw) = entry.get::<String>("task") else {
+        let reason = "the entry has no `task` field: not a ferrocluster task envelope".to_owned();
+        return Err(Malformed { id, reason, raw: String::new() });
+    };
+    match Envelope::parse(&raw) {
+        Ok(envelope) if id.as_deref().is_none_or(|id| id == envelope.id) => Ok((envelope, raw)),
+        Ok(envelope) => {
+            let reason = format!("entry id field {id:?} differs from the envelope's id {:?}", envelope.id);
+            Err(Malformed { id: None, reason, raw })
+        }
+        Err(e) => Err(Malformed { id, reason: e.to_string(), raw }),
     }
 }

@@ -58,6 +58,9 @@ pub struct TaskSpec {
     pub priority: Priority,
     /// Seconds the outcome is kept once the task is finished (0: until deleted).
     pub result_ttl_s: u64,
+    /// A notification channel: the task's id is pushed to it when the task finishes, for a
+    /// [`super::Listener`] of that channel (a submitter waiting without polling).
+    pub notify: Option<String>,
 }
 
 impl TaskSpec {
@@ -73,6 +76,7 @@ impl TaskSpec {
             retry_on_error: true,
             priority: Priority::Normal,
             result_ttl_s: 24 * 3600,
+            notify: None,
         }
     }
 }
@@ -106,6 +110,9 @@ impl Envelope {
     pub fn from_spec(spec: &TaskSpec) -> Result<Self> {
         check_name("queue", &spec.queue)?;
         check_name("kind", &spec.kind)?;
+        if let Some(channel) = &spec.notify {
+            check_name("notify", channel)?;
+        }
         let id = match &spec.id {
             Some(id) => {
                 check_name("id", id)?;
@@ -166,7 +173,7 @@ pub(crate) fn check_size(what: &'static str, size: usize, limit: usize) -> Resul
 }
 
 /// Ids, kinds and queue names end up in keys and logs: printable, no spaces, bounded.
-fn check_name(name: &'static str, value: &str) -> Result<()> {
+pub(crate) fn check_name(name: &'static str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > 256 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(name, format!("{value:?} must be 1–256 printable characters without spaces")));
     }

@@ -75,4 +75,14 @@ impl Keys {
     pub(crate) fn worker(&self, consumer: &str) -> String {
         format!("{}:worker:{consumer}", self.ns)
     }
+
+    /// A submitter's notification list: ids of its tasks as they finish, in order.
+    pub(crate) fn notify(&self, channel: &str) -> String {
+        format!("{}:notify:{channel}", self.ns)
+    }
+
+    /// Chunk `index` of a blob (a Redis string each).
+    pub(crate) fn blob_chunk(&self, blob: &str, index: usize) -> String {
+        format!("{}:blob:{blob}:{index}", self.ns)
+    }
 }

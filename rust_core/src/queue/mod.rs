@@ -15,10 +15,13 @@
 //! - **Ids**: caller-given or a hash of kind and payload; enqueue is a no-op for an id that
 //!   exists, so retried enqueues are de-duplicated.
 //! - **Envelopes**: versioned JSON ([`Envelope`]), capped in size; large data goes by
-//!   reference ([`DataRef`]).
+//!   reference ([`DataRef`], and [`BlobRef`] for bytes kept in Redis).
+//! - **Notifications**: a task enqueued with a `notify` channel pushes its id there when it
+//!   finishes; a [`Listener`] waits on it with a blocking read instead of polling.
 //!
 //! See `docs/queue.md` for the keys, the lifecycle and how to run workers.
 
+mod blob;
 mod client;
 mod config;
 mod connection;
@@ -27,15 +30,18 @@ mod data_ref;
 mod envelope;
 mod error;
 mod keys;
+mod listener;
 mod scripts;
 mod status;
 mod worker;
 
+pub use blob::BlobRef;
 pub use client::{CancelOutcome, Queue, SweepReport};
 pub use config::QueueConfig;
 pub use consumer::{Consumer, Delivery, Lease, Transition};
 pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};
 pub use error::{Error, Result};
+pub use listener::Listener;
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};

@@ -116,7 +116,7 @@ impl Job {
         let started = Instant::now();
         let mut warned = false;
         loop {
-            let statuses = queue.statuses(&self.ids).await?;
+            let statuses = queue.known_statuses(&self.ids).await?;
             let mut done = 0;
             for (status, (_, files)) in statuses.iter().zip(&self.spans) {
                 done += match status.state {

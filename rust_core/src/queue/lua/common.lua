@@ -52,6 +52,16 @@ local function requeue(task_key)
   return entry
 end
 
+-- Tells the task's submitter, blocked on its notification list, that the task finished. The
+-- list lives as long as the outcome (ttl_s, 0: kept).
+local function notify(task_key, ttl_s)
+  local list, id = unpack(redis.call('HMGET', task_key, 'notify', 'id'))
+  if list and list ~= '' then
+    redis.call('RPUSH', list, id)
+    if tonumber(ttl_s) > 0 then redis.call('EXPIRE', list, ttl_s) end
+  end
+end
+
 -- Moves a task (or a raw entry of `stream` that is not one) to the dead-letter stream with
 -- its reason.
 local function dead_letter(dead_key, stats_key, stream, task_key, id, reason, raw)
@@ -63,6 +73,7 @@ local function dead_letter(dead_key, stats_key, stream, task_key, id, reason, ra
   if known then
     redis.call('HSET', task_key, 'state', 'dead', 'error', reason, 'dead_entry', entry, 'entry', '',
       'worker', '', 'finished_ms', at, 'updated_ms', at)
+    notify(task_key, redis.call('HGET', task_key, 'result_ttl_s') or 0)
   end
   count(stats_key, stream, 'dead')
 end
@@ -73,4 +84,5 @@ local function finish(task_key, stats_key, state, field, value, ttl_s)
     'finished_ms', at, 'updated_ms', at)
   count(stats_key, redis.call('HGET', task_key, 'stream'), state)
   if tonumber(ttl_s) > 0 then redis.call('EXPIRE', task_key, ttl_s) end
+  notify(task_key, ttl_s)
 end

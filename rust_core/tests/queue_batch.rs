@@ -1,0 +1,145 @@
+//! The queue's batched and by-reference paths against a real Redis: pipelined enqueue and
+//! status reads, batched fenced completion, finish notifications, and blobs.
+
+mod support;
+
+use std::time::Duration;
+
+use ferrocluster_core::queue::{BlobRef, CancelOutcome, Consumer, Listener, Queue, TaskSpec, TaskState, Transition};
+use serde_json::json;
+use support::redis::{fast_config, RedisServer};
+
+const NO_WAIT: Duration = Duration::from_millis(1);
+
+async fn connect(server: &RedisServer) -> Queue {
+    Queue::connect(&server.url(), fast_config()).await.unwrap()
+}
+
+fn spec(id: &str, notify: Option<&str>) -> TaskSpec {
+    TaskSpec {
+        id: Some(id.to_owned()),
+        notify: notify.map(str::to_owned),
+        ..TaskSpec::new("default", "noop", json!({ "id": id }))
+    }
+}
+
+#[tokio::test]
+async fn enqueue_many_is_ordered_deduplicated_and_all_or_nothing_on_bad_input() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.enqueue(&spec("b", None)).await.unwrap();
+    let added = q.enqueue_many(&[spec("a", None), spec("b", None), spec("c", None), spec("a", None)]).await.unwrap();
+    let expected = [("a", true), ("b", false), ("c", true), ("a", false)];
+    assert_eq!(added, expected.map(|(id, new)| (id.to_owned(), new)));
+    let bad = TaskSpec { queue: "has space".to_owned(), ..spec("d", None) };
+    assert!(q.enqueue_many(&[spec("e", None), bad]).await.is_err());
+    let ids: Vec<String> = ["c", "e", "a", "never"].map(str::to_owned).to_vec();
+    let statuses = q.statuses(&ids).await.unwrap();
+    assert_eq!(statuses[0].as_ref().unwrap().id, "c");
+    assert!(statuses[1].is_none(), "nothing of a refused batch was written");
+    assert_eq!(statuses[2].as_ref().unwrap().state, TaskState::Pending);
+    assert!(statuses[3].is_none());
+    let consumer = Consumer::join(&q, "c", &["default".to_owned()]).await.unwrap();
+    let fetched: Vec<String> = consumer.fetch(10, NO_WAIT).await.unwrap().into_iter().map(|d| d.envelope.id).collect();
+    assert_eq!(fetched, ["b", "a", "c"]);
+}
+
+#[tokio::test]
+async fn scripts_flushed_by_a_restart_are_loaded_again_by_pipelines() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.enqueue(&spec("first", None)).await.unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut server.sync()).unwrap();
+    assert_eq!(q.enqueue_many(&[spec("second", None)]).await.unwrap(), [("second".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn complete_many_records_each_result_once_and_refuses_lost_leases() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.enqueue_many(&[spec("x", None), spec("y", None)]).await.unwrap();
+    let one = Consumer::join(&q, "one", &["default".to_owned()]).await.unwrap();
+    let fetched = one.fetch(2, NO_WAIT).await.unwrap();
+    assert_eq!(fetched.len(), 2);
+    // Another consumer owns y's entry now, as after its lease was reclaimed.
+    let _: () = redis::cmd("XCLAIM")
+        .arg(&fetched[1].stream)
+        .arg("workers")
+        .arg("other")
+        .arg(0)
+        .arg(&fetched[1].entry)
+        .query(&mut server.sync())
+        .unwrap();
+    let (rx, ry) = (json!({"r": "x"}), json!({"r": "y"}));
+    let done = one.complete_many(&[(&fetched[0], &rx), (&fetched[1], &ry)]).await.unwrap();
+    assert_eq!(done, [Transition::Applied, Transition::Refused]);
+    // A retried batch (its reply lost) applies nothing twice.
+    let again = one.complete_many(&[(&fetched[0], &rx)]).await.unwrap();
+    assert_eq!(again, [Transition::Applied]);
+    let statuses = q.statuses(&["x".to_owned(), "y".to_owned()]).await.unwrap();
+    let x = statuses[0].as_ref().unwrap();
+    assert_eq!((x.state, x.result.clone()), (TaskState::Succeeded, Some(rx)));
+    assert_eq!(statuses[1].as_ref().unwrap().state, TaskState::Running);
+    assert_eq!(q.stats().await.unwrap().counters.get("succeeded"), Some(&1));
+}
+
+#[tokio::test]
+async fn every_way_of_finishing_notifies_the_channel_and_nothing_else_does() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let listener = Listener::new(&q, "me").unwrap();
+    assert!(Listener::new(&q, "with space").is_err());
+    let ids = ["ok", "failed", "cancelled", "dead", "silent"];
+    let specs: Vec<TaskSpec> = ids.iter().map(|id| spec(id, (*id != "silent").then_some("me"))).collect();
+    q.enqueue_many(&specs).await.unwrap();
+    assert_eq!(q.cancel("cancelled").await.unwrap(), CancelOutcome::Cancelled);
+    let consumer = Consumer::join(&q, "c", &["default".to_owned()]).await.unwrap();
+    let fetched = consumer.fetch(10, NO_WAIT).await.unwrap();
+    let by_id = |id: &str| fetched.iter().find(|d| d.envelope.id == id).unwrap();
+    assert_eq!(listener.next(10, NO_WAIT).await.unwrap(), ["cancelled"]);
+    consumer.complete(by_id("ok"), &json!(1)).await.unwrap();
+    consumer.fail(by_id("failed"), "boom", false).await.unwrap();
+    consumer.reject(by_id("dead"), "no such kind").await.unwrap();
+    consumer.complete(by_id("silent"), &json!(1)).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL").arg("fc:notify:me").query(&mut server.sync()).unwrap();
+    assert!((1..=86_400).contains(&ttl), "the list expires with the outcomes: {ttl}");
+    assert_eq!(listener.next(10, Duration::from_secs(1)).await.unwrap(), ["ok", "failed", "dead"]);
+    let started = std::time::Instant::now();
+    assert!(listener.next(10, Duration::from_millis(100)).await.unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(90), "it blocked for the timeout");
+}
+
+#[tokio::test]
+async fn blobs_round_trip_in_chunks_expire_and_report_loss() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let big: Vec<u8> = (0..17 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect();
+    let blob = q.put_blob(&big, 60).await.unwrap();
+    assert_eq!(blob.size, big.len());
+    assert_eq!(q.get_blob(&blob).await.unwrap().as_deref(), Some(big.as_slice()));
+    let mut raw = server.sync();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("fc:blob:{}:*", blob.id)).query(&mut raw).unwrap();
+    assert_eq!(keys.len(), 2, "17 MiB is two chunks of at most 16 MiB");
+    let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query(&mut raw).unwrap();
+    assert!((1..=60).contains(&ttl), "{ttl}");
+    let empty = q.put_blob(&[], 0).await.unwrap();
+    assert_eq!(q.get_blob(&empty).await.unwrap(), Some(Vec::new()));
+    let _: () = redis::cmd("DEL").arg(format!("fc:blob:{}:1", blob.id)).query(&mut raw).unwrap();
+    assert_eq!(q.get_blob(&blob).await.unwrap(), None, "a missing chunk is a lost blob");
+    let wrong_size = BlobRef { size: 3, ..empty };
+    assert_eq!(q.get_blob(&wrong_size).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sweep_passes_over_queues_whose_other_priority_streams_do_not_exist_yet() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    // Queue "aaa" (swept first) has only its normal stream: no worker joined it.
+    q.enqueue(&TaskSpec { queue: "aaa".to_owned(), ..spec("waiting", None) }).await.unwrap();
+    q.enqueue(&spec("lost", None)).await.unwrap();
+    let gone = Consumer::join(&q, "gone", &["default".to_owned()]).await.unwrap();
+    assert_eq!(gone.fetch(1, NO_WAIT).await.unwrap().len(), 1);
+    tokio::time::sleep(q.config().lease + Duration::from_millis(100)).await;
+    assert_eq!(q.sweep().await.unwrap().reclaimed, 1, "the lost task of the later queue is reclaimed");
+    assert_eq!(q.status("lost").await.unwrap().state, TaskState::Pending);
+}
