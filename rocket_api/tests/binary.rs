@@ -153,4 +153,18 @@ fn upload_train_predict_then_survive_a_kill_mid_training() {
     assert_eq!(status, 200, "{predicted}");
     let (_, first) = get_json(&server, &format!("/v1/datasets/{}", dataset["id"].as_str().unwrap()));
     assert_eq!(first["n_images"], 900);
+
+    // SIGTERM: Rocket drains and the process exits on its own, successfully.
+    let mut server = server;
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
 }
