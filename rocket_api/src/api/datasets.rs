@@ -1,0 +1,130 @@
+//! `/v1/datasets`: upload image sets (multipart, JSON base64, tar or zip), list, get, delete.
+
+use ferrocluster_core::image::decode_dynamic;
+use rayon::prelude::*;
+use rocket::data::{Data, Limits};
+use rocket::http::{ContentType, Header, Status};
+use rocket::serde::json::Json;
+use rocket::State;
+
+use super::{blocking, checked_id};
+use crate::auth::{Admin, Reader};
+use crate::config::BodyLimit;
+use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::service::Service;
+use crate::store::datasets::{Dataset, DatasetSummary};
+use crate::store::new_id;
+use crate::upload::{body_kind, parse_upload, read_body};
+
+/// A stored dataset and where it lives.
+#[derive(Debug, rocket::Responder)]
+#[response(status = 201)]
+pub struct Created {
+    body: Json<Dataset>,
+    location: Header<'static>,
+}
+
+/// Stores a set of images as a dataset, after checking every image decodes.
+#[utoipa::path(
+    post,
+    path = "/v1/datasets",
+    tag = "datasets",
+    params(("name" = Option<String>, Query, description = "A name for the dataset")),
+    request_body(
+        description = "Images as multipart file fields, JSON with base64 data, or a tar / zip archive",
+        content(
+            (crate::api::features::FeaturesRequest = "application/json"),
+            (String = "multipart/form-data"),
+            (String = "application/x-tar"),
+            (String = "application/zip")
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored", body = Dataset),
+        (status = "4XX", description = "A problem with the request; nothing was stored", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::post("/v1/datasets?<name>", data = "<data>")]
+pub async fn create(
+    _key: Admin,
+    name: Option<String>,
+    content_type: Option<&ContentType>,
+    limits: &Limits,
+    service: &State<Service>,
+    data: Data<'_>,
+) -> ApiResult<Created> {
+    let kind = body_kind(content_type, true)?;
+    let body = read_body(data, limits, BodyLimit::Datasets).await?;
+    let mut upload = parse_upload(&kind, body).await?;
+    let name = name.or_else(|| upload.fields.remove("name").and_then(|v| v.as_str().map(str::to_owned)));
+    let (store, limits) = (service.store.clone(), service.settings.decode_limits);
+    let dataset = blocking(move || {
+        // Every image is decoded (then dropped) before anything is written.
+        let sizes = upload
+            .images
+            .par_iter()
+            .map(|image| decode_dynamic(&image.bytes, &image.name, &limits).map(|d| (d.width(), d.height())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(store.create_dataset(&new_id("ds_"), name, &upload.images, &sizes)?)
+    })
+    .await?;
+    let location = Header::new("Location", format!("/v1/datasets/{}", dataset.summary.id));
+    Ok(Created { body: Json(dataset), location })
+}
+
+/// Lists the datasets, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets",
+    tag = "datasets",
+    responses((status = 200, description = "OK", body = Vec<DatasetSummary>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/datasets")]
+pub async fn list(_key: Reader, service: &State<Service>) -> ApiResult<Json<Vec<DatasetSummary>>> {
+    let store = service.store.clone();
+    blocking(move || Ok(Json(store.datasets()?))).await
+}
+
+/// A dataset with its images.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets/{id}",
+    tag = "datasets",
+    params(("id" = String, Path, description = "The dataset id")),
+    responses((status = 200, description = "OK", body = Dataset), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/datasets/<id>")]
+pub async fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<Dataset>> {
+    let id = checked_id("dataset", id)?.to_owned();
+    let store = service.store.clone();
+    blocking(move || store.dataset(&id)?.map(Json).ok_or_else(|| ApiError::not_found("dataset", &id))).await
+}
+
+/// Deletes a dataset (refused while a job trains on it). Models trained on it stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/datasets/{id}",
+    tag = "datasets",
+    params(("id" = String, Path, description = "The dataset id")),
+    responses((status = 204, description = "Deleted"), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::delete("/v1/datasets/<id>")]
+pub async fn delete(_key: Admin, id: &str, service: &State<Service>) -> ApiResult<Status> {
+    let id = checked_id("dataset", id)?.to_owned();
+    if service.jobs.uses_dataset(&id) {
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!("a training job is using dataset `{id}`: cancel it first"),
+        ));
+    }
+    let store = service.store.clone();
+    blocking(move || match store.delete_dataset(&id)? {
+        true => Ok(Status::NoContent),
+        false => Err(ApiError::not_found("dataset", &id)),
+    })
+    .await
+}

@@ -1,0 +1,64 @@
+//! `/v1/jobs`: training job status, progress and cancellation.
+
+use rocket::serde::json::Json;
+use rocket::State;
+
+use super::checked_id;
+use crate::auth::{Admin, Reader};
+use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::service::Service;
+use crate::store::jobs::Job;
+use crate::training::CancelError;
+
+/// Lists the jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    responses((status = 200, description = "OK", body = Vec<Job>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/jobs")]
+pub fn list(_key: Reader, service: &State<Service>) -> Json<Vec<Job>> {
+    Json(service.jobs.list())
+}
+
+/// A job: state, progress, timings, error.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "OK", body = Job), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/jobs/<id>")]
+pub fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<Job>> {
+    let id = checked_id("job", id)?;
+    service.jobs.get(id).map(Json).ok_or_else(|| ApiError::not_found("job", id))
+}
+
+/// Cancels a queued or running job; its model is not stored.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Job),
+        (status = 409, description = "The job had already finished", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::delete("/v1/jobs/<id>")]
+pub fn cancel(_key: Admin, id: &str, service: &State<Service>) -> ApiResult<Json<Job>> {
+    let id = checked_id("job", id)?;
+    match service.jobs.cancel(id) {
+        Ok(job) => Ok(Json(job)),
+        Err(CancelError::NotFound) => Err(ApiError::not_found("job", id)),
+        Err(CancelError::Finished(state)) => {
+            Err(ApiError::new(ProblemKind::Conflict, format!("job `{id}` has already finished ({})", state.name())))
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The routes, one file per resource, and the OpenAPI document generated from them.
+
+pub mod datasets;
+pub mod docs;
+pub mod features;
+pub mod health;
+pub mod jobs;
+pub mod models;
+
+use rocket::tokio::task::spawn_blocking;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::store::valid_id;
+
+/// Every route of the service.
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![
+        features::extract,
+        datasets::create,
+        datasets::list,
+        datasets::get,
+        datasets::delete,
+        models::train,
+        models::list,
+        models::get,
+        models::delete,
+        models::predict,
+        models::cluster_examples,
+        jobs::list,
+        jobs::get,
+        jobs::cancel,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        docs::openapi_json,
+        docs::docs_page,
+    ]
+}
+
+/// Runs CPU or disk work on a blocking thread, off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("a blocking task failed: {e}")))?
+}
+
+/// Refuses ids that cannot be ours (so they are safe as file names) as unknown.
+pub(crate) fn checked_id<'a>(what: &str, id: &'a str) -> ApiResult<&'a str> {
+    if valid_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::not_found(what, id))
+    }
+}
+
+/// Declares the two ways to send an API key.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// The OpenAPI document of the service (served at `/openapi.json`, checked in as `docs/openapi.json`).
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "ferrocluster-api", description = "Image features, clustering models, training jobs and inference."),
+    paths(
+        features::extract,
+        datasets::create,
+        datasets::list,
+        datasets::get,
+        datasets::delete,
+        models::train,
+        models::list,
+        models::get,
+        models::delete,
+        models::predict,
+        models::cluster_examples,
+        jobs::list,
+        jobs::get,
+        jobs::cancel,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        docs::openapi_json,
+        docs::docs_page,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Security),
+    tags(
+        (name = "features", description = "Feature vectors of images"),
+        (name = "datasets", description = "Uploaded image sets"),
+        (name = "models", description = "Trained clustering models and inference"),
+        (name = "jobs", description = "Training jobs"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;

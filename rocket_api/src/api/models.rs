@@ -1,0 +1,236 @@
+//! `/v1/models`: train (a job), list, get, delete, predict, and cluster thumbnails.
+
+use rocket::data::{Data, Limits};
+use rocket::http::{ContentType, Header, Status};
+use rocket::serde::json::Json;
+use rocket::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{blocking, checked_id};
+use crate::auth::{Admin, Reader};
+use crate::config::BodyLimit;
+use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::inference::{cluster_examples_png, Prediction};
+use crate::service::Service;
+use crate::store::jobs::Job;
+use crate::store::models::ModelMeta;
+use crate::training::TrainRequest;
+use crate::upload::{body_kind, parse_json, parse_upload, read_body};
+
+/// Largest thumbnail strip: members per request and thumbnail side.
+const MAX_EXAMPLES: usize = 64;
+const MAX_THUMB: u32 = 256;
+
+/// A training job accepted, and where to watch it.
+#[derive(Debug, rocket::Responder)]
+#[response(status = 202)]
+pub struct Accepted {
+    body: Json<Job>,
+    location: Header<'static>,
+}
+
+/// Starts training a model on a dataset: answers at once with the job.
+#[utoipa::path(
+    post,
+    path = "/v1/models",
+    tag = "models",
+    request_body(content = TrainRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The training job, queued", body = Job),
+        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::post("/v1/models", data = "<data>")]
+pub async fn train(
+    _key: Admin,
+    content_type: Option<&ContentType>,
+    limits: &Limits,
+    service: &State<Service>,
+    data: Data<'_>,
+) -> ApiResult<Accepted> {
+    if !content_type.is_some_and(|ct| ct.is_json()) {
+        return Err(ApiError::new(ProblemKind::UnsupportedMediaType, "send the training request as application/json"));
+    }
+    let request: TrainRequest = parse_json(&read_body(data, limits, BodyLimit::Models).await?)?;
+    let id = checked_id("dataset", &request.dataset_id)?.to_owned();
+    let (store, jobs) = (service.store.clone(), service.jobs.clone());
+    let job = blocking(move || {
+        let dataset = store.dataset(&id)?.ok_or_else(|| ApiError::not_found("dataset", &id))?;
+        request.validate(dataset.summary.n_images)?;
+        Ok(jobs.submit(request)?)
+    })
+    .await?;
+    let location = Header::new("Location", format!("/v1/jobs/{}", job.id));
+    Ok(Accepted { body: Json(job), location })
+}
+
+/// Lists the models, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "models",
+    responses((status = 200, description = "OK", body = Vec<ModelMeta>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/models")]
+pub async fn list(_key: Reader, service: &State<Service>) -> ApiResult<Json<Vec<ModelMeta>>> {
+    let store = service.store.clone();
+    blocking(move || Ok(Json(store.models()?))).await
+}
+
+/// A model: how it was trained, its metrics and its centres.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDetail {
+    /// The record.
+    #[serde(flatten)]
+    pub meta: ModelMeta,
+    /// The cluster centres, `k × n_features`.
+    pub centroids: Vec<Vec<f32>>,
+}
+
+/// A model with its centres.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "models",
+    params(("id" = String, Path, description = "The model id")),
+    responses((status = 200, description = "OK", body = ModelDetail), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/models/<id>")]
+pub async fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<ModelDetail>> {
+    let id = checked_id("model", id)?.to_owned();
+    let cache = service.cache.clone();
+    let served = blocking(move || cache.get(&id)).await?;
+    let centroids = served.centres().outer_iter().map(|row| row.to_vec()).collect();
+    Ok(Json(ModelDetail { meta: served.meta.clone(), centroids }))
+}
+
+/// Deletes a model.
+#[utoipa::path(
+    delete,
+    path = "/v1/models/{id}",
+    tag = "models",
+    params(("id" = String, Path, description = "The model id")),
+    responses((status = 204, description = "Deleted"), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::delete("/v1/models/<id>")]
+pub async fn delete(_key: Admin, id: &str, service: &State<Service>) -> ApiResult<Status> {
+    let id = checked_id("model", id)?.to_owned();
+    let (store, cache) = (service.store.clone(), service.cache.clone());
+    blocking(move || {
+        let deleted = store.delete_model(&id)?;
+        cache.evict(&id);
+        if deleted {
+            Ok(Status::NoContent)
+        } else {
+            Err(ApiError::not_found("model", &id))
+        }
+    })
+    .await
+}
+
+/// Labels of the images sent, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredictResponse {
+    /// The model that answered.
+    pub model_id: String,
+    /// One per image.
+    pub predictions: Vec<Prediction>,
+}
+
+/// The JSON body of a predict request (multipart: one file field per image), for the OpenAPI
+/// document: the body is read by [`crate::upload::parse_upload`].
+#[derive(Debug, ToSchema)]
+pub struct PredictRequest {
+    /// The images.
+    pub images: Vec<crate::upload::InlineImage>,
+}
+
+/// Inference: the nearest cluster of each image, its distance to every centre, and the
+/// nearest training examples of that cluster. Requests are batched; past the in-flight bound
+/// the answer is 503 with `Retry-After`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{id}/predict",
+    tag = "models",
+    params(("id" = String, Path, description = "The model id")),
+    request_body(
+        description = "Images as multipart file fields, or JSON with base64 data",
+        content(
+            (PredictRequest = "application/json"),
+            (String = "multipart/form-data")
+        )
+    ),
+    responses(
+        (status = 200, description = "OK", body = PredictResponse),
+        (status = 503, description = "Too many requests in flight", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::post("/v1/models/<id>/predict", data = "<data>")]
+pub async fn predict(
+    _key: Reader,
+    id: &str,
+    content_type: Option<&ContentType>,
+    limits: &Limits,
+    service: &State<Service>,
+    data: Data<'_>,
+) -> ApiResult<Json<PredictResponse>> {
+    let id = checked_id("model", id)?;
+    let kind = body_kind(content_type, false)?;
+    let upload = parse_upload(&kind, read_body(data, limits, BodyLimit::Predict).await?).await?;
+    let predictions = service.predictor.predict(id, upload.images).await?;
+    Ok(Json(PredictResponse { model_id: id.to_owned(), predictions }))
+}
+
+/// A PNG strip of the training images of cluster `c` nearest its centre.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}/clusters/{c}/examples",
+    tag = "models",
+    params(
+        ("id" = String, Path, description = "The model id"),
+        ("c" = usize, Path, description = "The cluster"),
+        ("n" = Option<usize>, Query, description = "How many images (1..=64, default 12)"),
+        ("thumb" = Option<u32>, Query, description = "Thumbnail side in pixels (8..=256, default 64)"),
+    ),
+    responses(
+        (status = 200, description = "The thumbnails", content_type = "image/png"),
+        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+#[rocket::get("/v1/models/<id>/clusters/<c>/examples?<n>&<thumb>")]
+pub async fn cluster_examples(
+    _key: Reader,
+    id: &str,
+    c: usize,
+    n: Option<usize>,
+    thumb: Option<u32>,
+    service: &State<Service>,
+) -> ApiResult<(ContentType, Vec<u8>)> {
+    let id = checked_id("model", id)?.to_owned();
+    let n = n.unwrap_or(12);
+    let thumb = thumb.unwrap_or(64);
+    if !(1..=MAX_EXAMPLES).contains(&n) {
+        return Err(ApiError::new(ProblemKind::InvalidParameter, format!("n must be 1..={MAX_EXAMPLES}, got {n}")));
+    }
+    if !(8..=MAX_THUMB).contains(&thumb) {
+        return Err(ApiError::new(
+            ProblemKind::InvalidParameter,
+            format!("thumb must be 8..={MAX_THUMB}, got {thumb}"),
+        ));
+    }
+    let (store, cache, limits) = (service.store.clone(), service.cache.clone(), service.settings.decode_limits);
+    let png = blocking(move || {
+        let served = cache.get(&id)?;
+        cluster_examples_png(&store, &served, c, n, thumb, &limits)
+    })
+    .await?;
+    Ok((ContentType::PNG, png))
+}

@@ -1,0 +1,112 @@
+//! The service's settings: read by Rocket's figment from `Rocket.toml` and `ROCKET_*`
+//! environment variables, beside Rocket's own (address, port, limits, tls, shutdown).
+
+use std::path::PathBuf;
+
+use ferrocluster_core::image::DecodeLimits;
+use rocket::data::{ByteUnit, Limits, ToByteUnit};
+use serde::Deserialize;
+
+use crate::auth::KeyConfig;
+
+/// Everything the service reads from its configuration; each field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where datasets, models and job records live (`ROCKET_DATA_DIR`, default `./data`).
+    pub data_dir: PathBuf,
+    /// API keys and their roles (`ROCKET_API_KEYS='[{key="...", role="admin"}]'`); none by
+    /// default, so every protected route answers 401 until keys are configured.
+    pub api_keys: Vec<KeyConfig>,
+    /// Redis URL: when set, `/readyz` requires Redis to answer (default: none, embedded mode).
+    pub redis_url: Option<String>,
+    /// Dynamic batching of predict requests on (default) or off.
+    pub batching: bool,
+    /// Most images in one inference batch (default 16).
+    pub max_batch_size: usize,
+    /// How long the first request of a batch waits for others, in milliseconds (default 5).
+    pub batch_wait_timeout_ms: u64,
+    /// Most predict requests in flight; more get 503 with `Retry-After` (default 64).
+    pub max_in_flight: usize,
+    /// Threads training models at once (default 1).
+    pub training_workers: usize,
+    /// Training examples returned with each prediction, nearest first (default 5).
+    pub nearest_examples: usize,
+    /// Bounds on uploaded images (decompression bombs are refused from their header).
+    pub decode_limits: DecodeLimits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("data"),
+            api_keys: Vec::new(),
+            redis_url: None,
+            batching: true,
+            max_batch_size: 16,
+            batch_wait_timeout_ms: 5,
+            max_in_flight: 64,
+            training_workers: 1,
+            nearest_examples: 5,
+            decode_limits: DecodeLimits { max_file_bytes: 32 * 1024 * 1024, ..DecodeLimits::default() },
+        }
+    }
+}
+
+/// Body limits by route, each overridable under Rocket's `limits` (e.g. `ROCKET_LIMITS={datasets="1GiB"}`).
+#[derive(Debug, Clone, Copy)]
+pub enum BodyLimit {
+    /// `POST /v1/features` (default 32 MiB).
+    Features,
+    /// `POST /v1/datasets` (default 512 MiB).
+    Datasets,
+    /// `POST /v1/models` (default 64 KiB).
+    Models,
+    /// `POST /v1/models/{id}/predict` (default 16 MiB).
+    Predict,
+}
+
+impl BodyLimit {
+    /// The limit's name under Rocket's `limits`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyLimit::Features => "features",
+            BodyLimit::Datasets => "datasets",
+            BodyLimit::Models => "models",
+            BodyLimit::Predict => "predict",
+        }
+    }
+
+    fn default_size(self) -> ByteUnit {
+        match self {
+            BodyLimit::Features => 32.mebibytes(),
+            BodyLimit::Datasets => 512.mebibytes(),
+            BodyLimit::Models => 64.kibibytes(),
+            BodyLimit::Predict => 16.mebibytes(),
+        }
+    }
+
+    /// The configured limit, or the default.
+    pub fn of(self, limits: &Limits) -> ByteUnit {
+        limits.get(self.name()).unwrap_or_else(|| self.default_size())
+    }
+}
+
+impl Settings {
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_batch_size == 0 {
+            return Err("max_batch_size must be at least 1".to_owned());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".to_owned());
+        }
+        if self.training_workers == 0 {
+            return Err("training_workers must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Largest inflated member of a zip upload; past it the upload is refused (a zip bomb).
+pub const MAX_ARCHIVE_MEMBER_BYTES: u64 = 64 * 1024 * 1024;
