@@ -1,5 +1,7 @@
 //! Initial centres: greedy k-means++ (scikit-learn's `_kmeans_plusplus`) and random rows.
 
+use std::ops::Range;
+
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -11,10 +13,10 @@ use super::rows_of;
 use crate::cluster::validate_data;
 use crate::{Error, Real, Result};
 
-/// Rows per parallel chunk of a k-means++ step.
-const CHUNK_ROWS: usize = 4096;
-/// Rows per kernel call in a k-means++ step.
-const SUB_ROWS: usize = 240;
+/// Rows per kernel call in a k-means++ step: a multiple of every micro-kernel height (6, 4).
+const SUB_ROWS: usize = 252;
+/// Rows per parallel chunk of a k-means++ step (and per chunk potential that sampling walks).
+const CHUNK_ROWS: usize = 16 * SUB_ROWS;
 /// A point is skipped when every candidate is at least `2·√(1 + SKIP_MARGIN)` times as far from
 /// its current centre as the point is: its distance then cannot drop, with a margin that
 /// dwarfs rounding, so skipping changes nothing but the time taken.
@@ -83,10 +85,14 @@ pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
 
 /// Greedy k-means++ over contiguous data; returns the chosen row indices.
 ///
-/// Each step computes the candidates' distances to all rows with the fused kernel in one pass
-/// (the candidates are the packed "centres"), skipping rows that no candidate can bring closer
-/// (triangle inequality against the row's current nearest centre, see [`SKIP_MARGIN`]). The
-/// pass is memory-bound, so it reads each row of X at most once per step.
+/// The state is one n-vector of each row's squared distance to its nearest centre (with that
+/// centre's index and a flag): distances to the candidates are never stored. Each step is one
+/// parallel pass over the rows that computes the candidates' potentials with the fused kernel
+/// and, in the same read of a row, applies the previous step's winner to it. Rows that no
+/// candidate can bring closer are skipped (triangle inequality against the row's nearest
+/// centre, see [`SKIP_MARGIN`]); a winner is applied to exactly the rows its pass computed, so
+/// skipping changes nothing but the time taken. Sampling walks the chunk potentials, then one
+/// chunk with the pending winner applied on the fly by the same arithmetic.
 pub(crate) fn plusplus<T: Real>(
     kernel: Kernel,
     data: &Data<'_, T>,
@@ -94,78 +100,173 @@ pub(crate) fn plusplus<T: Real>(
     trials: usize,
     rng: &mut Pcg64Mcg,
 ) -> Result<Vec<usize>> {
-    let (n, d) = (data.n(), data.d);
+    let n = data.n();
     let total = total_weight(data)?;
-    let zeros = vec![T::zero(); d];
-    let norms: Vec<T> = (0..n).into_par_iter().map(|i| kernel.sq_dist(data.rows(i, 1), &zeros)).collect();
+    let mut chosen = vec![weighted_row(data, total, rng)];
+    if k == 1 {
+        return Ok(chosen);
+    }
     let mut state = Nearest {
         closest: vec![T::infinity(); n],
         owner: vec![u32::MAX; n],
-        chunk_pot: vec![0.0; n.div_ceil(CHUNK_ROWS)],
+        computed: vec![true; n],
+        chunk_pot: Vec::new(),
     };
-    let mut pass = Pass { dists: vec![T::zero(); n * trials], active: vec![0; n], chunks: Vec::new() };
-    let mut chosen: Vec<usize> = Vec::with_capacity(k);
-    for c in 0..k {
-        let candidates: Vec<usize> = if c == 0 {
-            vec![weighted_row(data, total, rng)]
-        } else {
-            let pot: f64 = state.chunk_pot.iter().sum();
-            (0..trials).map(|_| sample_by_potential(data, &state, rng.random::<f64>() * pot)).collect()
-        };
-        // Per chosen centre: the smallest squared distance to a candidate.
-        let bound: Vec<T> = chosen
-            .iter()
-            .map(|&a| {
-                candidates.iter().map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1))).fold(T::infinity(), T::min)
-            })
-            .collect();
-        let packed = kernel.pack(rows_of(data, &candidates).view());
-        let step = Step {
-            kernel,
-            data,
-            norms: &norms,
-            bound: &bound,
-            candidates: &candidates,
-            packed,
-            skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
-        };
-        pass.chunks = pass
-            .dists
-            .par_chunks_mut(CHUNK_ROWS * trials)
-            .zip(pass.active.par_chunks_mut(CHUNK_ROWS))
-            .enumerate()
-            .map(|(ci, (dists, active))| step.potentials(&state, ci * CHUNK_ROWS, dists, active))
-            .collect();
-        let pot = |t: usize| pass.chunks.iter().map(|(p, _)| p[t]).sum::<f64>();
+    // The first centre is applied to every row before the first sampling; every later winner
+    // waits for the next pass.
+    let pots = Step::new(kernel, data, &chosen, true, &[]).run(&mut state);
+    state.chunk_pot = pots.into_iter().map(|p| p[0]).collect();
+    let mut pending = false;
+    while chosen.len() < k {
+        let pot: f64 = state.chunk_pot.iter().sum();
+        let winner = pending.then(|| kernel.pack(rows_of(data, &chosen[chosen.len() - 1..]).view()));
+        let candidates: Vec<usize> =
+            (0..trials).map(|_| state.sample(kernel, data, winner.as_ref(), rng.random::<f64>() * pot)).collect();
+        let pots = Step::new(kernel, data, &chosen, pending, &candidates).run(&mut state);
+        let pot = |t: usize| pots.iter().map(|p| p[1 + t]).sum::<f64>();
         let best = (0..candidates.len()).fold(0, |b, t| if pot(t) < pot(b) { t } else { b });
+        state.chunk_pot = pots.iter().map(|p| p[1 + best]).collect();
         chosen.push(candidates[best]);
-        update(&mut state, &pass, best, c as u32);
+        pending = true;
     }
     Ok(chosen)
 }
 
-/// Each row's squared distance to its nearest chosen centre and that centre's position, with
-/// the chunk sums of `weight × distance` that sampling walks.
+/// Each row's squared distance to its nearest applied centre and that centre's position;
+/// whether the last pass computed the row (then the pending winner applies to it); per chunk,
+/// the sum of `weight × distance` with the pending winner applied.
 struct Nearest<T> {
     closest: Vec<T>,
     owner: Vec<u32>,
+    computed: Vec<bool>,
     chunk_pot: Vec<f64>,
 }
 
-/// One k-means++ step: the candidates and what the pass over the rows needs.
+impl<T: Real> Nearest<T> {
+    /// The first row whose cumulative `weight × closest`, with the pending `winner` applied,
+    /// reaches `target` (scikit-learn's `searchsorted` on the cumulative sum).
+    fn sample(&self, kernel: Kernel, data: &Data<'_, T>, winner: Option<&Packed<T>>, mut target: f64) -> usize {
+        let last = self.chunk_pot.len() - 1;
+        let mut ci = 0;
+        while ci < last && target > self.chunk_pot[ci] {
+            target -= self.chunk_pot[ci];
+            ci += 1;
+        }
+        let (start, end) = (ci * CHUNK_ROWS, (ci * CHUNK_ROWS + CHUNK_ROWS).min(self.closest.len()));
+        let mut scratch = Scratch::new(kernel, data.d, winner.map_or(1, Packed::stride));
+        let mut cum = 0.0;
+        for s in (start..end).step_by(SUB_ROWS) {
+            let rows = s..(s + SUB_ROWS).min(end);
+            let listed = winner.map_or(0, |w| scratch.compute(data, rows.clone(), |i| self.computed[i], w));
+            let mut next = 0;
+            for i in rows {
+                let mut cl = self.closest[i];
+                if next < listed && scratch.select[next] as usize == i {
+                    cl = closer(cl, scratch.dists[next * scratch.stride]);
+                    next += 1;
+                }
+                cum += data.weight(i) * cl.to_f64_exact();
+                if cum >= target {
+                    return i;
+                }
+            }
+        }
+        end - 1
+    }
+}
+
+/// `d` if it is below `closest`, else `closest`: the one comparison passes and sampling share.
+#[inline]
+fn closer<T: Real>(closest: T, d: T) -> T {
+    if d < closest {
+        d
+    } else {
+        closest
+    }
+}
+
+/// Buffers of a pass, made once per thread: the rows of a kernel call and their distances.
+struct Scratch<T> {
+    kernel: Kernel,
+    select: Vec<u32>,
+    dists: Vec<T>,
+    stride: usize,
+    zeros: Vec<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new(kernel: Kernel, d: usize, stride: usize) -> Self {
+        Scratch {
+            kernel,
+            select: vec![0; SUB_ROWS],
+            dists: vec![T::zero(); SUB_ROWS * stride],
+            stride,
+            zeros: vec![T::zero(); d],
+        }
+    }
+
+    /// Lists the rows of `rows` (at most [`SUB_ROWS`]) that `keep` selects and writes their
+    /// squared distances (`‖x‖² + ‖c‖² − 2 x·c`, at least 0) to the packed centres into `dists`,
+    /// a row of `stride` each; returns how many rows it listed.
+    fn compute(
+        &mut self,
+        data: &Data<'_, T>,
+        rows: Range<usize>,
+        keep: impl Fn(usize) -> bool,
+        packed: &Packed<T>,
+    ) -> usize {
+        // Branch-free compaction: which rows are kept is as random as the data's order.
+        let mut listed = 0;
+        for i in rows {
+            self.select[listed] = i as u32;
+            listed += usize::from(keep(i));
+        }
+        let (select, dists) = (&self.select[..listed], &mut self.dists[..listed * self.stride]);
+        self.kernel.partial_dists(data.x, select, packed, dists);
+        for (&i, out) in select.iter().zip(dists.chunks_exact_mut(self.stride)) {
+            let norm = self.kernel.sq_dist(data.rows(i as usize, 1), &self.zeros);
+            out.iter_mut().for_each(|v| *v = (norm + *v).max(T::zero()));
+        }
+        listed
+    }
+}
+
+/// One pass of k-means++: the pending winner (if any) and the candidates, packed in that order.
 struct Step<'a, T> {
     kernel: Kernel,
     data: &'a Data<'a, T>,
-    norms: &'a [T],
-    bound: &'a [T],
-    candidates: &'a [usize],
-    /// The candidates packed for the kernel.
+    /// Whether the last chosen centre is pending (packed first).
+    pending: bool,
+    /// Position of the last chosen centre.
+    centre: u32,
     packed: Packed<T>,
+    /// Per chosen centre: the smallest squared distance to a candidate.
+    bound: Vec<T>,
     /// `4 (1 + SKIP_MARGIN)` as `T`.
     skip_factor: T,
 }
 
-impl<T: Real> Step<'_, T> {
+impl<'a, T: Real> Step<'a, T> {
+    fn new(kernel: Kernel, data: &'a Data<'a, T>, chosen: &[usize], pending: bool, candidates: &[usize]) -> Self {
+        let last = chosen[chosen.len() - 1];
+        let centres: Vec<usize> = pending.then_some(last).into_iter().chain(candidates.iter().copied()).collect();
+        let bound = chosen
+            .par_iter()
+            .map(|&a| {
+                candidates.iter().map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1))).fold(T::infinity(), T::min)
+            })
+            .collect();
+        Step {
+            kernel,
+            data,
+            pending,
+            centre: (chosen.len() - 1) as u32,
+            packed: kernel.pack(rows_of(data, &centres).view()),
+            bound,
+            skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
+        }
+    }
+
     /// Whether no candidate can bring a row (at `closest` from its centre `owner`) closer.
     #[inline]
     fn skip(&self, closest: T, owner: u32) -> bool {
@@ -173,103 +274,62 @@ impl<T: Real> Step<'_, T> {
         self.bound.get(owner as usize).is_some_and(|&b| b > self.skip_factor * closest)
     }
 
-    /// For the chunk of rows from `start`: lists in `active` the rows that a candidate might
-    /// bring closer (returning how many), writes their distance to each candidate into `dists`
-    /// and returns per candidate the chunk's `Σ weight × min(closest, distance)`.
-    fn potentials(&self, state: &Nearest<T>, start: usize, dists: &mut [T], active: &mut [u32]) -> (Vec<f64>, usize) {
-        let (nt, rows, stride) = (self.candidates.len(), active.len(), self.packed.stride());
-        let (mut pot, mut skipped, mut listed) = (vec![0.0; nt], 0.0, 0);
-        let mut out = vec![T::zero(); SUB_ROWS * stride];
-        for s in (start..start + rows).step_by(SUB_ROWS) {
-            let m = SUB_ROWS.min(start + rows - s);
-            // Branch-free compaction: the skip pattern is as random as the data's order.
-            let first = listed;
-            let rows_state = state.closest[s..s + m].iter().zip(&state.owner[s..s + m]);
-            for (i, (&closest, &owner)) in (s..s + m).zip(rows_state) {
-                let skip = self.skip(closest, owner);
-                active[listed] = i as u32;
-                listed += usize::from(!skip);
-                skipped += if skip { self.data.weight(i) * closest.to_f64_exact() } else { 0.0 };
-            }
-            let (select, out) = (&active[first..listed], &mut out[..(listed - first) * stride]);
-            self.kernel.partial_dists(self.data.x, select, &self.packed, out);
-            for (t, pot) in pot.iter_mut().enumerate() {
-                let to_t = &mut dists[t * rows..(t + 1) * rows];
-                let mut sum = 0.0;
-                for (&i, out) in select.iter().zip(out.chunks_exact(stride)) {
-                    let i = i as usize;
-                    let dt = (self.norms[i] + out[t]).max(T::zero());
-                    to_t[i - start] = dt;
-                    sum += self.data.weight(i) * dt.min(state.closest[i]).to_f64_exact();
-                }
-                *pot += sum;
-            }
-        }
-        pot.iter_mut().for_each(|p| *p += skipped);
-        (pot, listed)
+    /// Runs the pass; per chunk, the potential with the pending winner applied, then each
+    /// candidate's (`Σ weight × min(closest, distance)`).
+    fn run(&self, state: &mut Nearest<T>) -> Vec<Vec<f64>> {
+        let Nearest { closest, owner, computed, .. } = state;
+        closest
+            .par_chunks_mut(CHUNK_ROWS)
+            .zip(owner.par_chunks_mut(CHUNK_ROWS))
+            .zip(computed.par_chunks_mut(CHUNK_ROWS))
+            .enumerate()
+            .map_init(
+                || Scratch::new(self.kernel, self.data.d, self.packed.stride()),
+                |scratch, (ci, ((closest, owner), computed))| {
+                    self.chunk(scratch, ci * CHUNK_ROWS, closest, owner, computed)
+                },
+            )
+            .collect()
     }
-}
 
-/// Moves the active rows of every chunk that candidate `best` (now centre `centre`) brings
-/// closer to it; the chunk sums of `weight × closest` are the candidate's chunk potentials.
-fn update<T: Real>(state: &mut Nearest<T>, pass: &Pass<T>, best: usize, centre: u32) {
-    let Nearest { closest, owner, chunk_pot } = state;
-    for (pot, (p, _)) in chunk_pot.iter_mut().zip(&pass.chunks) {
-        *pot = p[best];
-    }
-    let rows = closest.len();
-    let trials = pass.dists.len() / rows;
-    closest
-        .par_chunks_mut(CHUNK_ROWS)
-        .zip(owner.par_chunks_mut(CHUNK_ROWS))
-        .zip(pass.dists.par_chunks(CHUNK_ROWS * trials))
-        .zip(pass.active.par_chunks(CHUNK_ROWS))
-        .zip(&pass.chunks)
-        .enumerate()
-        .for_each(|(ci, ((((closest, owner), dists), active), (_, listed)))| {
-            let start = ci * CHUNK_ROWS;
-            let to_best = &dists[best * closest.len()..(best + 1) * closest.len()];
-            for &i in &active[..*listed] {
+    /// [`Step::run`] on the chunk of rows from `start`.
+    fn chunk(
+        &self,
+        scratch: &mut Scratch<T>,
+        start: usize,
+        closest: &mut [T],
+        owner: &mut [u32],
+        computed: &mut [bool],
+    ) -> Vec<f64> {
+        let first = usize::from(self.pending);
+        let trials = self.packed.k - first;
+        let mut pots = vec![0.0; 1 + trials];
+        for s in (0..closest.len()).step_by(SUB_ROWS) {
+            let rows = s..(s + SUB_ROWS).min(closest.len());
+            let mut skipped = 0.0;
+            for r in rows.clone() {
+                let keep = (computed[r] && self.pending) || !self.skip(closest[r], owner[r]);
+                computed[r] = keep;
+                skipped += if keep { 0.0 } else { self.data.weight(start + r) * closest[r].to_f64_exact() };
+            }
+            let listed =
+                scratch.compute(self.data, start + rows.start..start + rows.end, |i| computed[i - start], &self.packed);
+            for (&i, d) in scratch.select[..listed].iter().zip(scratch.dists.chunks_exact(scratch.stride)) {
                 let r = i as usize - start;
-                if to_best[r] < closest[r] {
-                    closest[r] = to_best[r];
-                    owner[r] = centre;
+                if self.pending && d[0] < closest[r] {
+                    closest[r] = d[0];
+                    owner[r] = self.centre;
+                }
+                let (w, cl) = (self.data.weight(i as usize), closest[r]);
+                pots[0] += w * cl.to_f64_exact();
+                for (pot, &dt) in pots[1..].iter_mut().zip(&d[first..first + trials]) {
+                    *pot += w * closer(cl, dt).to_f64_exact();
                 }
             }
-        });
-}
-
-/// What a step's pass over the rows leaves for [`update`].
-struct Pass<T> {
-    /// Distances of the rows to the step's candidates, per chunk trial-major (`trials × rows`).
-    dists: Vec<T>,
-    /// Per chunk, from the chunk's first row: the rows that were not skipped.
-    active: Vec<u32>,
-    /// Per chunk: the candidates' potentials and the number of active rows.
-    chunks: Vec<(Vec<f64>, usize)>,
-}
-
-/// The first row whose cumulative `weight × closest` reaches `target` (scikit-learn's
-/// `searchsorted` on the cumulative sum), found chunk by chunk.
-fn sample_by_potential<T: Real>(data: &Data<'_, T>, state: &Nearest<T>, mut target: f64) -> usize {
-    let closest = &state.closest;
-    for (ci, &p) in state.chunk_pot.iter().enumerate() {
-        if target > p && ci + 1 < state.chunk_pot.len() {
-            target -= p;
-            continue;
+            pots.iter_mut().for_each(|p| *p += skipped);
         }
-        let start = ci * CHUNK_ROWS;
-        let end = (start + CHUNK_ROWS).min(closest.len());
-        let mut cum = 0.0;
-        for (i, cl) in closest.iter().enumerate().take(end).skip(start) {
-            cum += data.weight(i) * cl.to_f64_exact();
-            if cum >= target {
-                return i;
-            }
-        }
-        return end - 1;
+        pots
     }
-    closest.len() - 1
 }
 
 /// `k` distinct rows drawn without replacement with probability proportional to their weight
@@ -297,6 +357,75 @@ pub(crate) fn random<T: Real>(data: &Data<'_, T>, k: usize, rng: &mut Pcg64Mcg) 
                 .collect();
             keys.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             Ok(keys[..k].iter().map(|&(_, i)| i).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64Mcg;
+
+    use super::*;
+
+    /// Greedy k-means++ as scikit-learn writes it: full distance vectors, recomputed potentials.
+    fn reference(x: &Array2<f64>, w: &[f64], k: usize, trials: usize, rng: &mut Pcg64Mcg) -> Vec<usize> {
+        let n = x.nrows();
+        let sq = |i: usize, j: usize| x.row(i).iter().zip(x.row(j)).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+        let search = |values: &[f64], target: f64| {
+            let mut cum = 0.0;
+            (0..n).find(|&i| {
+                cum += values[i];
+                cum >= target && w[i] > 0.0
+            })
+        };
+        let total: f64 = w.iter().sum();
+        let mut chosen = vec![search(w, rng.random::<f64>() * total).unwrap_or(n - 1)];
+        let mut closest: Vec<f64> = (0..n).map(|i| sq(i, chosen[0])).collect();
+        while chosen.len() < k {
+            let weighted: Vec<f64> = (0..n).map(|i| w[i] * closest[i]).collect();
+            let pot: f64 = weighted.iter().sum();
+            let candidates: Vec<usize> = (0..trials)
+                .map(|_| {
+                    let target = rng.random::<f64>() * pot;
+                    let mut cum = 0.0;
+                    (0..n)
+                        .find(|&i| {
+                            cum += weighted[i];
+                            cum >= target
+                        })
+                        .unwrap_or(n - 1)
+                })
+                .collect();
+            let pots: Vec<f64> =
+                candidates.iter().map(|&c| (0..n).map(|i| w[i] * closest[i].min(sq(i, c))).sum()).collect();
+            let best = (0..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
+            chosen.push(candidates[best]);
+            closest.iter_mut().enumerate().for_each(|(i, cl)| *cl = cl.min(sq(i, candidates[best])));
+        }
+        chosen
+    }
+
+    /// Skipped rows, deferred winners and chunked potentials pick the same rows as the textbook
+    /// algorithm, on well separated blobs (where most rows are skipped) over several chunks.
+    #[test]
+    fn plusplus_picks_the_rows_of_the_textbook_algorithm() {
+        let mut rng = Pcg64Mcg::seed_from_u64(5);
+        let (n, d, blobs) = (3 * CHUNK_ROWS + 17, 5, 30);
+        let centres = Array2::from_shape_fn((blobs, d), |_| rng.random_range(-50.0..50.0));
+        let x = Array2::from_shape_fn((n, d), |(i, q)| centres[[i % blobs, q]] + rng.random_range(-1.0..1.0));
+        let w: Vec<f64> = (0..n).map(|i| if i % 7 == 3 { 0.0 } else { 0.5 + (i % 4) as f64 }).collect();
+        for (k, weighted) in [(1, false), (24, false), (40, true)] {
+            let weights = weighted.then_some(w.as_slice());
+            let ones = vec![1.0; n];
+            for kernel in Kernel::available() {
+                let data = Data::new(x.view(), weights);
+                let ours = plusplus(kernel, &data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9)).unwrap();
+                let expected =
+                    reference(&x, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
+                assert_eq!(ours, expected, "{} k={k} weighted={weighted}", kernel.name());
+            }
         }
     }
 }

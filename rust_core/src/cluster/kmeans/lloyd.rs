@@ -67,36 +67,52 @@ pub(super) struct Run<T> {
     pub(super) n_iter: usize,
 }
 
+/// What a pass over the data does after assigning each row to its nearest centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Nothing more (an E-step).
+    Nothing,
+    /// Sums the rows per cluster (scikit-learn's fused assignment and update).
+    Update,
+    /// Sums the weighted squared distances of the rows to their new centre, while each block
+    /// of rows is still in cache (the final E-step and the inertia in one read of X).
+    Inertia,
+}
+
 /// What one pass over the data found.
 struct Pass {
-    /// Per-cluster weighted sums of rows (k × d) and weights; empty when not updating.
+    /// Per-cluster weighted sums of rows (k × d) and weights; empty unless updating.
     sums: Vec<f64>,
     weights: Vec<f64>,
     /// Rows whose label changed.
     changed: usize,
+    /// `Σ w ‖x − c_label‖²` with [`Then::Inertia`], else 0.
+    inertia: f64,
 }
 
-/// Assigns every row to its nearest centre (writing `labels`) and, if `update`, sums the rows
-/// per cluster: scikit-learn's `lloyd_iter_chunked_dense` before its M-step.
+/// Assigns every row to its nearest centre (writing `labels`), then does `then`:
+/// scikit-learn's `lloyd_iter_chunked_dense`.
 fn pass<T: Real>(
     kernel: Kernel,
     data: &Data<'_, T>,
     centres: ArrayView2<'_, T>,
     labels: &mut [u32],
-    update: bool,
+    then: Then,
 ) -> Pass {
     let (k, d) = centres.dim();
     let packed = kernel.pack(centres);
+    let centres = centres.as_slice().expect("centres are standard layout");
+    let update = then == Then::Update;
     let chunk = chunk_rows::<T>(data.n(), k * d);
     let sub = sub_rows::<T>(d);
-    let partials: Vec<(Vec<T>, Vec<f64>, usize)> = labels
+    let partials: Vec<(Vec<T>, Vec<f64>, usize, f64)> = labels
         .par_chunks_mut(chunk)
         .enumerate()
         .map(|(ci, labels)| {
             let start = ci * chunk;
             let mut sums = vec![T::zero(); if update { k * d } else { 0 }];
             let mut weights = vec![0.0; if update { k } else { 0 }];
-            let (mut new, mut values, mut changed) = (vec![0u32; sub], vec![T::zero(); sub], 0);
+            let (mut new, mut values, mut changed, mut inertia) = (vec![0u32; sub], vec![T::zero(); sub], 0, 0.0);
             for s in (0..labels.len()).step_by(sub) {
                 let m = sub.min(labels.len() - s);
                 let x = data.rows(start + s, m);
@@ -105,19 +121,38 @@ fn pass<T: Real>(
                     changed += usize::from(*old != new);
                     *old = new;
                 }
-                if update {
-                    let w = data.w.map(|w| &w[start + s..start + s + m]);
-                    kernel.accumulate(x, w, &new[..m], &mut sums, &mut weights);
+                match then {
+                    Then::Nothing => {}
+                    Then::Update => {
+                        let w = data.w.map(|w| &w[start + s..start + s + m]);
+                        kernel.accumulate(x, w, &new[..m], &mut sums, &mut weights);
+                    }
+                    Then::Inertia => {
+                        for (i, (row, &l)) in x.chunks_exact(d).zip(&new[..m]).enumerate() {
+                            let c = &centres[l as usize * d..(l as usize + 1) * d];
+                            inertia += data.weight(start + s + i) * kernel.sq_dist(row, c).to_f64_exact();
+                        }
+                    }
                 }
             }
-            (sums, weights, changed)
+            (sums, weights, changed, inertia)
         })
         .collect();
-    let mut total = Pass { sums: vec![0.0; if update { k * d } else { 0 }], weights: vec![0.0; k], changed: 0 };
-    for (sums, weights, changed) in partials {
-        total.sums.iter_mut().zip(&sums).for_each(|(t, &s)| *t += s.to_f64_exact());
-        total.weights.iter_mut().zip(&weights).for_each(|(t, &w)| *t += w);
-        total.changed += changed;
+    let mut total = Pass {
+        sums: vec![0.0; if update { k * d } else { 0 }],
+        weights: vec![0.0; k],
+        changed: partials.iter().map(|p| p.2).sum(),
+        inertia: partials.iter().map(|p| p.3).sum(),
+    };
+    if update {
+        // In parallel over clusters, each summing the chunks in chunk order (deterministic).
+        let sums = total.sums.par_chunks_mut(d.max(1)).zip(total.weights.par_iter_mut());
+        sums.enumerate().for_each(|(j, (sums, weight))| {
+            for (p_sums, p_weights, _, _) in &partials {
+                sums.iter_mut().zip(&p_sums[j * d..(j + 1) * d]).for_each(|(t, &s)| *t += s.to_f64_exact());
+                *weight += p_weights[j];
+            }
+        });
     }
     total
 }
@@ -164,7 +199,7 @@ pub(crate) fn inertia<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Arr
 /// The nearest centre of every row (an E-step).
 pub(crate) fn assign<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Array2<T>) -> Vec<u32> {
     let mut labels = vec![0; data.n()];
-    pass(kernel, data, centres.view(), &mut labels, false);
+    pass(kernel, data, centres.view(), &mut labels, Then::Nothing);
     labels
 }
 
@@ -243,7 +278,7 @@ pub(super) fn lloyd<T: Real>(
     let mut n_iter = 0;
     for i in 0..max_iter {
         n_iter = i + 1;
-        let mut p = pass(kernel, data, centres.view(), &mut labels, true);
+        let mut p = pass(kernel, data, centres.view(), &mut labels, Then::Update);
         relocate_empty(kernel, data, &centres, &labels, &mut p.sums, &mut p.weights);
         let new = average::<T>(&p.sums, &p.weights, d);
         let shift: f64 = new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
@@ -257,9 +292,10 @@ pub(super) fn lloyd<T: Real>(
             break;
         }
     }
-    if !strict {
-        pass(kernel, data, centres.view(), &mut labels, false);
-    }
-    let inertia = inertia(kernel, data, &centres, &labels);
+    let inertia = if strict {
+        inertia(kernel, data, &centres, &labels)
+    } else {
+        pass(kernel, data, centres.view(), &mut labels, Then::Inertia).inertia
+    };
     Run { centres, labels, inertia, n_iter }
 }

@@ -169,33 +169,34 @@ fn same_clustering(a: &[u32], b: &[u32], k: usize) -> bool {
 /// was subtracted, and the mean of the column variances.
 fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
     let (n, d) = x.dim();
-    let chunk = lloyd::chunk_rows::<f64>(n, d);
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("standard layout");
+    // Slices of whole rows, zipped lane by lane, so that the loops vectorise.
+    let chunk = lloyd::chunk_rows::<f64>(n, d) * d;
     let sums: Vec<Vec<f64>> = x
-        .axis_chunks_iter(Axis(0), chunk)
-        .into_par_iter()
+        .par_chunks(chunk)
         .map(|rows| {
             let mut s = vec![0.0; d];
-            for row in rows.outer_iter() {
+            for row in rows.chunks_exact(d) {
                 s.iter_mut().zip(row).for_each(|(s, v)| *s += v.to_f64_exact());
             }
             s
         })
         .collect();
-    let mean: Array1<T> =
-        (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
-    let mut xc = Array2::<T>::zeros((n, d));
+    let mean: Vec<T> = (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
+    let mut xc = vec![T::zero(); n * d];
     let moments: Vec<(Vec<f64>, Vec<f64>)> = xc
-        .axis_chunks_iter_mut(Axis(0), chunk)
-        .into_par_iter()
-        .zip(x.axis_chunks_iter(Axis(0), chunk))
-        .map(|(mut dst, src)| {
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .map(|(dst, src)| {
             let (mut s1, mut s2) = (vec![0.0; d], vec![0.0; d]);
-            for (mut dst, src) in dst.outer_iter_mut().zip(src.outer_iter()) {
-                for (q, (c, &v)) in dst.iter_mut().zip(src).enumerate() {
-                    *c = v - mean[q];
+            for (dst, src) in dst.chunks_exact_mut(d).zip(src.chunks_exact(d)) {
+                let lanes = dst.iter_mut().zip(src).zip(&mean).zip(s1.iter_mut().zip(s2.iter_mut()));
+                for (((c, &v), &m), (s1, s2)) in lanes {
+                    *c = v - m;
                     let c = c.to_f64_exact();
-                    s1[q] += c;
-                    s2[q] += c * c;
+                    *s1 += c;
+                    *s2 += c * c;
                 }
             }
             (s1, s2)
@@ -208,7 +209,7 @@ fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
         })
         .sum::<f64>()
         / d as f64;
-    (xc, mean, var)
+    (Array2::from_shape_vec((n, d), xc).expect("n × d values"), Array1::from(mean), var)
 }
 
 impl<T: Real> Clusterer<T> for KMeans {
