@@ -8,20 +8,44 @@ use ferrocluster_core::features::{FeatureConfig, Hog, Lbp};
 use ferrocluster_core::image::{DecodeLimits, Image, ImageView};
 use ferrocluster_core::pipeline::{extract_files, extract_images};
 use ferrocluster_core::{Error, Real};
-use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use numpy::{Element, IntoPyArray, PyArray2, PyArrayDescrMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::errors::{json_error, to_py};
 use crate::progress::with_progress;
 
 /// An image array as numpy holds it: 2-D grey or 3-D RGB, in one of the accepted dtypes.
-#[derive(FromPyObject)]
 pub enum ImageArray<'py> {
     U8(PyReadonlyArrayDyn<'py, u8>),
     U16(PyReadonlyArrayDyn<'py, u16>),
     F32(PyReadonlyArrayDyn<'py, f32>),
     F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ImageArray<'py> {
+    type Error = PyErr;
+
+    /// Picks the variant from the array's dtype: trying each in turn would build (and throw
+    /// away) a TypeError per miss, which cost more than a 64×64 HOG.
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!("an image must be a numpy array, got {}", obj.get_type()))
+        })?;
+        let dtype = array.dtype();
+        if dtype.is_equiv_to(&numpy::dtype::<u8>(py)) {
+            Ok(ImageArray::U8(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<u16>(py)) {
+            Ok(ImageArray::U16(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+            Ok(ImageArray::F32(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+            Ok(ImageArray::F64(obj.extract()?))
+        } else {
+            Err(PyTypeError::new_err(format!("image arrays must be uint8, uint16, float32 or float64, got {dtype}")))
+        }
+    }
 }
 
 fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
