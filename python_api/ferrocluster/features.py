@@ -212,10 +212,44 @@ def hog(
         )
     if arr.size == 0:
         raise ValueError(f"the image is empty (shape {arr.shape})")
-    dtype = np.float32 if arr.dtype == np.float32 else np.float64
-    params = Hog(orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt).to_dict()
-    flat, shape = _core.hog(np.ascontiguousarray(arr, dtype=dtype), json.dumps(params))
+    params = _hog_params(orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt)
+    flat, shape = _core.hog(_native(arr), params)
     return flat if feature_vector else flat.reshape(shape)
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """The image as the core takes it, computed on as scikit-image does: uint8 as it is (the core
+    computes in float64, exactly on its integers), float32 as it is, anything else in float64."""
+    dtype = arr.dtype if arr.dtype == np.uint8 or arr.dtype == np.float32 else np.float64
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+_PARAMS: dict[tuple[Any, ...], str] = {}
+
+
+def _exact_ints(value: Any) -> bool:
+    return type(value) is int or type(value) is tuple and all(type(v) is int for v in value)
+
+
+def _hog_params(*args: Any) -> str:
+    """The core's JSON for `Hog(*args)`, validated. Memoised for arguments of exactly the types
+    `int`, tuples of `int`, `str`, `bool` (validation and JSON cost a fifth of a 64×64 HOG);
+    only those, since a key equal to a cached one in another type (`True == 1`, `8.0 == 8`)
+    must still be validated."""
+    orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt = args
+    exact = (
+        _exact_ints(orientations)
+        and _exact_ints(pixels_per_cell)
+        and _exact_ints(cells_per_block)
+        and type(block_norm) is str
+        and type(transform_sqrt) is bool
+    )
+    params = _PARAMS.get(args) if exact else None
+    if params is None:
+        params = json.dumps(Hog(*args).to_dict())
+        if exact and len(_PARAMS) < 256:
+            _PARAMS[args] = params
+    return params
 
 
 def local_binary_pattern(image: Any, P: int, R: float, method: str = "default") -> np.ndarray:
@@ -233,9 +267,22 @@ def local_binary_pattern(image: Any, P: int, R: float, method: str = "default") 
         raise ValueError(f"local_binary_pattern takes a 2-D grey image, got shape {arr.shape}")
     if arr.dtype.kind not in "uif":
         raise ValueError(f"image must be numeric, got dtype {arr.dtype}")
-    dtype = np.float32 if arr.dtype == np.float32 else np.float64
-    params = json.dumps(Lbp(int(P), float(R), method).to_dict())
-    return _core.local_binary_pattern(np.ascontiguousarray(arr, dtype=dtype), params)
+    return _core.local_binary_pattern(_native(arr), _lbp_params(P, R, method))
+
+
+def _lbp_params(P: Any, R: Any, method: Any) -> str:
+    """The core's JSON for `Lbp(int(P), float(R), method)`, validated, memoised: the parameters
+    are converted by value, so equal keys of other types give the same document."""
+    key = ("lbp", P, R, method)
+    try:
+        return _PARAMS[key]
+    except KeyError:
+        params = json.dumps(Lbp(int(P), float(R), method).to_dict())
+        if len(_PARAMS) < 256:
+            _PARAMS[key] = params
+        return params
+    except TypeError:  # unhashable arguments
+        return json.dumps(Lbp(int(P), float(R), method).to_dict())
 
 
 def _as_image(image: Any, index: int) -> np.ndarray:

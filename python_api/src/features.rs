@@ -5,23 +5,49 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use ferrocluster_core::features::{FeatureConfig, Hog, Lbp};
-use ferrocluster_core::image::{DecodeLimits, Image, ImageView};
+use ferrocluster_core::image::{DecodeLimits, Image, ImageView, Sample};
 use ferrocluster_core::pipeline::{extract_files, extract_images};
-use ferrocluster_core::{Error, Real};
-use numpy::{Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use ferrocluster_core::Error;
+use numpy::{
+    Element, IntoPyArray, PyArray2, PyArrayDescrMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::errors::{json_error, to_py};
 use crate::progress::with_progress;
 
 /// An image array as numpy holds it: 2-D grey or 3-D RGB, in one of the accepted dtypes.
-#[derive(FromPyObject)]
 pub enum ImageArray<'py> {
     U8(PyReadonlyArrayDyn<'py, u8>),
     U16(PyReadonlyArrayDyn<'py, u16>),
     F32(PyReadonlyArrayDyn<'py, f32>),
     F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ImageArray<'py> {
+    type Error = PyErr;
+
+    /// Picks the variant from the array's dtype: trying each in turn would build (and throw
+    /// away) a TypeError per miss, which cost more than a 64×64 HOG.
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        let array = obj
+            .cast::<PyUntypedArray>()
+            .map_err(|_| PyTypeError::new_err(format!("an image must be a numpy array, got {}", obj.get_type())))?;
+        let dtype = array.dtype();
+        if dtype.is_equiv_to(&numpy::dtype::<u8>(py)) {
+            Ok(ImageArray::U8(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<u16>(py)) {
+            Ok(ImageArray::U16(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+            Ok(ImageArray::F32(obj.extract()?))
+        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+            Ok(ImageArray::F64(obj.extract()?))
+        } else {
+            Err(PyTypeError::new_err(format!("image arrays must be uint8, uint16, float32 or float64, got {dtype}")))
+        }
+    }
 }
 
 fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
@@ -59,11 +85,14 @@ impl ImageArray<'_> {
     }
 }
 
-fn hog_typed<'py, T: Real + Element>(
+fn hog_typed<'py, S: Sample + Element>(
     py: Python<'py>,
     hog: &Hog,
-    image: &PyReadonlyArrayDyn<'py, T>,
-) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
+    image: &PyReadonlyArrayDyn<'py, S>,
+) -> PyResult<(Bound<'py, PyAny>, [usize; 5])>
+where
+    S::Float: Element,
+{
     let view = view_of(image)?;
     let shape = hog.output_shape(view.height(), view.width()).map_err(to_py)?;
     let out = py.detach(|| hog.compute(view)).map_err(to_py)?;
@@ -71,15 +100,19 @@ fn hog_typed<'py, T: Real + Element>(
 }
 
 /// HOG of one image (grey 2-D, or RGB 3-D with channels last); `params` is the core's `Hog`
-/// as JSON. Returns the flat descriptor (same dtype as the image) and its 5-D shape.
+/// as JSON. Returns the flat descriptor (float64 for uint8 images, else the image's dtype)
+/// and its 5-D shape.
 #[pyfunction]
 pub fn hog<'py>(py: Python<'py>, image: ImageArray<'py>, params: &str) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
     let hog: Hog = serde_json::from_str(params).map_err(|e| json_error("HOG parameters", e))?;
     hog.validate().map_err(to_py)?;
     match &image {
+        ImageArray::U8(a) => hog_typed(py, &hog, a),
         ImageArray::F32(a) => hog_typed(py, &hog, a),
         ImageArray::F64(a) => hog_typed(py, &hog, a),
-        _ => Err(PyValueError::new_err("hog takes float32 or float64 images (the Python layer converts integers)")),
+        ImageArray::U16(_) => {
+            Err(PyValueError::new_err("hog takes uint8, float32 or float64 images (the Python layer converts others)"))
+        }
     }
 }
 
@@ -93,10 +126,10 @@ pub fn local_binary_pattern<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let lbp: Lbp = serde_json::from_str(params).map_err(|e| json_error("LBP parameters", e))?;
     lbp.validate().map_err(to_py)?;
-    fn typed<T: Real + Element>(
+    fn typed<S: Sample + Element>(
         py: Python<'_>,
         lbp: &Lbp,
-        a: &PyReadonlyArrayDyn<'_, T>,
+        a: &PyReadonlyArrayDyn<'_, S>,
     ) -> PyResult<(Vec<f64>, usize, usize)> {
         let view = view_of(a)?;
         if view.channels() != 1 {
@@ -106,9 +139,12 @@ pub fn local_binary_pattern<'py>(
         Ok((codes, view.height(), view.width()))
     }
     let (codes, h, w) = match &image {
+        ImageArray::U8(a) => typed(py, &lbp, a)?,
         ImageArray::F32(a) => typed(py, &lbp, a)?,
         ImageArray::F64(a) => typed(py, &lbp, a)?,
-        _ => return Err(PyValueError::new_err("local_binary_pattern takes float32 or float64 images")),
+        ImageArray::U16(_) => {
+            return Err(PyValueError::new_err("local_binary_pattern takes uint8, float32 or float64 images"))
+        }
     };
     let codes = ndarray::Array2::from_shape_vec((h, w), codes).map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(PyArray2::from_owned_array(py, codes))

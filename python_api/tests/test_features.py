@@ -119,6 +119,31 @@ def test_hog_keeps_skimage_shape_and_dtype_conventions():
     assert max_delta(fc.hog(image, 6, (4, 4), (2, 2), "L1"), sk_hog(image, 6, (4, 4), (2, 2), "L1")) <= TOL
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (37, 53, 3)])
+def test_uint8_input_equals_float_input(shape):
+    # uint8 images go to the core as they are and take its integer path; float64 images of
+    # the same values are what scikit-image computes on.
+    image = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
+    axis = -1 if len(shape) == 3 else None
+    for params in [dict(), dict(orientations=4, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L1")]:
+        got = fc.hog(image, channel_axis=axis, **params)
+        np.testing.assert_array_equal(got, fc.hog(image.astype(np.float64), channel_axis=axis, **params))
+        np.testing.assert_array_equal(got, sk_hog(image, channel_axis=axis, **params))
+    if axis is None:
+        np.testing.assert_array_equal(
+            fc.local_binary_pattern(image, 8, 1, "uniform"), fc.local_binary_pattern(image.astype(np.float64), 8, 1, "uniform")
+        )
+
+
+def test_hog_parameters_are_validated_whatever_was_called_before():
+    image = np.zeros((32, 32), dtype=np.uint8)
+    fc.hog(image, orientations=1, pixels_per_cell=(8, 8))
+    with pytest.raises(ValueError):
+        fc.hog(image, orientations=True, pixels_per_cell=(8, 8))
+    with pytest.raises(ValueError):
+        fc.hog(image, orientations=1, pixels_per_cell=(8.0, 8))
+
+
 def test_hog_accepts_read_only_and_strided_input():
     rng = np.random.default_rng(2)
     big = rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)

@@ -20,11 +20,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
 use super::simd;
-use crate::image::ImageView;
+use crate::image::{ImageView, Sample};
 use crate::{Error, Real, Result};
 
 /// Largest accepted `orientations`.
@@ -37,6 +38,10 @@ const NORM_EPS: f64 = 1e-5;
 const MARGIN: f64 = 1e-9;
 /// numpy's `rad2deg` factor, `180.0 / NPY_PI`.
 const RAD2DEG: f64 = 180.0 / std::f64::consts::PI;
+/// The gradients of an 8-bit image lie in `-255..=255`.
+const MAX_BYTE_GRADIENT: i32 = 255;
+/// Rows (and columns) of the table of the bins of every integer gradient.
+const GRADIENT_SPAN: usize = 2 * MAX_BYTE_GRADIENT as usize + 1;
 
 thread_local! {
     /// The bins of the last [`Hog::compute_into`] on this thread: building them costs about a
@@ -249,9 +254,9 @@ impl Hog {
 
     /// Writes the flattened descriptor of a grey (1 channel) or RGB (3 channels) image into
     /// `out`, which must be [`Hog::len`] long. RGB uses, per pixel, the channel with the
-    /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes in `T`
-    /// exactly as scikit-image does for an input array of dtype `T` (uint8 input: `T = f64`).
-    pub fn compute_into<T: Real>(&self, image: ImageView<'_, T>, out: &mut [T]) -> Result<()> {
+    /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes exactly
+    /// as scikit-image does for an input array of the same dtype (`u8`: in f64).
+    pub fn compute_into<S: Sample>(&self, image: ImageView<'_, S>, out: &mut [S::Float]) -> Result<()> {
         self.validate()?;
         let bins = LAST_BINS.with_borrow_mut(|last| match last {
             Some(bins) if bins.orientations == self.orientations => Rc::clone(bins),
@@ -261,18 +266,18 @@ impl Hog {
     }
 
     /// [`Hog::compute_into`] into a new vector.
-    pub fn compute<T: Real>(&self, image: ImageView<'_, T>) -> Result<Vec<T>> {
-        let mut out = vec![T::zero(); self.len(image.height(), image.width())?];
+    pub fn compute<S: Sample>(&self, image: ImageView<'_, S>) -> Result<Vec<S::Float>> {
+        let mut out = vec![<S::Float as num_traits::Zero>::zero(); self.len(image.height(), image.width())?];
         self.compute_into(image, &mut out)?;
         Ok(out)
     }
 
     /// [`Hog::compute_into`] with the orientation bins prepared once for many images.
-    pub(crate) fn compute_with<T: Real>(
+    pub(crate) fn compute_with<S: Sample>(
         &self,
         bins: &OrientationBins,
-        image: ImageView<'_, T>,
-        out: &mut [T],
+        image: ImageView<'_, S>,
+        out: &mut [S::Float],
     ) -> Result<()> {
         let shape = self.output_shape(image.height(), image.width())?;
         let len = self.len(image.height(), image.width())?;
@@ -280,32 +285,36 @@ impl Hog {
             return Err(Error::input(format!("the HOG output buffer holds {} values, {len} are needed", out.len())));
         }
         debug_assert_eq!(bins.orientations, self.orientations);
-        simd::dispatch(HogKernel { hog: self, bins, image, shape, out });
+        // Integer pixels (8-bit images, and float images holding them) have integer gradients,
+        // whose bins come from a table and magnitudes from one square root; the square root
+        // of an image is no longer integer.
+        let bytes = if self.transform_sqrt { None } else { S::to_bytes(image.data()) };
+        let byte_bins = bytes.as_ref().and_then(|_| bins.byte_bins());
+        let floats;
+        let samples = match (&bytes, byte_bins) {
+            (Some(bytes), Some(table)) => Samples::Bytes(image.with_data(bytes), table),
+            _ => {
+                floats = S::to_floats(image.data());
+                Samples::Floats(image.with_data(&floats))
+            }
+        };
+        simd::dispatch(HogKernel { hog: self, bins, samples, shape, out });
         Ok(())
     }
 
     /// `orientation_histogram` of `_hoghistogram.hog_histograms`: cells × orientations, f64
-    /// holding float32 values.
+    /// holding float32 values, from the votes of `rows`.
     #[inline(always)]
-    fn cell_histograms<T: Real>(&self, bins: &OrientationBins, image: ImageView<'_, T>) -> Vec<f64> {
-        let (height, width, channels) = (image.height(), image.width(), image.channels());
+    fn cell_histograms(&self, height: usize, width: usize, rows: &mut impl RowVotes) -> Vec<f64> {
         let [cell_r, cell_c] = self.pixels_per_cell;
         let (cells_r, cells_c) = (height / cell_r, width / cell_c);
         let n = self.orientations;
-        let cols = cells_c * cell_c;
-        let data: Cow<'_, [T]> = if self.transform_sqrt {
-            Cow::Owned(image.data().iter().map(|v| v.sqrt()).collect())
-        } else {
-            Cow::Borrowed(image.data())
-        };
         // `total / (cell_rows * cell_columns)` in C: an int product converted to float.
         let area = (cell_r * cell_c) as f32;
-        let mut grad = RowGradients::new(cols, channels, cell_c, n);
         let mut totals = vec![0f32; cells_c * (n + 1)];
         let mut hist = Vec::with_capacity(cells_r * cells_c * n);
         for r in 0..cells_r * cell_r {
-            grad.compute(&data, height, width, channels, r, bins);
-            grad.vote(bins, &mut totals);
+            rows.vote_row(r, &mut totals);
             if (r + 1) % cell_r == 0 {
                 for cell_totals in totals.chunks_exact(n + 1) {
                     hist.extend(cell_totals[..n].iter().map(|&total| f64::from(total / area)));
@@ -314,6 +323,46 @@ impl Hog {
             }
         }
         hist
+    }
+
+    /// [`Hog::cell_histograms`] of a float image, with the gradients of `RowGradients`.
+    #[inline(always)]
+    fn float_cell_histograms<T: Real>(&self, bins: &OrientationBins, image: ImageView<'_, T>) -> Vec<f64> {
+        let (height, width, channels) = (image.height(), image.width(), image.channels());
+        let cell_c = self.pixels_per_cell[1];
+        let cols = width / cell_c * cell_c;
+        let data: Cow<'_, [T]> = if self.transform_sqrt {
+            Cow::Owned(image.data().iter().map(|v| v.sqrt()).collect())
+        } else {
+            Cow::Borrowed(image.data())
+        };
+        let mut rows =
+            FloatRows { grad: RowGradients::new(cols, channels, cell_c, self.orientations), data, image, bins };
+        self.cell_histograms(height, width, &mut rows)
+    }
+
+    /// [`Hog::cell_histograms`] of an image of bytes, all in integers: `gc² + gr²` is exact,
+    /// and for RGB the channel of the largest `gc² + gr²` is the one of the largest magnitude
+    /// in float32 (distinct sums up to 2·255² have distinct float32 roots) or float64 (glibc's
+    /// `hypot` is within an ulp, far below the gaps between roots); `table` holds the bin of
+    /// every gradient.
+    #[inline(always)]
+    fn byte_cell_histograms(&self, table: &[u8], image: ImageView<'_, u8>) -> Vec<f64> {
+        let cell_c = self.pixels_per_cell[1];
+        let cols = image.width() / cell_c * cell_c;
+        let n = self.orientations;
+        let channels = image.channels();
+        let mut rows = ByteRows {
+            image,
+            table,
+            orientations: n,
+            gc: vec![0; cols * channels],
+            gr: vec![0; cols * channels],
+            index: vec![0; cols],
+            magnitude: vec![0.0; cols],
+            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
+        };
+        self.cell_histograms(image.height(), image.width(), &mut rows)
     }
 
     /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
@@ -337,11 +386,19 @@ impl Hog {
     }
 }
 
+/// The pixels a descriptor is computed from.
+enum Samples<'a, T> {
+    /// In the output's float type.
+    Floats(ImageView<'a, T>),
+    /// Integers in 0..=255, with the bin of every integer gradient.
+    Bytes(ImageView<'a, u8>, &'a [u8]),
+}
+
 /// One image's descriptor, [`Hog::cell_histograms`] then [`Hog::normalise_blocks`].
 struct HogKernel<'a, T> {
     hog: &'a Hog,
     bins: &'a OrientationBins,
-    image: ImageView<'a, T>,
+    samples: Samples<'a, T>,
     shape: [usize; 5],
     out: &'a mut [T],
 }
@@ -351,10 +408,117 @@ impl<T: Real> simd::Kernel for HogKernel<'_, T> {
 
     #[inline(always)]
     fn run(self) {
-        let HogKernel { hog, bins, image, shape, out } = self;
-        let cells = hog.cell_histograms(bins, image);
-        hog.normalise_blocks(&cells, image.width() / hog.pixels_per_cell[1], shape, out);
+        let HogKernel { hog, bins, samples, shape, out } = self;
+        let (cells, width) = match samples {
+            Samples::Floats(image) => (hog.float_cell_histograms(bins, image), image.width()),
+            Samples::Bytes(image, table) => (hog.byte_cell_histograms(table, image), image.width()),
+        };
+        hog.normalise_blocks(&cells, width / hog.pixels_per_cell[1], shape, out);
     }
+}
+
+/// The magnitudes of an image's rows added to their cells' orientation bins.
+trait RowVotes {
+    /// Adds row `r`'s magnitudes to the float32 totals of its row of cells as `cell_hog` does
+    /// (`orientations + 1` totals per cell, the last for angles past the last bin, which count
+    /// nowhere), each total seeing its pixels in column order. Implementations must be
+    /// `#[inline(always)]` (see [`simd::Kernel`]).
+    fn vote_row(&mut self, r: usize, totals: &mut [f32]);
+}
+
+/// The rows of a float image.
+struct FloatRows<'a, T: Clone> {
+    grad: RowGradients<T>,
+    /// The image's samples, square-rooted if asked.
+    data: Cow<'a, [T]>,
+    image: ImageView<'a, T>,
+    bins: &'a OrientationBins,
+}
+
+impl<T: Real> RowVotes for FloatRows<'_, T> {
+    #[inline(always)]
+    fn vote_row(&mut self, r: usize, totals: &mut [f32]) {
+        let image = self.image;
+        self.grad.compute(&self.data, image.height(), image.width(), image.channels(), r, self.bins);
+        self.grad.vote(self.bins, totals);
+    }
+}
+
+/// The rows of an image of bytes, with integer gradients.
+struct ByteRows<'a> {
+    image: ImageView<'a, u8>,
+    /// [`OrientationBins::byte_bins`].
+    table: &'a [u8],
+    orientations: usize,
+    /// Column and row gradients of every channel, interleaved like the image.
+    gc: Vec<i32>,
+    gr: Vec<i32>,
+    /// Per pixel, the index of its (winning channel's) gradient in `table`.
+    index: Vec<u32>,
+    magnitude: Vec<f64>,
+    /// Where the totals of each column's cell start.
+    totals_start: Vec<usize>,
+}
+
+impl RowVotes for ByteRows<'_> {
+    #[inline(always)]
+    fn vote_row(&mut self, r: usize, totals: &mut [f32]) {
+        let (height, width, channels) = (self.image.height(), self.image.width(), self.image.channels());
+        let pixels = self.image.data();
+        let stride = width * channels;
+        let row = &pixels[r * stride..(r + 1) * stride];
+        if r > 0 && r + 1 < height {
+            let (up, down) = (&pixels[(r - 1) * stride..r * stride], &pixels[(r + 1) * stride..]);
+            for ((g, &u), &d) in self.gr.iter_mut().zip(up).zip(down) {
+                *g = i32::from(d) - i32::from(u);
+            }
+        } else {
+            self.gr.fill(0);
+        }
+        self.gc.fill(0);
+        // Columns 1..interior_end have both horizontal neighbours.
+        let interior_end = self.index.len().min(width.saturating_sub(1)).max(1) * channels;
+        let interior = &mut self.gc[channels.min(interior_end)..interior_end];
+        for ((g, &right), &left) in interior.iter_mut().zip(row.get(2 * channels..).unwrap_or_default()).zip(row) {
+            *g = i32::from(right) - i32::from(left);
+        }
+        let outputs = self.index.iter_mut().zip(self.magnitude.iter_mut());
+        if channels == 1 {
+            for ((index, magnitude), (&gc, &gr)) in outputs.zip(self.gc.iter().zip(&self.gr)) {
+                (*index, *magnitude) = byte_gradient(gc, gr);
+            }
+        } else {
+            for ((index, magnitude), (gc, gr)) in outputs.zip(self.gc.chunks_exact(3).zip(self.gr.chunks_exact(3))) {
+                // g_magn.argmax(axis=2): the first largest, without branches so that rows vectorise.
+                let (mut best_c, mut best_r) = (gc[0], gr[0]);
+                let mut best = best_c * best_c + best_r * best_r;
+                for ch in 1..3 {
+                    let square = gc[ch] * gc[ch] + gr[ch] * gr[ch];
+                    let better = square > best;
+                    best = if better { square } else { best };
+                    best_c = if better { gc[ch] } else { best_c };
+                    best_r = if better { gr[ch] } else { best_r };
+                }
+                (*index, *magnitude) = byte_gradient(best_c, best_r);
+            }
+        }
+        // A zero magnitude adds nothing to whichever total it is added to.
+        let n = self.orientations;
+        for ((&index, &magnitude), &start) in self.index.iter().zip(&self.magnitude).zip(&self.totals_start) {
+            let k = self.table.get(index as usize).map_or(n, |&k| usize::from(k));
+            if let Some(total) = totals.get_mut(start + k) {
+                add_vote(total, magnitude);
+            }
+        }
+    }
+}
+
+/// The index in [`OrientationBins::byte_bins`] and the magnitude of an integer gradient.
+#[inline(always)]
+fn byte_gradient(gc: i32, gr: i32) -> (u32, f64) {
+    let offset = MAX_BYTE_GRADIENT * (GRADIENT_SPAN as i32 + 1);
+    // glibc's hypot, not the (correctly rounded) square root of gc² + gr²: they differ.
+    ((gr * GRADIENT_SPAN as i32 + gc + offset) as u32, glibc_hypot_unscaled(f64::from(gc), f64::from(gr)))
 }
 
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
@@ -608,6 +772,9 @@ pub(crate) struct OrientationBins {
     buckets: Vec<u16>,
     /// Buckets per unit of pseudo-angle.
     scale: f32,
+    /// The bin of every integer gradient `(gc, gr)` in `-255..=255`, at
+    /// `(gr + 255) · 511 + gc + 255`; built on first use, for fewer than 255 orientations.
+    byte_bins: OnceLock<Vec<u8>>,
 }
 
 /// A bucket that straddles or nears a bound.
@@ -644,7 +811,31 @@ impl OrientationBins {
                 }
             })
             .collect();
-        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32 }
+        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32, byte_bins: OnceLock::new() }
+    }
+
+    /// The table of the bins of integer gradients (see [`OrientationBins::byte_bins`] the
+    /// field), `None` when a bin index does not fit a byte.
+    fn byte_bins(&self) -> Option<&[u8]> {
+        let n = u8::try_from(self.orientations).ok().filter(|&n| n < u8::MAX)?;
+        let table = self.byte_bins.get_or_init(|| {
+            let span = -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT;
+            span.clone()
+                .flat_map(|gr| span.clone().map(move |gc| (f64::from(gc), f64::from(gr))))
+                .map(|(gc, gr)| u8::try_from(self.bin_of(gc, gr)).unwrap_or(n))
+                .collect()
+        });
+        Some(table)
+    }
+
+    /// The bin `RowGradients::vote` adds a finite, non-zero gradient's magnitude to (`n` for
+    /// none).
+    #[inline]
+    fn bin_of(&self, gc: f64, gr: f64) -> usize {
+        match self.buckets.get(self.bucket(gc, gr) as usize) {
+            Some(&k) if k != UNSURE => usize::from(k),
+            _ => self.bin_exactly(gc, gr),
+        }
     }
 
     /// The bucket of the gradient's pseudo-angle, `round(p · scale)`, estimated in float32 so
@@ -747,6 +938,48 @@ mod tests {
             for y in -510..=510 {
                 assert_eq!(glibc_hypot_unscaled(x as f64, y as f64), (x as f64).hypot(y as f64));
             }
+        }
+    }
+
+    #[test]
+    fn integer_gradients_have_distinct_float32_magnitudes_in_the_order_of_their_squares() {
+        // hypotf is the double square root of x² + y² rounded to float: distinct squares must
+        // keep distinct roots, so that the RGB channel of the largest square is the one of the
+        // largest float32 magnitude.
+        let roots: Vec<f32> = (0..=2 * MAX_BYTE_GRADIENT.pow(2)).map(|n| f64::from(n).sqrt() as f32).collect();
+        assert!(roots.windows(2).all(|w| w[0] < w[1]));
+        for x in [-255, -254, -3, 0, 7, 255] {
+            for y in -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT {
+                let (x32, y32) = (x as f32, y as f32);
+                assert_eq!(numpy_hypot_unscaled(x32, y32), roots[(x * x + y * y) as usize]);
+            }
+        }
+    }
+
+    #[test]
+    fn byte_path_equals_float_path() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for (h, w, channels, orientations) in
+            [(64, 64, 1, 9), (37, 53, 3, 9), (40, 33, 1, 4), (24, 30, 3, 8), (16, 19, 1, 81)]
+        {
+            let bytes: Vec<u8> = (0..h * w * channels)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 56) as u8
+                })
+                .collect();
+            let floats: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
+            let hog = Hog { orientations, pixels_per_cell: [4, 4], ..Hog::default() };
+            let bins = OrientationBins::new(orientations);
+            let from_bytes = hog.byte_cell_histograms(bins.byte_bins().unwrap(), view(h, w, channels, &bytes));
+            let from_floats = hog.float_cell_histograms(&bins, view(h, w, channels, &floats));
+            assert_eq!(from_bytes, from_floats, "{h}×{w}×{channels}, {orientations} orientations");
+            assert_eq!(
+                hog.compute(view(h, w, channels, &bytes)).unwrap(),
+                hog.compute(view(h, w, channels, &floats)).unwrap()
+            );
         }
     }
 

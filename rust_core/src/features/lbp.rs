@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::grey::grey;
 use super::simd;
-use crate::image::ImageView;
-use crate::{Error, Real, Result};
+use crate::image::{ImageView, Sample};
+use crate::{Error, Result};
 
 /// Largest `points` for the methods with 2^P codes.
 const MAX_POINTS_WIDE: usize = 24;
@@ -117,7 +117,7 @@ impl Lbp {
 
     /// Codes of a grey (1 channel) image, row-major `height × width`, identical to
     /// `skimage.feature.local_binary_pattern(image, P, R, method)`.
-    pub fn codes<T: Real>(&self, image: ImageView<'_, T>) -> Result<Vec<f64>> {
+    pub fn codes<S: Sample>(&self, image: ImageView<'_, S>) -> Result<Vec<f64>> {
         self.validate()?;
         if image.channels() != 1 {
             return Err(Error::input(format!(
@@ -128,7 +128,7 @@ impl Lbp {
         let plan = LbpPlan::cached(self, image.data().len());
         BUFFERS.with_borrow_mut(|buffers| {
             buffers.values.clear();
-            buffers.values.extend(image.data().iter().map(|v| v.to_f64_exact()));
+            buffers.values.extend(image.data().iter().map(|v| v.to_f64()));
             let (height, width) = (image.height(), image.width());
             simd::dispatch(MasksKernel { plan: &plan, height, width, buffers: &mut *buffers })?;
             Ok(buffers.masks.iter().map(|&mask| f64::from(plan.code(mask as u32))).collect())

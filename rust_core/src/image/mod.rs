@@ -3,6 +3,10 @@
 //! An [`Image`] is row-major with interleaved channels (height × width × channels), one or
 //! three channels, in the value range of an 8-bit image (0–255) whatever the source depth.
 
+use std::borrow::Cow;
+
+use crate::Real;
+
 /// An owned image: `height × width × channels` samples, row-major, channels interleaved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image<T = f32> {
@@ -67,10 +71,89 @@ impl<'a, T: Copy> ImageView<'a, T> {
         self.data
     }
 
+    /// The same image in other samples: `data` must be a sample-for-sample conversion of
+    /// this image's.
+    pub(crate) fn with_data<'b, U: Copy>(&self, data: &'b [U]) -> ImageView<'b, U> {
+        debug_assert_eq!(data.len(), self.data.len());
+        ImageView { height: self.height, width: self.width, channels: self.channels, data }
+    }
+
     /// The sample at row `r`, column `c`, channel `ch`.
     #[inline]
     pub fn get(&self, r: usize, c: usize, ch: usize) -> T {
         self.data[(r * self.width + c) * self.channels + ch]
+    }
+}
+
+/// A sample type an image can hold: `u8`, `f32` or `f64`.
+pub trait Sample: Copy + Send + Sync + 'static {
+    /// The float type scikit-image computes in for an array of this dtype (`uint8` → float64).
+    type Float: Real;
+
+    /// The sample as an f64 (exact).
+    fn to_f64(self) -> f64;
+
+    /// The samples in [`Sample::Float`] (exact), borrowed when they already are.
+    fn to_floats(samples: &[Self]) -> Cow<'_, [Self::Float]>;
+
+    /// The samples as bytes when every one is an integer in 0..=255 (what 8-bit images hold),
+    /// else `None`: integer pixels let the feature kernels use exact integer arithmetic.
+    fn to_bytes(samples: &[Self]) -> Option<Cow<'_, [u8]>>;
+}
+
+impl Sample for u8 {
+    type Float = f64;
+
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+
+    fn to_floats(samples: &[u8]) -> Cow<'_, [f64]> {
+        Cow::Owned(samples.iter().map(|&v| f64::from(v)).collect())
+    }
+
+    fn to_bytes(samples: &[u8]) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Borrowed(samples))
+    }
+}
+
+/// The bytes of float samples that all hold integers in 0..=255.
+fn float_bytes<T: Real>(samples: &[T]) -> Option<Cow<'_, [u8]>> {
+    let max = T::from_f64_lossy(255.0);
+    // A fold rather than `all`, so that the check has no early exit and vectorises.
+    let integral = samples.iter().fold(true, |ok, &v| ok & (v >= T::zero()) & (v <= max) & (v == v.round()));
+    integral.then(|| Cow::Owned(samples.iter().map(|v| v.to_f64_exact() as u8).collect()))
+}
+
+impl Sample for f32 {
+    type Float = f32;
+
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+
+    fn to_floats(samples: &[f32]) -> Cow<'_, [f32]> {
+        Cow::Borrowed(samples)
+    }
+
+    fn to_bytes(samples: &[f32]) -> Option<Cow<'_, [u8]>> {
+        float_bytes(samples)
+    }
+}
+
+impl Sample for f64 {
+    type Float = f64;
+
+    fn to_f64(self) -> f64 {
+        self
+    }
+
+    fn to_floats(samples: &[f64]) -> Cow<'_, [f64]> {
+        Cow::Borrowed(samples)
+    }
+
+    fn to_bytes(samples: &[f64]) -> Option<Cow<'_, [u8]>> {
+        float_bytes(samples)
     }
 }
 
