@@ -17,6 +17,9 @@
 //! - **Envelopes**: versioned JSON ([`Envelope`]), capped in size; large data goes by
 //!   reference ([`DataRef`]).
 //!
+//! - **Inboxes**: every worker also reads its own queue ([`inbox`]), so a producer can send
+//!   a task to the one worker that holds the data it needs.
+//!
 //! See `docs/queue.md` for the keys, the lifecycle and how to run workers.
 
 mod client;
@@ -37,5 +40,6 @@ pub use consumer::{Consumer, Delivery, Lease, Transition};
 pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};
 pub use error::{Error, Result};
+pub use keys::inbox;
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};
