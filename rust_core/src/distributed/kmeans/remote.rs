@@ -246,7 +246,7 @@ impl ClusterShards {
 
     /// Consumer names of the live workers that run shard steps.
     async fn live_workers(&self) -> Result<Vec<String>, Error> {
-        let step = ShardOp::<()>::KINDS[5];
+        let step = ShardOp::<()>::Load.kind();
         let mut live: Vec<String> = self
             .queue
             .workers()
