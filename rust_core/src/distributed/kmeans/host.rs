@@ -50,8 +50,11 @@ struct Resident {
     touched: Mutex<Instant>,
 }
 
-/// Every shard this process holds, by job and shard.
-static RESIDENT: LazyLock<Mutex<HashMap<(String, usize), Arc<Resident>>>> = LazyLock::new(Mutex::default);
+/// A shard's job and index.
+type ShardId = (String, usize);
+
+/// Every shard this process holds.
+static RESIDENT: LazyLock<Mutex<HashMap<ShardId, Arc<Resident>>>> = LazyLock::new(Mutex::default);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
