@@ -39,7 +39,7 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     redis = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--dir", tmp, "--save", "", "--appendonly", "no"],
+         "--dir", tmp, "--save", "", "--appendonly", "yes"],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(200):

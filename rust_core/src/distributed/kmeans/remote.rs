@@ -234,7 +234,8 @@ impl ClusterShards {
             outstanding = still;
             if !outstanding.is_empty() {
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
+                // A step is a barrier: every millisecond of polling delay is lost by all workers.
+                pause = (pause * 2).min(Duration::from_millis(4));
             }
         }
         let keys: Vec<&String> = matrices.iter().map(|(key, _)| key).collect();
