@@ -49,6 +49,14 @@ def minibatch_kmeans_fit(
     init_centres: npt.NDArray[np.float64] | None,
     n_threads: int | None,
 ) -> tuple[_Matrix, npt.NDArray[np.int64], float, int]: ...
+def sharded_kmeans_fit(
+    x: _Matrix,
+    params: str,
+    init_centres: npt.NDArray[np.float64] | None,
+    queue: Queue | None = None,
+    timeout_s: float = 3600.0,
+    n_threads: int | None = None,
+) -> tuple[_Matrix, npt.NDArray[np.int64], float, int]: ...
 def kmeans_predict(
     x: _Matrix, centres: _Matrix, n_threads: int | None = None
 ) -> tuple[npt.NDArray[np.int64], _Vector]: ...

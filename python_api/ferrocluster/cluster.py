@@ -42,7 +42,9 @@ def _check_n_init(n_init: Any) -> int | None:
 class _KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
     """What KMeans and MiniBatchKMeans share once fitted: predict, transform, score."""
 
-    def _prepare(self, X: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
+    def _prepare(
+        self, X: Any, sample_weight: Any, inits: tuple[str, ...] = ("k-means++", "random")
+    ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
         _check_positive_int(self.n_clusters, "n_clusters")
         X = check_matrix(X)
         if X.shape[0] < self.n_clusters:
@@ -50,8 +52,9 @@ class _KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
         w = check_weights(sample_weight, X.shape[0], X.dtype)
         init = self.init
         if isinstance(init, str):
-            if init not in ("k-means++", "random"):
-                raise ValueError(f"init must be 'k-means++', 'random' or an array of shape (n_clusters, n_features), got {init!r}")
+            if init not in inits:
+                names = ", ".join(repr(i) for i in inits)
+                raise ValueError(f"init must be {names} or an array of shape (n_clusters, n_features), got {init!r}")
             return X, w, init, None
         if callable(init):
             raise ValueError("a callable init is not supported: pass 'k-means++', 'random' or an array of centres")
@@ -102,17 +105,38 @@ class _KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
         return -float(np.dot(sq.astype(np.float64), w.astype(np.float64)) if w is not None else sq.astype(np.float64).sum())
 
 
+#: With `distributed="auto"`, a fit goes to the cluster from this many rows on.
+DISTRIBUTED_MIN_ROWS = 500_000
+
+
+def _cluster_queue() -> Any:
+    """The queue of the cluster `fc.init("redis://...")` connected to, or None."""
+    from ferrocluster.runtime import api
+    from ferrocluster.runtime.cluster import ClusterBackend
+
+    backend = api._backend
+    return backend.queue if isinstance(backend, ClusterBackend) else None
+
+
 class KMeans(_KMeansBase):
-    """k-means clustering (Lloyd) with scikit-learn's semantics, on every core.
+    """k-means clustering (Lloyd) with scikit-learn's semantics, on every core or on a cluster.
 
     Args:
         n_clusters: number of clusters.
-        init: "k-means++" (greedy, 2 + ln k local trials), "random", or an array of initial centres.
-        n_init: runs with different seeds, the best kept; "auto" = 1 for k-means++ and given centres, 10 for random.
+        init: "k-means++" (greedy, 2 + ln k local trials), "k-means||" (Bahmani et al.'s parallel
+            k-means++ over shards of 65,536 rows, as a cluster fit runs it), "random", or an array
+            of initial centres.
+        n_init: runs with different seeds, the best kept; "auto" = 1 for k-means++, k-means|| and
+            given centres, 10 for random.
         max_iter: most Lloyd iterations per run.
         tol: relative tolerance on the centre shift (times the mean feature variance) to declare convergence.
         random_state: seed (int), None for a fresh one each fit, or a numpy RandomState.
         n_threads: threads to use; None = all cores.
+        distributed: "auto" fits on the `ferrocluster-worker` processes of the cluster that
+            `fc.init("redis://...")` connected to when X is float32, unweighted and has at least
+            `DISTRIBUTED_MIN_ROWS` rows, and in this process otherwise; True always on the cluster;
+            False never. A cluster fit initialises with k-means|| (also for init="k-means++"),
+            and equals the in-process fit with init="k-means||" for the same seed.
 
     Example:
         >>> import numpy as np, ferrocluster as fc
@@ -132,6 +156,7 @@ class KMeans(_KMeansBase):
         tol: float = 1e-4,
         random_state: Any = None,
         n_threads: int | None = None,
+        distributed: Any = "auto",
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -140,6 +165,28 @@ class KMeans(_KMeansBase):
         self.tol = tol
         self.random_state = random_state
         self.n_threads = n_threads
+        self.distributed = distributed
+
+    def _cluster(self, X: np.ndarray, w: np.ndarray | None, init: str) -> Any:
+        """The queue to fit on, or None to fit in this process."""
+        mode = self.distributed
+        if not (isinstance(mode, bool) or mode == "auto"):
+            raise ValueError(f"distributed must be 'auto', True or False, got {mode!r}")
+        if mode is False:
+            return None
+        queue = _cluster_queue()
+        if mode == "auto":
+            large = X.shape[0] >= DISTRIBUTED_MIN_ROWS and X.dtype == np.float32
+            return queue if large and w is None and init != "random" else None
+        if queue is None:
+            raise RuntimeError("distributed=True needs a cluster: call fc.init('redis://host:6379/0') first")
+        if w is not None:
+            raise ValueError("sample_weight is not supported by a distributed fit")
+        if init == "random":
+            raise ValueError("init='random' is not supported by a distributed fit: use 'k-means||'")
+        if X.dtype != np.float32:
+            raise TypeError("a distributed fit takes float32 X: pass X.astype(np.float32)")
+        return queue
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMeans":
         """Computes the clustering of X.
@@ -151,7 +198,7 @@ class KMeans(_KMeansBase):
         Returns:
             self, with cluster_centers_, labels_, inertia_ and n_iter_ set.
         """
-        X, w, init, centres = self._prepare(X, sample_weight)
+        X, w, init, centres = self._prepare(X, sample_weight, ("k-means++", "k-means||", "random"))
         n_init = _check_n_init(self.n_init)
         max_iter = _check_positive_int(self.max_iter, "max_iter")
         if not np.isfinite(self.tol) or self.tol < 0:
@@ -163,7 +210,14 @@ class KMeans(_KMeansBase):
             "tol": float(self.tol),
             "random_state": seed_from(self.random_state),
         }
-        result = _core.kmeans_fit(X, w, json.dumps(params), init, centres, _check_threads(self.n_threads))
+        queue = self._cluster(X, w, init)
+        if queue is not None or init == "k-means||":
+            if w is not None:
+                raise ValueError("sample_weight is not supported with init='k-means||'")
+            sharded = json.dumps({**params, "n_init": n_init or 1})
+            result = _core.sharded_kmeans_fit(X, sharded, centres, queue, n_threads=_check_threads(self.n_threads))
+        else:
+            result = _core.kmeans_fit(X, w, json.dumps(params), init, centres, _check_threads(self.n_threads))
         self._store(X, result)
         return self
 

@@ -3,6 +3,7 @@
 use ferrocluster_core::cluster::kmeans::{KMeans, KMeansInit, KMeansModel};
 use ferrocluster_core::cluster::minibatch::MiniBatchKMeans;
 use ferrocluster_core::cluster::{Clusterer, Fitted};
+use ferrocluster_core::distributed::kmeans::{ClusterData, ShardedKMeans};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
@@ -10,7 +11,8 @@ use pyo3::prelude::*;
 
 use crate::arrays::{fit_weighted, Float, Matrix, Vector};
 use crate::compute::compute;
-use crate::errors::json_error;
+use crate::errors::{distributed_to_py, json_error};
+use crate::queue::{runtime, PyQueue};
 
 /// What a k-means fit gives Python: centres, labels, inertia, iterations.
 type FitResult<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>, f64, usize);
@@ -77,6 +79,46 @@ pub fn minibatch_kmeans_fit<'py>(
         serde_json::from_str(params).map_err(|e| json_error("MiniBatchKMeans parameters", e))?;
     algorithm.init = init_from(init, init_centres)?;
     fit_any(py, &algorithm, x, sample_weight, n_threads)
+}
+
+/// Fits k-means over shards of rows (k-means|| initialisation, then Lloyd): in this process, or
+/// on the `ferrocluster-worker` processes of `queue`, with the same result for the same seed.
+/// `params` is the core's `ShardedKMeans` as JSON; `init_centres` overrides k-means||.
+///
+/// Args:
+///     x: float32 (float64 too in process) array of shape (n_samples, n_features).
+///     params: the parameters as JSON.
+///     init_centres: initial centres instead of k-means||, or None.
+///     queue: a `Queue` whose workers run the shards, or None to fit in this process.
+///     timeout_s: on a cluster, how long the fit may take.
+///     n_threads: in process, threads to use; None = all cores.
+/// Returns:
+///     (centres, labels, inertia, iterations).
+#[pyfunction]
+#[pyo3(signature = (x, params, init_centres, queue=None, timeout_s=3600.0, n_threads=None))]
+pub fn sharded_kmeans_fit<'py>(
+    py: Python<'py>,
+    x: Matrix<'py>,
+    params: &str,
+    init_centres: Option<PyReadonlyArray2<'py, f64>>,
+    queue: Option<PyRef<'py, PyQueue>>,
+    timeout_s: f64,
+    n_threads: Option<usize>,
+) -> PyResult<FitResult<'py>> {
+    let mut algorithm: ShardedKMeans =
+        serde_json::from_str(params).map_err(|e| json_error("ShardedKMeans parameters", e))?;
+    algorithm.init = init_centres.map(|c| c.as_array().to_owned());
+    let Some(queue) = queue else { return fit_any(py, &algorithm, x, None, n_threads) };
+    let Matrix::F32(x) = x else {
+        return Err(PyTypeError::new_err("a fit on a cluster takes float32 X: pass X.astype(np.float32)"));
+    };
+    let timeout = std::time::Duration::try_from_secs_f64(timeout_s)
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("timeout_s must be >= 0, got {timeout_s}")))?;
+    let (rt, view, queue) = (runtime()?, x.as_array(), queue.inner());
+    let model = py
+        .detach(|| algorithm.fit_on_cluster(queue, rt.handle(), ClusterData::Matrix(view), timeout))
+        .map_err(distributed_to_py)?;
+    Ok(to_py(py, model))
 }
 
 fn model_of<T: Float>(centres: &PyReadonlyArray2<'_, T>) -> KMeansModel<T> {

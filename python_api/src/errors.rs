@@ -1,9 +1,11 @@
 //! The one mapping from the core's errors to Python exceptions.
 
+use ferrocluster_core::distributed::kmeans::Error as DistributedError;
 use ferrocluster_core::queue::Error as QueueError;
 use ferrocluster_core::Error;
 use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyKeyError, PyOSError, PyPermissionError, PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyKeyError, PyOSError, PyPermissionError, PyRuntimeError, PyTimeoutError,
+    PyValueError,
 };
 use pyo3::PyErr;
 
@@ -45,5 +47,16 @@ pub fn queue_to_py(err: QueueError) -> PyErr {
             PyValueError::new_err(err.to_string())
         }
         QueueError::Redis(_) | QueueError::Data(_) => PyOSError::new_err(err.to_string()),
+    }
+}
+
+/// Converts the error of a distributed fit: bad data as `to_py`, queue failures as
+/// `queue_to_py`, a cluster without workers or a failed shard as RuntimeError.
+pub fn distributed_to_py(err: DistributedError) -> PyErr {
+    match err {
+        DistributedError::Engine(e) => to_py(e),
+        DistributedError::Queue(e) => queue_to_py(e),
+        DistributedError::Timeout(_) => PyTimeoutError::new_err(err.to_string()),
+        DistributedError::NoWorkers | DistributedError::Shard { .. } => PyRuntimeError::new_err(err.to_string()),
     }
 }

@@ -18,7 +18,7 @@ use pyo3::types::PyByteArray;
 use crate::errors::{json_error, queue_to_py};
 
 /// The runtime every queue handle shares: a small multi-threaded one, since the work is I/O.
-fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
@@ -63,6 +63,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
 #[pyclass(module = "ferrocluster._core", name = "Queue", frozen)]
 pub struct PyQueue {
     queue: Queue,
+}
+
+impl PyQueue {
+    /// The core queue (for bindings that drive a distributed job over it).
+    pub(crate) fn inner(&self) -> &Queue {
+        &self.queue
+    }
 }
 
 #[pymethods]

@@ -26,6 +26,7 @@
 
 pub mod cluster;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod features;
 pub mod image;

@@ -7,7 +7,7 @@ use redis::{Client, Value as RedisValue};
 use serde_json::Value;
 
 use super::connection::{eval_cmd, Connection};
-use super::keys::Keys;
+use super::keys::{inbox, Keys};
 use super::scripts;
 use super::{
     DeadLetter, Envelope, Error, QueueConfig, QueueStats, Result, Stats, TaskSpec, TaskState, TaskStatus, WorkerInfo,
@@ -336,8 +336,23 @@ impl Queue {
                 report.reclaimed += nothing_if_absent(self.conn.invoke::<u64>(&call).await)?;
                 report.pruned_consumers += self.prune_consumers(&stream, idle_ms, "").await?;
             }
+            if let Some(consumer) = name.strip_prefix(&inbox("")) {
+                self.prune_inbox(consumer).await?;
+            }
         }
         Ok(report)
+    }
+
+    /// Deletes the inbox of a worker that is gone (its record deleted or expired) once it is
+    /// empty; tasks still in it wait for their producer to cancel them.
+    pub(crate) async fn prune_inbox(&self, consumer: &str) -> Result<()> {
+        let name = inbox(consumer);
+        let mut call = scripts::PRUNE_INBOX.prepare_invoke();
+        call.key(self.keys.worker(consumer))
+            .key(self.keys.stream(&name, super::Priority::Normal))
+            .key(self.keys.queues())
+            .arg(&name);
+        self.conn.invoke::<i64>(&call).await.map(drop)
     }
 
     /// Removes consumers with nothing pending that are idle past `idle_ms`, or named `leaving`.
@@ -387,7 +402,12 @@ impl Queue {
             }))
     }
 
-    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+    /// The live workers (records refreshed within the last three leases), forgetting the
+    /// ones whose record expired.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
         let names: Vec<String> = self.conn.query(redis::cmd("ZRANGE").arg(self.keys.workers()).arg(0).arg(-1)).await?;
         let mut workers = Vec::new();
         for consumer in names {

@@ -2,6 +2,20 @@
 
 use super::Priority;
 
+/// The inbox of a worker: a queue only the worker with this consumer name reads, for tasks
+/// that must run where its data is (the shards of a distributed k-means fit).
+pub fn inbox(consumer: &str) -> String {
+    format!("{INBOX_PREFIX}{consumer}")
+}
+
+/// Queue names starting with this are inboxes.
+const INBOX_PREFIX: &str = "@";
+
+/// Whether a queue name is a worker's inbox.
+pub(crate) fn is_inbox(queue: &str) -> bool {
+    queue.starts_with(INBOX_PREFIX)
+}
+
 /// Key names of one namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -13,8 +27,10 @@ impl Keys {
         Keys { ns: namespace.to_owned() }
     }
 
-    /// The stream of one queue at one priority.
+    /// The stream of one queue at one priority. An inbox has a single stream (its tasks
+    /// share one worker and a barrier, so priorities would only cost that worker reads).
     pub(crate) fn stream(&self, queue: &str, priority: Priority) -> String {
+        let priority = if is_inbox(queue) { Priority::Normal } else { priority };
         format!("{}:q:{queue}:{}", self.ns, priority.as_str())
     }
 
@@ -33,7 +49,8 @@ impl Keys {
     /// The streams of one queue, most urgent first.
     pub(crate) fn streams(&self, queue: &str) -> impl Iterator<Item = String> + '_ {
         let queue = queue.to_owned();
-        Priority::ALL.into_iter().map(move |p| self.stream(&queue, p))
+        let levels: &[Priority] = if is_inbox(&queue) { &[Priority::Normal] } else { &Priority::ALL };
+        levels.iter().map(move |&p| self.stream(&queue, p))
     }
 
     /// Prefix of task records; the Lua scripts append the id.

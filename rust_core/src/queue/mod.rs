@@ -19,6 +19,9 @@
 //! - **Notifications**: a task enqueued with a `notify` channel pushes its id there when it
 //!   finishes; a [`Listener`] waits on it with a blocking read instead of polling.
 //!
+//! - **Inboxes**: every worker also reads its own queue ([`inbox`]), so a producer can send
+//!   a task to the one worker that holds the data it needs.
+//!
 //! See `docs/queue.md` for the keys, the lifecycle and how to run workers.
 
 mod blob;
@@ -42,6 +45,7 @@ pub use consumer::{Consumer, Delivery, Lease, Transition};
 pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};
 pub use error::{Error, Result};
+pub use keys::inbox;
 pub use listener::Listener;
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};

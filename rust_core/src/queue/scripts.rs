@@ -24,3 +24,4 @@ script!(PROMOTE, "lua/promote.lua");
 script!(CANCEL, "lua/cancel.lua");
 script!(RETRY_DEAD, "lua/retry_dead.lua");
 script!(PRUNE_CONSUMERS, "lua/prune_consumers.lua");
+script!(PRUNE_INBOX, "lua/prune_inbox.lua");

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Consumer, Delivery, Lease, Queue, Result, Transition};
+use super::{inbox, Consumer, Delivery, Lease, Queue, Result, Transition};
 
 /// Why a handler did not return a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +36,9 @@ pub struct TaskContext {
     pub delivery: u32,
     /// Errors before this run (0 on the first try).
     pub attempt: u32,
+    /// The consumer name of the worker running it (its inbox is [`super::inbox`] of it);
+    /// empty outside a worker.
+    pub worker: String,
     state: Arc<ContextState>,
 }
 
@@ -49,7 +52,7 @@ struct ContextState {
 impl TaskContext {
     /// A context for running a handler outside a worker (tests, the in-process executor).
     pub fn detached(id: impl Into<String>) -> Self {
-        TaskContext { id: id.into(), delivery: 1, attempt: 0, state: Arc::default() }
+        TaskContext { id: id.into(), delivery: 1, attempt: 0, worker: String::new(), state: Arc::default() }
     }
 
     /// Reports progress; the worker writes it to the task record with its next heartbeat.
@@ -178,7 +181,9 @@ impl Worker {
     /// Only when it cannot join the queue; later Redis failures are logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let consumer_name = format!("{}-{}-{:08x}", self.config.name, std::process::id(), rand::random::<u32>());
-        let consumer = Arc::new(Consumer::join(&self.queue, &consumer_name, &self.config.queues).await?);
+        // The inbox first: its tasks are steps of a job that waits for them.
+        let queues: Vec<String> = std::iter::once(inbox(&consumer_name)).chain(self.config.queues.clone()).collect();
+        let consumer = Arc::new(Consumer::join(&self.queue, &consumer_name, &queues).await?);
         let lease = self.queue.config.lease;
         let heartbeat = lease / 3;
         let running: Running = Arc::default();
@@ -247,6 +252,7 @@ impl Worker {
         }
         consumer.leave().await?;
         self.queue.remove_worker_record(&consumer_name).await?;
+        self.queue.prune_inbox(&consumer_name).await?;
         tracing::info!(consumer = consumer_name, "worker stopped");
         Ok(())
     }
@@ -266,6 +272,7 @@ async fn run_task(consumer: Arc<Consumer>, registry: Registry, delivery: Deliver
         id: id.clone(),
         delivery: delivery.deliveries,
         attempt: delivery.attempts,
+        worker: consumer.name().to_owned(),
         state: Arc::default(),
     };
     let beats = tokio::spawn(heartbeat_loop(consumer.clone(), delivery.clone(), context.clone(), every));

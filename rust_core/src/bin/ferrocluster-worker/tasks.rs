@@ -23,6 +23,7 @@ pub fn registry(queue: &Queue, test_tasks: bool) -> Registry {
     registry.register("extract", move |ctx, payload| extract(&q, ctx, payload));
     let q = queue.clone();
     registry.register("kmeans.predict", move |ctx, payload| predict(&q, ctx, payload));
+    ferrocluster_core::distributed::kmeans::register(&mut registry, queue);
     if test_tasks {
         register_test_tasks(&mut registry);
     }

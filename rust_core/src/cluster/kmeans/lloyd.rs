@@ -69,7 +69,7 @@ pub(super) struct Run<T> {
 
 /// What a pass over the data does after assigning each row to its nearest centre.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Then {
+pub(crate) enum Then {
     /// Nothing more (an E-step).
     Nothing,
     /// Sums the rows per cluster (scikit-learn's fused assignment and update).
@@ -80,19 +80,19 @@ enum Then {
 }
 
 /// What one pass over the data found.
-struct Pass {
+pub(crate) struct Pass {
     /// Per-cluster weighted sums of rows (k × d) and weights; empty unless updating.
-    sums: Vec<f64>,
-    weights: Vec<f64>,
+    pub(crate) sums: Vec<f64>,
+    pub(crate) weights: Vec<f64>,
     /// Rows whose label changed.
-    changed: usize,
+    pub(crate) changed: usize,
     /// `Σ w ‖x − c_label‖²` with [`Then::Inertia`], else 0.
-    inertia: f64,
+    pub(crate) inertia: f64,
 }
 
 /// Assigns every row to its nearest centre (writing `labels`), then does `then`:
 /// scikit-learn's `lloyd_iter_chunked_dense`.
-fn pass<T: Real>(
+pub(crate) fn pass<T: Real>(
     kernel: Kernel,
     data: &Data<'_, T>,
     centres: ArrayView2<'_, T>,
@@ -158,7 +158,7 @@ fn pass<T: Real>(
 }
 
 /// `‖x_i − c_{labels[i]}‖²` for every row, in parallel.
-pub(super) fn label_sq_dists<T: Real>(
+pub(crate) fn label_sq_dists<T: Real>(
     kernel: Kernel,
     data: &Data<'_, T>,
     centres: &Array2<T>,
@@ -230,20 +230,33 @@ fn relocate_empty<T: Real>(
     order.select_nth_unstable_by(n_far - 1, farther);
     order.truncate(n_far);
     order.sort_unstable_by(farther);
-    let d = data.d;
     for (&new, &far) in empty.iter().zip(&order) {
-        let (old, w) = (labels[far] as usize, data.weight(far));
-        for (q, &v) in data.rows(far, 1).iter().enumerate() {
-            sums[old * d + q] -= v.to_f64_exact() * w;
-            sums[new * d + q] = v.to_f64_exact() * w;
-        }
-        weights[new] = w;
-        weights[old] -= w;
+        let row = data.rows(far, 1).iter().map(|v| v.to_f64_exact());
+        move_point(sums, weights, row, labels[far] as usize, new, data.weight(far));
     }
 }
 
+/// Moves a point (its values `row`, weight `w`) from cluster `old` into the empty cluster `new`
+/// in the sums and weights of an M-step.
+pub(crate) fn move_point(
+    sums: &mut [f64],
+    weights: &mut [f64],
+    row: impl ExactSizeIterator<Item = f64>,
+    old: usize,
+    new: usize,
+    w: f64,
+) {
+    let d = row.len();
+    for (q, v) in row.enumerate() {
+        sums[old * d + q] -= v * w;
+        sums[new * d + q] = v * w;
+    }
+    weights[new] = w;
+    weights[old] -= w;
+}
+
 /// Centres from sums and weights; a cluster still empty goes to the centre of the heaviest.
-fn average<T: Real>(sums: &[f64], weights: &[f64], d: usize) -> Array2<T> {
+pub(crate) fn average<T: Real>(sums: &[f64], weights: &[f64], d: usize) -> Array2<T> {
     let k = weights.len();
     let mut centres = Array2::from_shape_fn((k, d), |(j, q)| {
         if weights[j] > 0.0 {
