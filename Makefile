@@ -11,7 +11,7 @@ CLI := $(CARGO) run --quiet --release -p ferrocluster-core --bin ferrocluster --
 DEMO_DIR ?= samples/digits
 DEMO_OUT ?= out/digits
 
-.PHONY: demo test test-rust test-python install venv python-package system-deps lint bench-core bench-queue clean
+.PHONY: demo test test-rust test-python worker-binary install venv python-package system-deps lint bench-core bench-queue clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ system-deps:
 test-rust: system-deps
 	$(CARGO) test --release --workspace --exclude ferrocluster-python
 
-test-python: python-package
+## The worker binary the cluster-mode Python tests and benches start.
+worker-binary:
+	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster-worker
+
+test-python: python-package worker-binary
 	$(PY) -m pytest -q
 
 ## The whole suite.
@@ -65,8 +69,7 @@ $(RAY_VENV)/.installed:
 
 ## No-op task throughput (Ray's microbenchmark definitions): embedded, cluster (real Redis and
 ## workers) and Ray 2.60, as medians and ratios measured in one run.
-bench-queue: python-package $(RAY_VENV)/.installed
-	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster-worker
+bench-queue: python-package worker-binary $(RAY_VENV)/.installed
 	$(PY) bench/bench_queue.py --ray-python $(RAY_VENV)/bin/python
 
 clean:

@@ -76,7 +76,7 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let stats = json_of(&["queue", "stats", "--json", "--redis", &server.url()]);
-        assert_eq!(stats["queues"][0]["counters"]["succeeded"], 12, "{stats}");
+        assert_eq!(queue_named(&stats, "default")["counters"]["succeeded"], 12, "{stats}");
         let completed = |w: &Value| w["fields"]["completed"].as_str().unwrap().parse::<u64>().unwrap();
         if stats["workers"].as_array().unwrap().iter().map(completed).sum::<u64>() == 12 {
             break;
@@ -156,7 +156,7 @@ async fn queue_stats_dead_letters_and_retry_without_running_a_finished_task_agai
     wait_all(&q, &ids, Duration::from_secs(10)).await;
 
     let stats = json_of(&["queue", "stats", "--json", "--redis", &url]);
-    let default = &stats["queues"][0];
+    let default = queue_named(&stats, "default");
     assert_eq!((default["name"].as_str(), default["workers"].as_u64()), (Some("default"), Some(1)), "{stats}");
     assert_eq!((default["counters"]["succeeded"].as_u64(), default["counters"]["dead"].as_u64()), (Some(1), Some(1)));
     assert_eq!(stats["dead_letters"], 1);
@@ -254,4 +254,10 @@ async fn the_decode_and_predict_tasks_match_the_local_functions() {
     assert_eq!(result["labels"], json!(labels));
     assert_eq!(result["distances"], json!(distances));
     DataRef::Key("test:pixels".into()).delete(&q).await.unwrap();
+}
+
+/// The entry of `queue stats --json` for one queue (workers' inboxes are listed too).
+fn queue_named<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    let queues = stats["queues"].as_array().expect("a list of queues");
+    queues.iter().find(|q| q["name"] == name).unwrap_or_else(|| panic!("no queue {name} in {stats}"))
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use init::kmeans_plusplus;
 pub(crate) use init::{default_trials, plusplus, random, total_weight};
 pub(crate) use kernel::Kernel;
-pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data};
+pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data, Then};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
 use crate::{Error, Real, Result};

@@ -325,6 +325,7 @@ impl ClusterShards {
             retry_on_error: true,
             priority: Priority::Normal,
             result_ttl_s: 3600,
+            notify: None,
         };
         self.queue.enqueue(&spec).await?;
         Ok(())
