@@ -3,8 +3,6 @@ gives the model of the in-process fit with init="k-means||" for the same seed.""
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,57 +12,39 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
 import ferrocluster as fc
+from redis_support import redis_server, requires_redis
 import ferrocluster.cluster as fc_cluster
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "ferrocluster-worker"
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(REDIS), reason="redis-server is not installed"),
+    requires_redis,
     pytest.mark.skipif(not WORKER.exists(), reason=f"{WORKER} is not built (make test-rust builds it)"),
 ]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A redis-server on a free loopback port and two Rust workers (lease 1 s)."""
     tmp = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    redis = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", "", "--appendonly", "yes"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    workers = [
-        subprocess.Popen(
-            [str(WORKER), "--redis", url, "--concurrency", "2", "--lease-ms", "1000", "--block-ms", "200"],
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
-    queue = fc._core.Queue(url, lease_ms=1000, block_ms=200)
-    deadline = time.monotonic() + 30
-    while len(json.loads(queue.stats())["workers"]) < 2:
-        assert time.monotonic() < deadline, "the workers did not start"
-        time.sleep(0.05)
-    yield url
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        assert worker.wait(10) == 0
-    redis.terminate()
-    redis.wait(10)
+    with redis_server(tmp) as url:
+        workers = [
+            subprocess.Popen(
+                [str(WORKER), "--redis", url, "--concurrency", "2", "--lease-ms", "1000", "--block-ms", "200"],
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        queue = fc._core.Queue(url, lease_ms=1000, block_ms=200)
+        deadline = time.monotonic() + 30
+        while len(json.loads(queue.stats())["workers"]) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        yield url
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            assert worker.wait(10) == 0
 
 
 def _blobs(n, d, k, seed):

@@ -5,8 +5,6 @@ reference, notifications, and refusal of unregistered functions."""
 import json
 import signal
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,43 +15,25 @@ import numpy as np
 import pytest
 
 import ferrocluster as fc
+from redis_support import redis_server, requires_redis
 import test_runtime_tasks as tasks
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-pytestmark = pytest.mark.skipif(not os.path.exists(REDIS), reason="redis-server is not installed")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = requires_redis
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A redis-server on a free loopback port and two Python workers (lease 600 ms)."""
     tmp = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    redis = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", "", "--appendonly", "yes"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    workers = [_worker(url, tmp) for _ in range(2)]
-    for worker in workers:
-        _wait_serving(worker)
-    yield url
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        assert worker.wait(10) == 0
-    redis.terminate()
-    redis.wait(10)
+    with redis_server(tmp) as url:
+        workers = [_worker(url, tmp) for _ in range(2)]
+        for worker in workers:
+            _wait_serving(worker)
+        yield url
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            assert worker.wait(10) == 0
 
 
 def _worker(url, logs, *options):
