@@ -1,21 +1,8 @@
 //! The `ferrocluster` command line, run as a real process on a generated sample set.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-fn ferrocluster(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrocluster")).arg("--quiet").args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ferrocluster(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::cli::{ferrocluster, ok, path};
 
 #[test]
 fn sample_cluster_and_predict_end_to_end() {

@@ -5,31 +5,18 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrocluster_core::cluster::kmeans::KMeansModel;
 use ferrocluster_core::image::{list_images, load, DecodeLimits};
 use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, QueueConfig, TaskSpec, TaskState};
 use serde_json::{json, Value};
+use support::cli::{ferrocluster, ok, path};
 use support::redis::{counter, fast_config, wait_all, wait_for, RedisServer, WorkerCommand, WorkerProcess};
-
-fn ferrocluster(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrocluster")).arg("--quiet").args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ferrocluster(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn json_of(args: &[&str]) -> Value {
     serde_json::from_str(&ok(args)).unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn cli_worker(server: &RedisServer, config: &QueueConfig, extra: &[&str]) -> WorkerProcess {

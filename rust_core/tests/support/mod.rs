@@ -1,3 +1,4 @@
 //! Shared test harness.
+pub mod cli;
 pub mod proxy;
 pub mod redis;
