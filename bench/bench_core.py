@@ -6,7 +6,8 @@ targets of the core-engine issue.
 
 --quick: k-means on n=2e5 instead of 1e6. --clock cpu: the one-core feature ratios in this
 process's CPU time instead of wall time, which other work on a shared machine disturbs far
-less (thread scaling is always wall time).
+less (thread scaling is always wall time). Each feature ratio is of medians over rounds that
+run ours and the anchor in turn.
 """
 
 from __future__ import annotations
@@ -32,23 +33,25 @@ RESULTS: list[tuple[str, float, float, str]] = []
 CLOCK = time.perf_counter
 
 
-def median_time(fn, repeat: int = 5, number: int = 1, clock=None) -> float:
-    """Median seconds per call over `repeat` rounds of `number` calls, on `clock` (CLOCK by default)."""
-    clock = clock or CLOCK
-    times = []
-    for _ in range(repeat):
-        start = clock()
-        for _ in range(number):
-            fn()
-        times.append((clock() - start) / number)
-    return statistics.median(times)
-
-
 def report(name: str, ours: float, theirs: float, target: float, unit: str = "s") -> None:
     ratio = theirs / ours
     status = "MET" if ratio >= target else "not met"
     RESULTS.append((name, ratio, target, status))
     print(f"{name:<58} ours {ours * 1e3:10.3f} ms  anchor {theirs * 1e3:10.3f} ms  ratio {ratio:7.2f}x  (target {target}x: {status})", flush=True)
+
+
+def side_by_side(ours, theirs, rounds: int = 7, ours_number: int = 1, theirs_number: int = 1, clock=None) -> tuple[float, float]:
+    """Median seconds per call of `ours` and `theirs` over `rounds` rounds that run each in turn
+    (`*_number` calls a round), so that a change of load on this shared machine falls on both."""
+    clock = clock or CLOCK
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for fn, number, out in ((ours, ours_number, times[0]), (theirs, theirs_number, times[1])):
+            start = clock()
+            for _ in range(number):
+                fn()
+            out.append((clock() - start) / number)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench_features() -> None:
@@ -59,15 +62,19 @@ def bench_features() -> None:
     rgb = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     args = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
     with threadpool_limits(1):
-        ours = median_time(lambda: fc.hog(image, **args), number=200)
-        theirs = median_time(lambda: hog(image, **args), number=20)
-    report("HOG 64x64 grey, 1 thread (vs skimage)", ours, theirs, 40)
-    ours = median_time(lambda: fc.hog(rgb, channel_axis=-1, **args), number=200)
-    theirs = median_time(lambda: hog(rgb, channel_axis=-1, **args), number=20)
-    report("HOG 64x64 RGB, 1 thread (vs skimage)", ours, theirs, 40)
-    ours = median_time(lambda: fc.local_binary_pattern(image, 8, 1, "uniform"), number=200)
-    theirs = median_time(lambda: local_binary_pattern(image, 8, 1, "uniform"), number=20)
-    report("LBP uniform P=8 R=1 64x64, 1 thread (vs skimage)", ours, theirs, 25)
+        ours, theirs = side_by_side(lambda: fc.hog(image, **args), lambda: hog(image, **args), ours_number=200, theirs_number=20)
+        report("HOG 64x64 grey, 1 thread (vs skimage)", ours, theirs, 40)
+        ours, theirs = side_by_side(
+            lambda: fc.hog(rgb, channel_axis=-1, **args), lambda: hog(rgb, channel_axis=-1, **args), ours_number=200, theirs_number=20
+        )
+        report("HOG 64x64 RGB, 1 thread (vs skimage)", ours, theirs, 40)
+        ours, theirs = side_by_side(
+            lambda: fc.local_binary_pattern(image, 8, 1, "uniform"),
+            lambda: local_binary_pattern(image, 8, 1, "uniform"),
+            ours_number=400,
+            theirs_number=20,
+        )
+        report("LBP uniform P=8 R=1 64x64, 1 thread (vs skimage)", ours, theirs, 25)
 
     images, _ = fc.datasets.make_images(n=400, size=(64, 64), classes=8, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,11 +92,14 @@ def bench_features() -> None:
                 arr = np.asarray(Image.open(p).convert("RGB"))
                 hog(arr, channel_axis=-1, **args)
 
-        ours1 = median_time(lambda: fc.extract_features(paths, config, n_threads=1), repeat=5)
-        theirs = median_time(pillow_skimage, repeat=3)
+        ours1, theirs = side_by_side(lambda: fc.extract_features(paths, config, n_threads=1), pillow_skimage, rounds=5)
         report(f"decode PNG + HOG RGB, {len(paths)} files, per core (vs Pillow+skimage)", ours1, theirs, 15)
-        wall1 = median_time(lambda: fc.extract_features(paths, config, n_threads=1), repeat=5, clock=time.perf_counter)
-        wall2 = median_time(lambda: fc.extract_features(paths, config, n_threads=2), repeat=5, clock=time.perf_counter)
+        wall1, wall2 = side_by_side(
+            lambda: fc.extract_features(paths, config, n_threads=1),
+            lambda: fc.extract_features(paths, config, n_threads=2),
+            rounds=5,
+            clock=time.perf_counter,
+        )
         report("  features scaling 1 -> 2 threads (wall time)", wall2, wall1, 1.8)
 
 

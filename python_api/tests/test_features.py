@@ -177,6 +177,7 @@ LBP_PARAMS = [
     (3, 0.5),
     (4, 1.0),
     (8, 1.0),
+    (8, -1.0),
     (8, 1.5),
     (8, 2.7),
     (12, 2.0),
@@ -197,6 +198,11 @@ def lbp_images():
     yield "float32-levels", (rng.integers(0, 4, (17, 22)) * 0.3).astype(np.float32)
     yield "uint8-1x1", np.array([[5]], dtype=np.uint8)
     yield "uint8-3x2", rng.integers(0, 3, (3, 2), dtype=np.uint8)
+    # Flat areas and ramps put interpolated samples next to the centre, where every rounding
+    # of scikit-image's arithmetic shows.
+    yield "uint8-flat", np.full((9, 70), 200, dtype=np.uint8)
+    yield "uint8-ramps", (np.add.outer(np.arange(64), 3 * np.arange(64)) % 7).astype(np.uint8)
+    yield "float64-tiny-ramps", np.add.outer(np.arange(20), np.arange(33)) * 1e-3
 
 
 @pytest.mark.parametrize("method", ["default", "uniform", "ror", "nri_uniform"])

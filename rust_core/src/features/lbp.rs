@@ -126,13 +126,11 @@ impl Lbp {
             )));
         }
         let plan = LbpPlan::cached(self, image.data().len());
+        let mut codes = Vec::with_capacity(image.data().len());
         BUFFERS.with_borrow_mut(|buffers| {
-            buffers.values.clear();
-            buffers.values.extend(image.data().iter().map(|v| v.to_f64()));
-            let (height, width) = (image.height(), image.width());
-            simd::dispatch(MasksKernel { plan: &plan, height, width, buffers: &mut *buffers })?;
-            Ok(buffers.masks.iter().map(|&mask| f64::from(plan.code(mask as u32))).collect())
-        })
+            simd::dispatch(CodesKernel { plan: &plan, image, buffers, codes: &mut codes })
+        })?;
+        Ok(codes)
     }
 
     /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
@@ -160,22 +158,35 @@ thread_local! {
     /// The plan of the last [`Lbp`] used on this thread outside a [`super::FeatureExtractor`]:
     /// building it (offsets, code table) costs a good part of a small image's codes.
     static LAST_PLAN: RefCell<Option<Rc<LbpPlan>>> = const { RefCell::new(None) };
-    /// Per-thread buffers, so that no image allocates (large short-lived allocations make
-    /// the allocator give pages back to the system and fault them in again on every call).
+    /// Per-thread buffers, so that no image allocates or zeroes them (large short-lived
+    /// allocations make the allocator give pages back to the system and fault them in again on
+    /// every call). They only grow, and every value read is written first.
     static BUFFERS: RefCell<Buffers> = RefCell::default();
 }
 
-/// The buffers of [`LbpPlan::masks`].
+/// The buffers of [`LbpPlan::for_each_row_of_masks`].
 #[derive(Debug, Default)]
 struct Buffers {
-    /// The image in f64, row-major.
-    values: Vec<f64>,
-    /// The image with zero columns on both sides.
+    /// The image in f64, row-major, with zero columns on both sides.
     padded: Vec<f64>,
-    /// The image interpolated along rows for one column offset.
+    /// The image interpolated along rows, one `height × width` plane per column offset that
+    /// needs interpolating.
     horizontal: Vec<f64>,
-    /// The output: one bit per sample, per pixel.
+    /// One row of zeros, for the rows above and below the image.
+    zeros: Vec<f64>,
+    /// The masks of one row: bit `i` per sample.
     masks: Vec<u64>,
+    /// The column weights of the last image width and plan, kept while they fit.
+    weights: Vec<ColumnWeights>,
+    /// Code counts of one histogram.
+    counts: Vec<u32>,
+}
+
+/// The samples that share a column offset, and so one interpolation along rows.
+#[derive(Debug, Clone)]
+struct ColumnGroup {
+    offset: f64,
+    samples: Vec<usize>,
 }
 
 /// An [`Lbp`] prepared for many images: sample offsets and, for small `P`, a code table.
@@ -188,8 +199,10 @@ pub(crate) struct LbpPlan {
     n_bins: usize,
     /// `(row, column)` offset of each sample.
     offsets: Vec<(f64, f64)>,
-    /// Sample indices grouped by equal column offset.
-    by_column: Vec<usize>,
+    /// Samples grouped by equal column offset (`0.0` and `−0.0` give the same columns).
+    columns: Vec<ColumnGroup>,
+    /// P = 8, R = 1: four samples on whole pixels, four interpolated diagonals.
+    eight_neighbours: bool,
     /// The code of every mask, when there are few masks for the pixels to be coded.
     table: Option<Vec<u32>>,
 }
@@ -207,14 +220,22 @@ impl LbpPlan {
             })
             .collect();
         let mut by_column: Vec<usize> = (0..p).collect();
-        by_column.sort_by_key(|&i| offsets[i].1.to_bits());
+        by_column.sort_by(|&a, &b| offsets[a].1.total_cmp(&offsets[b].1));
+        let mut columns: Vec<ColumnGroup> = Vec::new();
+        for i in by_column {
+            match columns.last_mut() {
+                Some(group) if group.offset == offsets[i].1 => group.samples.push(i),
+                _ => columns.push(ColumnGroup { offset: offsets[i].1, samples: vec![i] }),
+            }
+        }
         let mut plan = LbpPlan {
             points: p,
             radius: lbp.radius,
             method: lbp.method,
             n_bins: lbp.n_bins(),
             offsets,
-            by_column,
+            columns,
+            eight_neighbours: p == 8 && lbp.radius == 1.0,
             table: None,
         };
         if Self::wants_table(p, pixels) {
@@ -243,16 +264,8 @@ impl LbpPlan {
         })
     }
 
-    /// The code of a pixel whose bit `i` is set when sample `i` is at least the centre.
-    #[inline]
-    fn code(&self, mask: u32) -> u32 {
-        match &self.table {
-            Some(table) => table[mask as usize],
-            None => self.code_of_mask(mask),
-        }
-    }
-
-    /// `_local_binary_pattern`'s code for one mask.
+    /// `_local_binary_pattern`'s code for one mask (bit `i` set when sample `i` is at least
+    /// the centre).
     fn code_of_mask(&self, mask: u32) -> u32 {
         let p = self.points as u32;
         let low_bits = u32::MAX >> (32 - p);
@@ -280,23 +293,6 @@ impl LbpPlan {
 
     /// Normalised histogram of the codes of a grey image into `out` (`n_bins` long).
     pub(crate) fn histogram(&self, grey: &[f32], height: usize, width: usize, out: &mut [f32]) -> Result<()> {
-        // The buffers are borrowed outside the kernel: code inside `LocalKey::with` would not
-        // be inlined into the wider builds.
-        BUFFERS.with_borrow_mut(|buffers| {
-            simd::dispatch(HistogramKernel { plan: self, grey, height, width, out, buffers })
-        })
-    }
-
-    /// [`LbpPlan::histogram`] in the instruction set [`HistogramKernel`] is run with.
-    #[inline(always)]
-    fn histogram_kernel(
-        &self,
-        grey: &[f32],
-        height: usize,
-        width: usize,
-        out: &mut [f32],
-        buffers: &mut Buffers,
-    ) -> Result<()> {
         let n_bins = self.n_bins;
         if out.len() != n_bins {
             return Err(Error::input(format!("the LBP output buffer holds {} values, {n_bins} are needed", out.len())));
@@ -304,98 +300,193 @@ impl LbpPlan {
         if grey.is_empty() {
             return Err(Error::input("cannot take the LBP histogram of an empty image"));
         }
-        let mut counts = vec![0u32; n_bins];
-        buffers.values.clear();
-        buffers.values.extend(grey.iter().map(|&v| f64::from(v)));
-        self.masks(height, width, buffers)?;
-        for &mask in &buffers.masks {
-            counts[self.code(mask as u32) as usize] += 1;
-        }
-        let total = grey.len() as f64;
-        for (o, &count) in out.iter_mut().zip(&counts) {
-            *o = (f64::from(count) / total) as f32;
-        }
-        Ok(())
+        let image = ImageView::new(height, width, 1, grey)
+            .ok_or_else(|| Error::input(format!("{} grey values are not a {height}×{width} image", grey.len())))?;
+        // The buffers are borrowed outside the kernel: code inside `LocalKey::with` would not
+        // be inlined into the wider builds.
+        BUFFERS.with_borrow_mut(|buffers| {
+            let mut counts = std::mem::take(&mut buffers.counts);
+            counts.clear();
+            counts.resize(n_bins, 0);
+            let outcome = simd::dispatch(HistogramKernel { plan: self, image, buffers, counts: &mut counts });
+            let total = grey.len() as f64;
+            for (o, &count) in out.iter_mut().zip(&counts) {
+                *o = (f64::from(count) / total) as f32;
+            }
+            buffers.counts = counts;
+            outcome
+        })
     }
 
-    /// Sets `buffers.masks` from `buffers.values`: bit `i` of pixel `(r, c)` is set when
-    /// sample `i` minus the pixel is ≥ 0.
+    /// Calls `emit(masks)` for each row of `image` in order, where bit `i` of `masks[c]` is
+    /// set when sample `i` of pixel `(r, c)` minus the pixel is ≥ 0. One row's masks stay in
+    /// the first cache level while every sample ORs its bit into them.
     #[inline(always)]
-    fn masks(&self, height: usize, width: usize, buffers: &mut Buffers) -> Result<()> {
-        let Buffers { values: image, padded, horizontal, masks } = buffers;
-        // u64 lanes like the f64 comparisons, so that setting a bit needs no shuffles.
-        masks.clear();
-        masks.resize(image.len(), 0);
-        if image.is_empty() {
+    fn for_each_row_of_masks<S: Sample>(
+        &self,
+        image: ImageView<'_, S>,
+        buffers: &mut Buffers,
+        mut emit: impl FnMut(&[u64]),
+    ) -> Result<()> {
+        let (height, width, data) = (image.height(), image.width(), image.data());
+        if data.is_empty() {
             return Ok(());
         }
-        let safe = image.iter().fold(true, |safe, v| safe & (v.abs() < SAFE_MAGNITUDE));
+        let Buffers { padded, horizontal, zeros, masks, weights, .. } = buffers;
+        let fits = weights.len() == self.columns.len()
+            && weights
+                .iter()
+                .zip(&self.columns)
+                .all(|(w, group)| w.offset.to_bits() == group.offset.to_bits() && w.frac.len() == width);
+        if !fits {
+            weights.clear();
+            for group in &self.columns {
+                weights.push(ColumnWeights::new(group.offset, width)?);
+            }
+        }
         // Zero padding wide enough for every column shift (those of column 0, which
         // `ColumnWeights` checks hold for all); a shift past it reads only zeros.
-        let pad = self
-            .offsets
-            .iter()
-            .map(|&(_, dc)| floor_ceil(dc))
-            .map(|(low, high)| low.abs().max(high.abs()) as i64)
-            .max()
-            .unwrap_or(0)
-            .min(width as i64 + 1);
+        let pad = weights.iter().map(|w| w.low.abs().max(w.high.abs())).max().unwrap_or(0).min(width as i64 + 1);
         let shifted = |shift: i64| (pad + shift.clamp(-pad, pad)) as usize;
-        let padded_width = width + 2 * pad as usize;
-        padded.clear();
+        let margin = pad as usize;
+        let padded_width = width + 2 * margin;
         padded.resize(height * padded_width, 0.0);
-        for (dst, src) in padded.chunks_exact_mut(padded_width).zip(image.chunks_exact(width)) {
-            dst[pad as usize..pad as usize + width].copy_from_slice(src);
+        for (dst, src) in padded.chunks_exact_mut(padded_width).zip(data.chunks_exact(width)) {
+            let (left, rest) = dst.split_at_mut(margin);
+            let (middle, right) = rest.split_at_mut(width);
+            left.fill(0.0);
+            right.fill(0.0);
+            for (d, s) in middle.iter_mut().zip(src) {
+                *d = s.to_f64();
+            }
         }
-        let zeros = vec![0.0; width];
-        let mut weights: Option<ColumnWeights> = None;
-        for &i in &self.by_column {
-            let (dr_offset, dc_offset) = self.offsets[i];
-            if weights.as_ref().is_none_or(|w| w.offset.to_bits() != dc_offset.to_bits()) {
-                let w = ColumnWeights::new(dc_offset, width)?;
-                if !(safe && w.whole) {
-                    horizontal.resize(image.len(), 0.0);
-                    let (low, high) = (shifted(w.low), shifted(w.high));
-                    for (h_row, p_row) in horizontal.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
-                        for (((h, &one_minus), &frac), (&left, &right)) in h_row
-                            .iter_mut()
-                            .zip(&w.one_minus)
-                            .zip(&w.frac)
-                            .zip(p_row[low..low + width].iter().zip(&p_row[high..high + width]))
-                        {
-                            *h = one_minus * left + frac * right;
+        let safe = padded.iter().fold(true, |safe, v| safe & (v.abs() < SAFE_MAGNITUDE));
+        // Samples at whole columns read `padded` shifted; the others an interpolated plane.
+        let interpolated = |w: &&ColumnWeights| !(safe && w.whole);
+        let plane = height * width;
+        horizontal.resize(weights.iter().filter(interpolated).count() * plane, 0.0);
+        for (h_plane, w) in horizontal.chunks_exact_mut(plane).zip(weights.iter().filter(interpolated)) {
+            let (low, high) = (shifted(w.low), shifted(w.high));
+            for (h_row, p_row) in h_plane.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
+                for (((h, &one_minus), &frac), (&left, &right)) in h_row
+                    .iter_mut()
+                    .zip(&w.one_minus)
+                    .zip(&w.frac)
+                    .zip(p_row[low..low + width].iter().zip(&p_row[high..high + width]))
+                {
+                    *h = one_minus * left + frac * right;
+                }
+            }
+        }
+        zeros.resize(width, 0.0);
+        masks.resize(width, 0);
+        if safe && self.eight_neighbours {
+            let (mut minus, mut plus) = (None, None);
+            for (w, h_plane) in weights.iter().filter(interpolated).zip(horizontal.chunks_exact(plane)) {
+                *(if w.offset < 0.0 { &mut minus } else { &mut plus }) = Some(h_plane);
+            }
+            if let (Some(minus), Some(plus)) = (minus, plus) {
+                let rows = PaddedRows { padded, padded_width, margin, height, zeros };
+                for r in 0..height {
+                    self.eight_neighbour_masks(&rows, [minus, plus], r, masks);
+                    emit(masks);
+                }
+                return Ok(());
+            }
+        }
+        for r in 0..height {
+            let centre_row = &padded[r * padded_width + margin..][..width];
+            masks.fill(0);
+            let mut planes = horizontal.chunks_exact(plane);
+            for (group, w) in self.columns.iter().zip(weights.iter()) {
+                // The horizontally interpolated image: rows of `padded` from a shift, or a plane.
+                let h_plane = if interpolated(&w) { planes.next() } else { None };
+                let (source, stride, start) = match h_plane {
+                    Some(h_plane) => (h_plane, width, 0),
+                    None => (&padded[..], padded_width, shifted(w.low)),
+                };
+                let row = |y: f64| interpolated_row(source, stride, start, height, y, zeros);
+                for &i in &group.samples {
+                    let y = r as f64 + self.offsets[i].0;
+                    let (low, high) = floor_ceil(y);
+                    let dr = y - low;
+                    let (top, bottom) = (row(low), row(high));
+                    let bit = 1u64 << i;
+                    if safe && dr == 0.0 {
+                        for ((m, &t), &centre) in masks.iter_mut().zip(top).zip(centre_row) {
+                            *m |= if t - centre >= 0.0 { bit } else { 0 };
+                        }
+                    } else {
+                        let one_minus = 1.0 - dr;
+                        for (((m, &t), &b), &centre) in masks.iter_mut().zip(top).zip(bottom).zip(centre_row) {
+                            let texture = one_minus * t + dr * b;
+                            *m |= if texture - centre >= 0.0 { bit } else { 0 };
                         }
                     }
                 }
-                weights = Some(w);
             }
-            let Some(w) = &weights else { continue };
-            // The horizontally interpolated image: rows of `padded` from a shift, or `horizontal`.
-            let (source, stride, start) =
-                if safe && w.whole { (&padded[..], padded_width, shifted(w.low)) } else { (&horizontal[..], width, 0) };
-            let row = |r: f64| interpolated_row(source, stride, start, height, r, &zeros);
-            let bit = 1u64 << i;
-            let masks = &mut masks[..];
-            for (r, (mask_row, centre_row)) in masks.chunks_exact_mut(width).zip(image.chunks_exact(width)).enumerate()
-            {
-                let y = r as f64 + dr_offset;
-                let (low, high) = floor_ceil(y);
-                let dr = y - low;
-                let (top, bottom) = (row(low), row(high));
-                if safe && dr == 0.0 {
-                    for ((m, &t), &centre) in mask_row.iter_mut().zip(top).zip(centre_row) {
-                        *m |= if t - centre >= 0.0 { bit } else { 0 };
-                    }
-                } else {
-                    let one_minus = 1.0 - dr;
-                    for (((m, &t), &b), &centre) in mask_row.iter_mut().zip(top).zip(bottom).zip(centre_row) {
-                        let texture = one_minus * t + dr * b;
-                        *m |= if texture - centre >= 0.0 { bit } else { 0 };
-                    }
-                }
-            }
+            emit(masks);
         }
         Ok(())
+    }
+}
+
+/// The padded image of [`LbpPlan::for_each_row_of_masks`] and how to read its rows.
+struct PaddedRows<'a> {
+    padded: &'a [f64],
+    padded_width: usize,
+    margin: usize,
+    height: usize,
+    zeros: &'a [f64],
+}
+
+impl PaddedRows<'_> {
+    /// Row `y` (zeros outside the image) shifted by `shift` whole columns.
+    #[inline(always)]
+    fn row(&self, y: f64, shift: f64) -> &[f64] {
+        let start = (self.margin as i64 + shift as i64) as usize;
+        interpolated_row(self.padded, self.padded_width, start, self.height, y, self.zeros)
+    }
+}
+
+impl LbpPlan {
+    /// The masks of row `r` for P = 8, R = 1 on finite values under [`SAFE_MAGNITUDE`], all
+    /// eight samples of a pixel in one pass: samples 0, 2, 4, 6 (offsets of 0 and ±1) are
+    /// whole pixels; 1, 3, 5, 7 blend two rows of the image interpolated along rows at
+    /// column offset −0.70711 (`planes[0]`) or 0.70711 (`planes[1]`), with the same
+    /// operations as the general path. Only finite values are compared, so `v − centre ≥ 0`
+    /// is `v ≥ centre`.
+    #[inline(always)]
+    fn eight_neighbour_masks(&self, rows: &PaddedRows<'_>, planes: [&[f64]; 2], r: usize, masks: &mut [u64]) {
+        let width = masks.len();
+        let offsets = &self.offsets;
+        let y = |i: usize| r as f64 + offsets[i].0;
+        let whole = |i: usize| &rows.row(y(i), offsets[i].1)[..width];
+        let diagonal = |i: usize| {
+            let plane = planes[usize::from(offsets[i].1 > 0.0)];
+            let (low, high) = floor_ceil(y(i));
+            let dr = y(i) - low;
+            let row = |y: f64| &interpolated_row(plane, width, 0, rows.height, y, rows.zeros)[..width];
+            (row(low), row(high), 1.0 - dr, dr)
+        };
+        let centre = &rows.row(r as f64, 0.0)[..width];
+        let (s0, s2, s4, s6) = (whole(0), whole(2), whole(4), whole(6));
+        let (t1, b1, u1, d1) = diagonal(1);
+        let (t3, b3, u3, d3) = diagonal(3);
+        let (t5, b5, u5, d5) = diagonal(5);
+        let (t7, b7, u7, d7) = diagonal(7);
+        for (c, mask) in masks.iter_mut().enumerate() {
+            let centre = centre[c];
+            let bit = |v: f64, i: u32| u64::from(v >= centre) << i;
+            *mask = bit(s0[c], 0)
+                | bit(u1 * t1[c] + d1 * b1[c], 1)
+                | bit(s2[c], 2)
+                | bit(u3 * t3[c] + d3 * b3[c], 3)
+                | bit(s4[c], 4)
+                | bit(u5 * t5[c] + d5 * b5[c], 5)
+                | bit(s6[c], 6)
+                | bit(u7 * t7[c] + d7 * b7[c], 7);
+        }
     }
 }
 
@@ -419,31 +510,34 @@ fn interpolated_row<'a>(
     }
 }
 
-/// [`LbpPlan::masks`] of one image.
-struct MasksKernel<'a> {
+/// The codes of one grey image, row-major, appended to `codes`.
+struct CodesKernel<'a, S> {
     plan: &'a LbpPlan,
-    height: usize,
-    width: usize,
+    image: ImageView<'a, S>,
     buffers: &'a mut Buffers,
+    codes: &'a mut Vec<f64>,
 }
 
-impl simd::Kernel for MasksKernel<'_> {
+impl<S: Sample> simd::Kernel for CodesKernel<'_, S> {
     type Output = Result<()>;
 
     #[inline(always)]
     fn run(self) -> Self::Output {
-        self.plan.masks(self.height, self.width, self.buffers)
+        let CodesKernel { plan, image, buffers, codes } = self;
+        // The table is chosen once per row, not per pixel.
+        plan.for_each_row_of_masks(image, buffers, |masks| match &plan.table {
+            Some(table) => codes.extend(masks.iter().map(|&mask| f64::from(table[mask as usize]))),
+            None => codes.extend(masks.iter().map(|&mask| f64::from(plan.code_of_mask(mask as u32)))),
+        })
     }
 }
 
-/// [`LbpPlan::histogram`] of one grey image.
+/// The code counts of one grey image.
 struct HistogramKernel<'a> {
     plan: &'a LbpPlan,
-    grey: &'a [f32],
-    height: usize,
-    width: usize,
-    out: &'a mut [f32],
+    image: ImageView<'a, f32>,
     buffers: &'a mut Buffers,
+    counts: &'a mut [u32],
 }
 
 impl simd::Kernel for HistogramKernel<'_> {
@@ -451,12 +545,17 @@ impl simd::Kernel for HistogramKernel<'_> {
 
     #[inline(always)]
     fn run(self) -> Self::Output {
-        self.plan.histogram_kernel(self.grey, self.height, self.width, self.out, self.buffers)
+        let HistogramKernel { plan, image, buffers, counts } = self;
+        plan.for_each_row_of_masks(image, buffers, |masks| match &plan.table {
+            Some(table) => masks.iter().for_each(|&mask| counts[table[mask as usize] as usize] += 1),
+            None => masks.iter().for_each(|&mask| counts[plan.code_of_mask(mask as u32) as usize] += 1),
+        })
     }
 }
 
 /// Bilinear weights along columns for one column offset: `floor`/`ceil` of `c + offset` are
 /// `c + low`/`c + high` for every column, `frac = (c + offset) − floor(c + offset)`.
+#[derive(Debug)]
 struct ColumnWeights {
     offset: f64,
     low: i64,
@@ -595,8 +694,65 @@ mod tests {
         }
     }
 
+    #[test]
+    fn buffers_reused_across_sizes_and_parameters_give_the_same_codes() {
+        // Each thread keeps its buffers and last plan: a smaller image or other parameters
+        // after a larger one must not read what the previous image left there.
+        let image = |h: usize, w: usize, seed: u64| -> Vec<f64> {
+            (0..h * w).map(|i| ((seed.wrapping_mul(2 * i as u64 + 1) >> 29) % 7) as f64).collect()
+        };
+        let runs =
+            [(40, 31, 8, 1.0), (5, 3, 8, 1.0), (17, 60, 8, 2.5), (1, 9, 16, 1.0), (40, 31, 8, 1.0), (2, 2, 4, 7.0)];
+        for (k, &(h, w, points, radius)) in runs.iter().enumerate() {
+            for method in LbpMethod::ALL {
+                let lbp = Lbp { points, radius, method };
+                let pixels = image(h, w, k as u64 + 3);
+                let codes = lbp.codes(ImageView::new(h, w, 1, &pixels).unwrap()).unwrap();
+                assert_eq!(codes, reference_codes(&lbp, &pixels, h, w), "{lbp:?} {h}×{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn histograms_count_the_codes() {
+        let (h, w) = (23, 29);
+        let grey: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 13) as f32 * 19.5).collect();
+        for (points, radius) in [(8, 1.0), (8, 1.5), (16, 2.0), (5, 0.7)] {
+            for method in LbpMethod::ALL {
+                let lbp = Lbp { points, radius, method };
+                let mut counts = vec![0usize; lbp.n_bins()];
+                for code in lbp.codes(ImageView::new(h, w, 1, &grey).unwrap()).unwrap() {
+                    counts[code as usize] += 1;
+                }
+                let mut histogram = vec![0f32; lbp.n_bins()];
+                lbp.histogram_into(ImageView::new(h, w, 1, &grey).unwrap(), &mut histogram).unwrap();
+                let expected: Vec<f32> = counts.iter().map(|&c| (c as f64 / (h * w) as f64) as f32).collect();
+                assert_eq!(histogram, expected, "{lbp:?}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn common_parameters_equal_the_transcription(
+            h in 1usize..40, w in 1usize..70, shape in 0usize..6, method in 0usize..4, levels in 1u64..300,
+            seed in any::<u64>(), scale in prop_oneof![Just(1.0), Just(0.1), Just(1e-3)],
+        ) {
+            // P = 8, R = 1 (the default) and its neighbours: flat areas and ramps make the
+            // interpolated samples land next to the centre, where every rounding counts.
+            let (points, radius) = [(8, 1.0), (8, -1.0), (4, 1.0), (16, 1.0), (8, 2.0), (8, 0.5)][shape];
+            let lbp = Lbp { points, radius, method: LbpMethod::ALL[method] };
+            let image: Vec<f64> = (0..h * w)
+                .map(|i| if seed % 3 == 0 { ((i / w + i % w) as u64 % levels) as f64 } else {
+                    ((seed.wrapping_mul(2 * i as u64 + 1) >> 33) % levels) as f64
+                })
+                .map(|v| v * scale)
+                .collect();
+            let codes = lbp.codes(ImageView::new(h, w, 1, &image).unwrap()).unwrap();
+            prop_assert_eq!(codes, reference_codes(&lbp, &image, h, w));
+        }
+
         #[test]
         fn fast_codes_equal_the_transcription(
             h in 0usize..12, w in 1usize..12, points in 1usize..25, radius in -4.0f64..6.0,

@@ -1,10 +1,14 @@
 //! Decoding PNG, JPEG, BMP, GIF, TIFF and WebP into RGB images, with limits against
 //! decompression bombs checked from the header before any pixel is allocated.
+//!
+//! PNG, the common case, is read with the `png` crate directly: the decoder and the
+//! transformations `image` itself uses, so the pixels are the same, but the header is parsed
+//! once and 8-bit pixels go straight to RGB f32 without an intermediate image.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageBuffer, ImageReader};
 use serde::{Deserialize, Serialize};
 
 use super::Image;
@@ -32,17 +36,32 @@ fn image_error(source_name: &str, reason: impl Into<String>) -> Error {
     Error::Image { source_name: source_name.to_owned(), reason: reason.into() }
 }
 
-/// Decodes an encoded image (format guessed from its first bytes) into a [`DynamicImage`].
-pub fn decode_dynamic(bytes: &[u8], source_name: &str, limits: &DecodeLimits) -> Result<DynamicImage> {
-    if bytes.is_empty() {
+/// The first bytes of every PNG file.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Refuses empty files and files over the size limit.
+fn check_file_size(source_name: &str, len: u64, limits: &DecodeLimits) -> Result<()> {
+    if len == 0 {
         return Err(image_error(source_name, "empty file"));
     }
-    if bytes.len() as u64 > limits.max_file_bytes {
+    if len > limits.max_file_bytes {
         return Err(image_error(
             source_name,
-            format!("file of {} bytes is over the limit of {} bytes", bytes.len(), limits.max_file_bytes),
+            format!("file of {len} bytes is over the limit of {} bytes", limits.max_file_bytes),
         ));
     }
+    Ok(())
+}
+
+/// What a decoder may allocate: room for the decoded pixels in their widest layout (RGBA,
+/// 32-bit float) plus the decoder's own buffers.
+fn decoder_allocation(limits: &DecodeLimits) -> u64 {
+    limits.max_pixels.saturating_mul(16).saturating_add(64 << 20)
+}
+
+/// Decodes an encoded image (format guessed from its first bytes) into a [`DynamicImage`].
+pub fn decode_dynamic(bytes: &[u8], source_name: &str, limits: &DecodeLimits) -> Result<DynamicImage> {
+    check_file_size(source_name, bytes.len() as u64, limits)?;
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| image_error(source_name, e.to_string()))?;
@@ -57,10 +76,83 @@ pub fn decode_dynamic(bytes: &[u8], source_name: &str, limits: &DecodeLimits) ->
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(limits.max_side);
     decoder_limits.max_image_height = Some(limits.max_side);
-    // Room for the decoded pixels in their widest layout (RGBA, 32-bit float) plus the decoder's own buffers.
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16).saturating_add(64 << 20));
+    decoder_limits.max_alloc = Some(decoder_allocation(limits));
     reader.limits(decoder_limits);
     reader.decode().map_err(|e| image_error(source_name, e.to_string()))
+}
+
+/// Decodes a PNG into RGB f32 (0–255), resized to `size` if given, exactly as
+/// [`decode_dynamic`] then [`to_rgb`] would.
+fn decode_png(bytes: &[u8], source_name: &str, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
+    let failed = |e: png::DecodingError| image_error(source_name, format!("invalid PNG: {e}"));
+    let allocation = usize::try_from(decoder_allocation(limits)).unwrap_or(usize::MAX);
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: allocation });
+    // Text chunks never change the pixels.
+    decoder.set_ignore_text_chunk(true);
+    let header = decoder.read_header_info().map_err(failed)?;
+    let (width, height) = (header.width, header.height);
+    check_dimensions(source_name, width, height, limits)?;
+    // `image`'s PNG decoder: palettes to RGB(A), fewer than 8 bits to 8, tRNS to alpha.
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().map_err(failed)?;
+    let len = reader.output_buffer_size().ok_or_else(|| image_error(source_name, "image too large to decode"))?;
+    let mut pixels = vec![0u8; len];
+    reader.next_frame(&mut pixels).map_err(failed)?;
+    let (colour, depth) = reader.output_color_type();
+    let (h, w) = (height as usize, width as usize);
+    if depth == png::BitDepth::Eight && size.is_none_or(|size| size == [h, w]) {
+        let data = rgb_from_8_bit(&pixels, colour.samples());
+        return Ok(Image { height: h, width: w, channels: 3, data });
+    }
+    let image = dynamic_from_png(pixels, colour, depth, width, height)
+        .ok_or_else(|| image_error(source_name, format!("unsupported PNG pixels ({colour:?}, {depth:?})")))?;
+    Ok(to_rgb(&image, size))
+}
+
+/// RGB f32 of 8-bit grey, grey + alpha, RGB or RGBA samples (`channels` a pixel).
+fn rgb_from_8_bit(pixels: &[u8], channels: usize) -> Vec<f32> {
+    if channels == 3 {
+        return pixels.iter().map(|&v| f32::from(v)).collect();
+    }
+    let mut rgb = vec![0.0; pixels.len() / channels * 3];
+    for (out, pixel) in rgb.chunks_exact_mut(3).zip(pixels.chunks_exact(channels)) {
+        let colour = if channels < 3 { [pixel[0]; 3] } else { [pixel[0], pixel[1], pixel[2]] };
+        for (o, &v) in out.iter_mut().zip(&colour) {
+            *o = f32::from(v);
+        }
+    }
+    rgb
+}
+
+/// The [`DynamicImage`] `image` makes of a PNG's expanded pixels (16-bit samples are big-endian).
+fn dynamic_from_png(
+    pixels: Vec<u8>,
+    colour: png::ColorType,
+    depth: png::BitDepth,
+    width: u32,
+    height: u32,
+) -> Option<DynamicImage> {
+    use png::ColorType as C;
+    match depth {
+        png::BitDepth::Eight => match colour {
+            C::Grayscale => ImageBuffer::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8),
+            C::GrayscaleAlpha => ImageBuffer::from_raw(width, height, pixels).map(DynamicImage::ImageLumaA8),
+            C::Rgb => ImageBuffer::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8),
+            C::Rgba => ImageBuffer::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
+            C::Indexed => None,
+        },
+        png::BitDepth::Sixteen => {
+            let samples: Vec<u16> = pixels.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+            match colour {
+                C::Grayscale => ImageBuffer::from_raw(width, height, samples).map(DynamicImage::ImageLuma16),
+                C::GrayscaleAlpha => ImageBuffer::from_raw(width, height, samples).map(DynamicImage::ImageLumaA16),
+                C::Rgb => ImageBuffer::from_raw(width, height, samples).map(DynamicImage::ImageRgb16),
+                C::Rgba => ImageBuffer::from_raw(width, height, samples).map(DynamicImage::ImageRgba16),
+                C::Indexed => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn check_dimensions(source_name: &str, width: u32, height: u32, limits: &DecodeLimits) -> Result<()> {
@@ -102,19 +194,21 @@ pub fn to_rgb(image: &DynamicImage, size: Option<[usize; 2]>) -> Image<f32> {
 
 /// Decodes an encoded image into RGB f32 (0–255), resized to `size` if given.
 pub fn decode(bytes: &[u8], source_name: &str, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
+    if bytes.starts_with(PNG_SIGNATURE) {
+        check_file_size(source_name, bytes.len() as u64, limits)?;
+        return decode_png(bytes, source_name, size, limits);
+    }
     decode_dynamic(bytes, source_name, limits).map(|img| to_rgb(&img, size))
 }
 
 /// Reads and decodes an image file into RGB f32 (0–255), resized to `size` if given.
 pub fn load(path: &Path, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > limits.max_file_bytes {
-        return Err(image_error(
-            &name,
-            format!("file of {} bytes is over the limit of {} bytes", meta.len(), limits.max_file_bytes),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    check_file_size(&name, len, limits)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // One byte past the limit is enough to tell a file that grew past it since.
+    file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     decode(&bytes, &name, size, limits)
 }
