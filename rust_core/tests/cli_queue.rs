@@ -159,7 +159,10 @@ fn cluster_fits_on_the_workers_the_model_of_a_local_kmeans_parallel_fit_and_leav
         assert!((x - y).abs() <= 1e-5 * x.max(1.0), "distance {x} vs {y}");
     }
     let metrics: Value = serde_json::from_str(&std::fs::read_to_string(remote.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!((metrics["features_on"].as_str(), metrics["fit_on"].as_str()), (Some("redis workers"), Some("redis workers")));
+    assert_eq!(
+        (metrics["features_on"].as_str(), metrics["fit_on"].as_str()),
+        (Some("redis workers"), Some("redis workers"))
+    );
 
     // 90 rows in shards of 16: both workers held shards, read in place from the extracted
     // matrices (no shard blobs were written).
@@ -229,11 +232,22 @@ fn distributed_fit_options_that_cannot_work_are_refused() {
     let images = tmp.path().join("images");
     sample(&images, 8);
     let out = path(&tmp.path().join("o")).to_owned();
-    let without_redis = ferrocluster(&["cluster", path(&images), "--k", "2", "-o", &out, "--distributed-fit", "always"]);
+    let without_redis =
+        ferrocluster(&["cluster", path(&images), "--k", "2", "-o", &out, "--distributed-fit", "always"]);
     assert!(String::from_utf8_lossy(&without_redis.stderr).contains("needs --redis"), "{without_redis:?}");
     let minibatch = ferrocluster(&[
-        "cluster", path(&images), "--k", "2", "-o", &out, "--distributed-fit", "always", "--algorithm", "minibatch",
-        "--redis", "redis://127.0.0.1:1/0",
+        "cluster",
+        path(&images),
+        "--k",
+        "2",
+        "-o",
+        &out,
+        "--distributed-fit",
+        "always",
+        "--algorithm",
+        "minibatch",
+        "--redis",
+        "redis://127.0.0.1:1/0",
     ]);
     assert!(String::from_utf8_lossy(&minibatch.stderr).contains("--algorithm kmeans"), "{minibatch:?}");
     assert!(!tmp.path().join("o").exists());

@@ -63,7 +63,12 @@ impl MatrixRef {
     ///
     /// # Errors
     /// As [`MatrixRef::write`].
-    pub async fn write_expiring(queue: &Queue, at: DataRef, matrix: &Array2<f32>, ttl: Option<Duration>) -> Result<Self> {
+    pub async fn write_expiring(
+        queue: &Queue,
+        at: DataRef,
+        matrix: &Array2<f32>,
+        ttl: Option<Duration>,
+    ) -> Result<Self> {
         let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
         match &at {
             DataRef::Key(key) => {

@@ -130,11 +130,7 @@ impl RemoteJob {
     }
 
     /// Fits k-means on the workers, its shards read from the extracted matrices in place.
-    pub fn fit(
-        &self,
-        km: &ShardedKMeans,
-        progress: &(dyn Fn(Progress) + Sync),
-    ) -> Result<KMeansModel<f32>, Failure> {
+    pub fn fit(&self, km: &ShardedKMeans, progress: &(dyn Fn(Progress) + Sync)) -> Result<KMeansModel<f32>, Failure> {
         let parts = self.outputs.iter().map(|o| o.features.clone()).collect();
         let fit = ClusterFit { timeout: FIT_TIMEOUT, progress, stop: Some(&self.session.interrupted) };
         Ok(km.fit_on_cluster_with(&self.queue, self.session.runtime.handle(), ClusterData::Parts(parts), fit)?)
@@ -293,9 +289,8 @@ impl Job {
             .iter()
             .map(|status| {
                 let result = status.result.clone().unwrap_or_default();
-                serde_json::from_value(result).map_err(|e| {
-                    Failure::Job(format!("extract task {} returned an unexpected result: {e}", status.id))
-                })
+                serde_json::from_value(result)
+                    .map_err(|e| Failure::Job(format!("extract task {} returned an unexpected result: {e}", status.id)))
             })
             .collect()
     }

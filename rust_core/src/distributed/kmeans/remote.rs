@@ -254,7 +254,11 @@ async fn store(
             let n = parts.iter().map(|p| p.rows).sum();
             let d = parts.first().map_or(0, |p| p.cols);
             if let Some(p) = parts.iter().find(|p| p.cols != d) {
-                return Err(crate::Error::input(format!("the parts differ in width: {:?} has {} columns, not {d}", p.at, p.cols)).into());
+                return Err(crate::Error::input(format!(
+                    "the parts differ in width: {:?} has {} columns, not {d}",
+                    p.at, p.cols
+                ))
+                .into());
             }
             let plan = params.plan(n, d)?;
             let manifest = job_key(queue, job, "parts");
@@ -517,6 +521,8 @@ impl ClusterShards {
         let specs: Vec<TaskSpec> = holders
             .into_iter()
             .map(|holder| TaskSpec {
+                // Named per holder: the same payload would otherwise be one task for all.
+                id: Some(format!("kmeans-{}-release-{holder}", self.job)),
                 result_ttl_s: 60,
                 ..TaskSpec::new(inbox(holder), RELEASE, serde_json::json!({ "job": self.job }))
             })
@@ -531,10 +537,12 @@ impl ClusterShards {
 
 /// Resolves once `stop` holds `true`; never without one (or once its sender is gone).
 async fn stopped(stop: Option<&mut watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) if rx.wait_for(|s| *s).await.is_ok() => {}
-        _ => std::future::pending().await,
+    if let Some(rx) = stop {
+        if rx.wait_for(|s| *s).await.is_ok() {
+            return;
+        }
     }
+    std::future::pending().await
 }
 
 /// A failed shard task as an error: bad data is the caller's [`crate::Error::InvalidInput`].

@@ -41,11 +41,8 @@ impl ShardSource {
                 Ok(m.into_raw_vec_and_offset().0)
             }
             ShardSource::Parts(manifest) => {
-                let text: Option<String> = queue
-                    .conn
-                    .query(redis::cmd("GET").arg(manifest))
-                    .await
-                    .map_err(|e| Error::input(e.to_string()))?;
+                let text: Option<String> =
+                    queue.conn.query(redis::cmd("GET").arg(manifest)).await.map_err(|e| Error::input(e.to_string()))?;
                 let text = text.ok_or_else(|| Error::input(format!("the list of parts `{manifest}` is gone")))?;
                 let parts: Vec<MatrixRef> =
                     serde_json::from_str(&text).map_err(|e| Error::input(format!("the list of parts: {e}")))?;
@@ -88,7 +85,10 @@ async fn read_rows(queue: &Queue, parts: &[MatrixRef], plan: &ShardPlan, s: usiz
             let bytes = (lo - first) * d * 4..(hi - first) * d * 4;
             let raw = read_bytes(queue, &part.at, bytes.clone()).await?;
             if raw.len() != bytes.len() {
-                return Err(Error::input(format!("{:?} is gone or shorter than its {} × {d} values", part.at, part.rows)));
+                return Err(Error::input(format!(
+                    "{:?} is gone or shorter than its {} × {d} values",
+                    part.at, part.rows
+                )));
             }
             values.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         }
