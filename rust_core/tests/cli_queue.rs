@@ -164,8 +164,7 @@ fn cluster_fits_on_the_workers_the_model_of_a_local_kmeans_parallel_fit_and_leav
         (Some("redis workers"), Some("redis workers"))
     );
 
-    // 90 rows in shards of 16: both workers held shards, read in place from the extracted
-    // matrices (no shard blobs were written).
+    // 90 rows in shards of 16: both workers held shards.
     for w in &workers {
         assert!(w.log_text().contains("loaded a k-means shard"), "{}", w.log_text());
     }
