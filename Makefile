@@ -11,7 +11,7 @@ CLI := $(CARGO) run --quiet --release -p ferrocluster-core --bin ferrocluster --
 DEMO_DIR ?= samples/digits
 DEMO_OUT ?= out/digits
 
-.PHONY: demo test test-rust test-python worker-binary install venv python-package system-deps lint bench-core bench-queue clean
+.PHONY: demo test test-rust test-python worker-binary install venv python-package system-deps lint bench-core bench-queue bench-distributed clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,13 @@ $(RAY_VENV)/.installed:
 ## workers) and Ray 2.60, as medians and ratios measured in one run.
 bench-queue: python-package worker-binary $(RAY_VENV)/.installed
 	$(PY) bench/bench_queue.py --ray-python $(RAY_VENV)/bin/python
+
+## Distributed feature extraction and k-means: 1..N local workers against 1..N threads in one
+## process, medians and ratios measured in one run. WORKERS=1,2,4,8,14 on a 16-core machine.
+WORKERS ?= 1,2
+bench-distributed: python-package system-deps
+	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster --bin ferrocluster-worker
+	$(PY) bench/bench_distributed.py --workers $(WORKERS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RAY_VENV) out samples

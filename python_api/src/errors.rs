@@ -57,6 +57,8 @@ pub fn distributed_to_py(err: DistributedError) -> PyErr {
         DistributedError::Engine(e) => to_py(e),
         DistributedError::Queue(e) => queue_to_py(e),
         DistributedError::Timeout(_) => PyTimeoutError::new_err(err.to_string()),
-        DistributedError::NoWorkers | DistributedError::Shard { .. } => PyRuntimeError::new_err(err.to_string()),
+        DistributedError::NoWorkers | DistributedError::Shard { .. } | DistributedError::Interrupted => {
+            PyRuntimeError::new_err(err.to_string())
+        }
     }
 }

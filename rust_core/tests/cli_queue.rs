@@ -76,6 +76,182 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     drop(workers);
 }
 
+/// The keys of finished jobs still in Redis: their data (matrices, shards, leases, replies),
+/// and any other key but the queue's own structures that does not expire (task records and
+/// notification lists do).
+fn leftovers(server: &RedisServer) -> Vec<String> {
+    let mut conn = server.sync();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    let infrastructure = ["fc:q:", "fc:stats", "fc:queues", "fc:workers", "fc:worker:", "fc:dead", "fc:delayed"];
+    let mut left = Vec::new();
+    for key in keys {
+        if infrastructure.iter().any(|p| key.starts_with(p)) {
+            continue;
+        }
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        if key.starts_with("fc:data:") || key.starts_with("fc:kmeans:") || ttl < 0 {
+            left.push(format!("{key} (ttl {ttl} ms)"));
+        }
+    }
+    left
+}
+
+/// Waits until no key of a finished job is left (holders drop their shard leases when their
+/// release task runs, just after the run ends).
+fn assert_nothing_left(server: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(server);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind in Redis: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The cluster column of assignments.csv, and the distance column.
+fn assignments(dir: &Path) -> (Vec<String>, Vec<f64>) {
+    let text = std::fs::read_to_string(dir.join("assignments.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.rsplitn(3, ',').collect();
+            (format!("{},{}", fields[2], fields[1]), fields[0].parse::<f64>().unwrap())
+        })
+        .unzip()
+}
+
+#[test]
+fn cluster_fits_on_the_workers_the_model_of_a_local_kmeans_parallel_fit_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 90);
+    let server = RedisServer::start();
+    let config = fast_config();
+    let workers = [cli_worker(&server, &config, &["--name", "a"]), cli_worker(&server, &config, &["--name", "b"])];
+
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "3", "--shard-rows", "16"];
+    ok(&[&common[..], &["-o", path(&local), "--init", "k-means||"]].concat());
+    let remote_args = ["-o", path(&remote), "--redis", &server.url(), "--chunk", "7", "--distributed-fit", "always"];
+    ok(&[&common[..], &remote_args[..]].concat());
+
+    let model = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap()
+    };
+    let (m_local, m_remote) = (model(&local), model(&remote));
+    let find = |v: &Value, field: &str| -> Value {
+        fn walk(v: &Value, field: &str) -> Option<Value> {
+            match v {
+                Value::Object(map) => map.get(field).cloned().or_else(|| map.values().find_map(|v| walk(v, field))),
+                _ => None,
+            }
+        }
+        walk(v, field).unwrap_or_else(|| panic!("no {field} in {v}"))
+    };
+    assert_eq!(find(&m_local, "labels"), find(&m_remote, "labels"), "labels");
+    let (a, b) = (find(&m_local, "inertia").as_f64().unwrap(), find(&m_remote, "inertia").as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-6 * a, "inertia {a} here, {b} on the workers");
+    let ((files_l, dist_l), (files_r, dist_r)) = (assignments(&local), assignments(&remote));
+    assert_eq!(files_l, files_r, "assignments");
+    for (x, y) in dist_l.iter().zip(&dist_r) {
+        assert!((x - y).abs() <= 1e-5 * x.max(1.0), "distance {x} vs {y}");
+    }
+    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(remote.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        (metrics["features_on"].as_str(), metrics["fit_on"].as_str()),
+        (Some("redis workers"), Some("redis workers"))
+    );
+
+    // 90 rows in shards of 16: both workers held shards.
+    for w in &workers {
+        assert!(w.log_text().contains("loaded a k-means shard"), "{}", w.log_text());
+    }
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 40);
+    let server = RedisServer::start();
+    let config = fast_config();
+    let _a = cli_worker(&server, &config, &["--name", "a"]);
+    let b = cli_worker(&server, &config, &["--name", "b"]);
+    let mut conn = server.sync();
+    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .args(["--quiet", "cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&tmp.path().join("o"))])
+        .args(["--redis", &server.url(), "--chunk", "4", "--distributed-fit", "always", "--shard-rows", "10"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the features are extracted, worker b stops answering: the fit waits on its shards.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let succeeded = || -> u64 {
+        let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
+        n.unwrap_or(0)
+    };
+    while succeeded() < 10 {
+        assert!(Instant::now() < deadline, "the extraction did not finish");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.signal("STOP");
+    let manifest = loop {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("fc:kmeans:*:parts").query(&mut conn).unwrap();
+        if let Some(key) = keys.into_iter().next() {
+            break key;
+        }
+        assert!(Instant::now() < deadline, "the fit did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // What the run keeps in Redis expires should it be killed.
+    let data: Vec<String> = redis::cmd("KEYS").arg("fc:data:*").query(&mut conn).unwrap();
+    assert_eq!(data.len(), 10);
+    for key in data.iter().chain([&manifest]) {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped_at = Instant::now();
+    let kill = Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("interrupted"), "{stderr}");
+    assert!(stopped_at.elapsed() < Duration::from_secs(5), "took {:?} to stop", stopped_at.elapsed());
+    b.signal("CONT");
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn distributed_fit_options_that_cannot_work_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 8);
+    let out = path(&tmp.path().join("o")).to_owned();
+    let without_redis =
+        ferrocluster(&["cluster", path(&images), "--k", "2", "-o", &out, "--distributed-fit", "always"]);
+    assert!(String::from_utf8_lossy(&without_redis.stderr).contains("needs --redis"), "{without_redis:?}");
+    let minibatch = ferrocluster(&[
+        "cluster",
+        path(&images),
+        "--k",
+        "2",
+        "-o",
+        &out,
+        "--distributed-fit",
+        "always",
+        "--algorithm",
+        "minibatch",
+        "--redis",
+        "redis://127.0.0.1:1/0",
+    ]);
+    assert!(String::from_utf8_lossy(&minibatch.stderr).contains("--algorithm kmeans"), "{minibatch:?}");
+    assert!(!tmp.path().join("o").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferrocluster_core::cluster::kmeans::KMeansModel;
-use ferrocluster_core::cluster::Clusterer;
-use ferrocluster_core::distributed::kmeans::{ClusterData, Error, ShardedKMeans};
-use ferrocluster_core::queue::{Queue, QueueConfig};
+use ferrocluster_core::cluster::{Clusterer, Progress};
+use ferrocluster_core::distributed::kmeans::{ClusterData, ClusterFit, Error, ShardedKMeans};
+use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, QueueConfig};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -66,13 +66,87 @@ fn distributed_equals_local_for_several_seeds_and_k() {
         let remote = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Matrix(x.view()), TIMEOUT).unwrap();
         assert_same(&remote, &local, &format!("seed {seed}, k {k}"));
     }
-    // The job's keys are gone once it is done (replies, broadcast matrices, shard blobs).
-    std::thread::sleep(Duration::from_millis(300));
-    let keys: Vec<String> = rt.block_on(async {
-        let mut conn = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("KEYS").arg("fc:kmeans:*").query_async(&mut conn).await.unwrap()
+    // The jobs' keys are gone once they are done (replies, broadcast matrices, shard blobs,
+    // notifications, and the leases once every holder ran its release).
+    assert_no_job_keys(&server);
+}
+
+/// Waits until no key of a k-means job is left in Redis.
+fn assert_no_job_keys(server: &RedisServer) {
+    let mut conn = server.sync();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("fc:kmeans:*").query(&mut conn).unwrap();
+        let notifications: Vec<String> = redis::cmd("KEYS").arg("fc:notify:kmeans-*").query(&mut conn).unwrap();
+        keys.extend(notifications);
+        if keys.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind: {keys:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn matrices_already_in_redis_are_read_in_place_with_progress_per_iteration() {
+    let rt = runtime();
+    let (server, _workers, queue, _) = cluster(&rt, 2);
+    let x = blobs(2000, 5, 4, 8);
+    // Parts of uneven sizes (one empty), crossed by shards of another size.
+    let bounds = [0, 130, 130, 777, 1500, 1501, 2000];
+    let parts: Vec<MatrixRef> = bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let rows = x.slice(ndarray::s![w[0]..w[1], ..]).to_owned();
+            let at = DataRef::Key(format!("test:part:{i}"));
+            rt.block_on(MatrixRef::write(&queue, at, &rows)).unwrap()
+        })
+        .collect();
+    let km = ShardedKMeans { n_clusters: 4, random_state: 9, shard_rows: 300, ..ShardedKMeans::default() };
+    let local = km.fit(x.view(), None).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: Progress| seen.lock().unwrap().push((p.done, p.total));
+    let fit = ClusterFit { timeout: TIMEOUT, progress: &progress, stop: None };
+    let remote = km.fit_on_cluster_with(&queue, rt.handle(), ClusterData::Parts(parts.clone()), fit).unwrap();
+    assert_same(&remote, &local, "parts");
+    let seen = seen.into_inner().unwrap();
+    let expected: Vec<(usize, usize)> = (1..=remote.n_iter).map(|i| (i, km.max_iter)).collect();
+    assert_eq!(seen, expected, "one report per Lloyd iteration");
+    // The parts are the caller's: still there; the fit's own keys are gone.
+    for part in &parts {
+        assert!(rt.block_on(part.read(&queue)).is_ok());
+    }
+    assert_no_job_keys(&server);
+
+    // A part gone before the fit: a clear error naming it.
+    rt.block_on(DataRef::Key("test:part:3".into()).delete(&queue)).unwrap();
+    let e = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Parts(parts), TIMEOUT).unwrap_err();
+    assert!(e.to_string().contains("test:part:3"), "{e}");
+}
+
+#[test]
+fn a_stop_request_ends_a_fit_waiting_on_a_silent_worker() {
+    let rt = runtime();
+    let (_server, workers, queue, _) = cluster(&rt, 2);
+    let x = blobs(4000, 4, 4, 1);
+    workers[1].signal("STOP");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let km = ShardedKMeans { n_clusters: 4, shard_rows: 500, ..ShardedKMeans::default() };
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let fit = scope.spawn(|| {
+            let fit = ClusterFit { timeout: TIMEOUT, progress: &|_| {}, stop: Some(&rx) };
+            km.fit_on_cluster_with(&queue, rt.handle(), ClusterData::Matrix(x.view()), fit)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!fit.is_finished(), "the fit did not wait for the stopped worker");
+        tx.send_replace(true);
+        fit.join().unwrap()
     });
-    assert!(keys.iter().all(|k| k.contains(":lease:")), "left behind: {keys:?}");
+    workers[1].signal("CONT");
+    assert!(matches!(result, Err(Error::Interrupted)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
 
 /// Writes a float32 .npy file (format 1.0).

@@ -2,6 +2,7 @@
 //! path), never the matrix itself.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -54,9 +55,30 @@ impl MatrixRef {
     /// # Errors
     /// [`Error::Data`] when the file cannot be written; Redis errors.
     pub async fn write(queue: &Queue, at: DataRef, matrix: &Array2<f32>) -> Result<Self> {
+        Self::write_expiring(queue, at, matrix, None).await
+    }
+
+    /// Stores `matrix` at `at` as [`MatrixRef::write`] does; a Redis key expires after `ttl`
+    /// (set with the value, so no crash can leave it without one). Files do not expire.
+    ///
+    /// # Errors
+    /// As [`MatrixRef::write`].
+    pub async fn write_expiring(
+        queue: &Queue,
+        at: DataRef,
+        matrix: &Array2<f32>,
+        ttl: Option<Duration>,
+    ) -> Result<Self> {
         let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
         match &at {
-            DataRef::Key(key) => queue.conn.query::<()>(redis::cmd("SET").arg(key).arg(bytes)).await?,
+            DataRef::Key(key) => {
+                let mut set = redis::cmd("SET");
+                set.arg(key).arg(bytes);
+                if let Some(ttl) = ttl {
+                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
+                }
+                queue.conn.query::<()>(&set).await?
+            }
             DataRef::Path(path) => {
                 // Written aside and renamed, so a reader never sees half a matrix.
                 let partial = path.with_extension("partial");

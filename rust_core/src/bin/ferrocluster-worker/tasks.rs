@@ -63,6 +63,10 @@ pub struct ExtractJob {
     pub limits: DecodeLimits,
     /// Where the matrix goes.
     pub output: DataRef,
+    /// Seconds an output key lives (its submitter renews it while it needs it), so a
+    /// submitter that dies leaves nothing behind; none: it lives until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
 }
 
 /// The result of `extract` and `decode`: the matrix written (one row per file that could be
@@ -87,7 +91,7 @@ fn extract(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, Ta
     let extracted = extract_files(&job.paths, &job.config, &job.limits, &|done| ctx.progress(done as u64, total))
         .map_err(|e| TaskError::Invalid(e.to_string()))?;
     let failures = extracted.failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
-    write_rows(queue, ctx, job.output, &extracted.features, extracted.rows, failures)
+    write_rows(queue, ctx, (job.output, job.ttl_s), &extracted.features, extracted.rows, failures)
 }
 
 /// `decode {paths, size, limits?, output}`: image files decoded to RGB and resized to
@@ -116,20 +120,21 @@ fn decode(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, Tas
         .map_err(|e| TaskError::Failed(format!("decoded images of unexpected size: {e}")))?;
     let rows = batch.images.iter().map(|(i, _)| *i).collect();
     let failures = batch.failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
-    write_rows(queue, ctx, job.output, &matrix, rows, failures)
+    write_rows(queue, ctx, (job.output, None), &matrix, rows, failures)
 }
 
 fn write_rows(
     queue: &Queue,
     ctx: &TaskContext,
-    output: DataRef,
+    (output, ttl_s): (DataRef, Option<u64>),
     matrix: &Array2<f32>,
     rows: Vec<usize>,
     failures: Vec<(usize, String)>,
 ) -> Result<Value, TaskError> {
     // A task cancelled meanwhile (its caller gave up) leaves no matrix behind.
     ctx.check_cancelled()?;
-    let features = block_on(MatrixRef::write(queue, output, matrix))?;
+    let ttl = ttl_s.map(Duration::from_secs);
+    let features = block_on(MatrixRef::write_expiring(queue, output, matrix, ttl))?;
     serde_json::to_value(FileRows { features, rows, failures }).map_err(|e| TaskError::Failed(e.to_string()))
 }
 

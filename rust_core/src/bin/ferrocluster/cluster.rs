@@ -9,6 +9,7 @@ use ferrocluster_core::cluster::kmeans::{KMeans, KMeansModel};
 use ferrocluster_core::cluster::minibatch::MiniBatchKMeans;
 use ferrocluster_core::cluster::{Clusterer, Progress};
 use ferrocluster_core::data::read_labels;
+use ferrocluster_core::distributed::kmeans::{ShardedKMeans, DISTRIBUTED_MIN_ROWS};
 use ferrocluster_core::image::{load, DecodeLimits, Image};
 use ferrocluster_core::metrics;
 use ferrocluster_core::model::{Model, SavedModel};
@@ -18,7 +19,7 @@ use serde_json::json;
 
 use crate::extract::{features_of, images_in};
 use crate::progress::Bars;
-use crate::remote::{self, RemoteArgs};
+use crate::remote::{DistributedFit, RemoteArgs, RemoteJob};
 use crate::{Failure, FeatureArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -27,6 +28,16 @@ enum Algorithm {
     Kmeans,
     /// Mini-batch k-means (faster on large sets, slightly worse fit).
     Minibatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Init {
+    /// Greedy k-means++ (sequential).
+    #[value(name = "k-means++")]
+    KMeansPlusPlus,
+    /// k-means|| over shards of rows, as a fit on the workers runs it (the same model).
+    #[value(name = "k-means||")]
+    KMeansParallel,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +58,12 @@ pub struct ClusterArgs {
     /// Initialisations to try (the best is kept).
     #[arg(long, default_value_t = 1)]
     n_init: usize,
+    /// k-means initialisation; a fit on the workers is always k-means||.
+    #[arg(long, value_enum, default_value_t = Init::KMeansPlusPlus)]
+    init: Init,
+    /// Rows per shard of k-means|| (part of the fit: another value gives another, equally valid, model).
+    #[arg(long, default_value_t = ShardedKMeans::default().shard_rows as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    shard_rows: u64,
     /// Thumbnails per cluster on the contact sheet.
     #[arg(long, default_value_t = 12)]
     thumbnails: usize,
@@ -56,21 +73,69 @@ pub struct ClusterArgs {
     remote: RemoteArgs,
 }
 
-/// The one place the model is fitted. With `--redis` only the features are computed on the
-/// workers so far; distributed k-means will be called from here when it lands.
-fn fit(args: &ClusterArgs, x: ndarray::ArrayView2<'_, f32>, bars: &Bars) -> Result<KMeansModel<f32>, Error> {
+/// Where the features were extracted or the model fitted.
+fn place(on_workers: bool) -> &'static str {
+    if on_workers {
+        "redis workers"
+    } else {
+        "this process"
+    }
+}
+
+/// Whether the fit goes to the workers of `job`: `--distributed-fit always`, or `auto` and
+/// at least [`DISTRIBUTED_MIN_ROWS`] rows (as the Python API's `KMeans(distributed="auto")`).
+fn on_cluster(args: &ClusterArgs, rows: usize) -> bool {
+    args.remote.redis.is_some()
+        && matches!(args.algorithm, Algorithm::Kmeans)
+        && match args.remote.distributed_fit {
+            DistributedFit::Always => true,
+            DistributedFit::Auto => rows >= DISTRIBUTED_MIN_ROWS,
+            DistributedFit::Never => false,
+        }
+}
+
+/// Options that cannot go together, refused before any work.
+fn check(args: &ClusterArgs) -> Result<(), Error> {
+    if args.remote.distributed_fit == DistributedFit::Always {
+        if args.remote.redis.is_none() {
+            return Err(Error::parameter("distributed-fit", "`always` needs --redis URL (the workers fit the model)"));
+        }
+        if matches!(args.algorithm, Algorithm::Minibatch) {
+            return Err(Error::parameter("distributed-fit", "`always` fits k-means: use --algorithm kmeans"));
+        }
+    }
+    Ok(())
+}
+
+/// The one place the model is fitted: here, or on the workers of `job` where its features are.
+fn fit(
+    args: &ClusterArgs,
+    x: ndarray::ArrayView2<'_, f32>,
+    job: Option<&RemoteJob>,
+    bars: &Bars,
+) -> Result<(KMeansModel<f32>, bool), Failure> {
     let bar = bars.bar(1, "clustering");
     let observe = |p: Progress| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     };
-    let model = match args.algorithm {
-        Algorithm::Kmeans => {
+    let sharded = ShardedKMeans {
+        n_clusters: args.k,
+        n_init: args.n_init,
+        random_state: args.seed,
+        shard_rows: args.shard_rows as usize,
+        ..ShardedKMeans::default()
+    };
+    let job = job.filter(|_| on_cluster(args, x.nrows()));
+    let model = match (args.algorithm, job) {
+        (Algorithm::Kmeans, Some(job)) => job.fit(&sharded, &observe)?,
+        (Algorithm::Kmeans, None) if args.init == Init::KMeansParallel => sharded.fit_observed(x, None, &observe)?,
+        (Algorithm::Kmeans, None) => {
             let algorithm =
                 KMeans { n_clusters: args.k, n_init: Some(args.n_init), random_state: args.seed, ..KMeans::default() };
             algorithm.fit_observed(x, None, &observe)?
         }
-        Algorithm::Minibatch => {
+        (Algorithm::Minibatch, _) => {
             let algorithm = MiniBatchKMeans {
                 n_clusters: args.k,
                 n_init: Some(args.n_init),
@@ -81,7 +146,7 @@ fn fit(args: &ClusterArgs, x: ndarray::ArrayView2<'_, f32>, bars: &Bars) -> Resu
         }
     };
     bar.finish();
-    Ok(model)
+    Ok((model, job.is_some()))
 }
 
 fn file_name(path: &Path) -> String {
@@ -90,11 +155,18 @@ fn file_name(path: &Path) -> String {
 
 pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Failure> {
     let config = args.features.load()?;
+    check(&args)?;
     let started = Instant::now();
     let paths = images_in(&args.dir)?;
-    let extracted = match &args.remote.redis {
+    // With --redis the features stay in Redis until the job is dropped: a fit on the workers
+    // reads them there.
+    let job = match &args.remote.redis {
+        None => None,
+        Some(url) => Some(RemoteJob::extract(url, &args.remote, &paths, &config, bars)?),
+    };
+    let extracted = match &job {
         None => features_of(&paths, &config, bars)?,
-        Some(url) => remote::features_of(url, &args.remote, &paths, &config, bars)?,
+        Some(job) => job.features(&paths, config.dim())?,
     };
     let features_s = started.elapsed().as_secs_f64();
     let files: Vec<&PathBuf> = extracted.rows.iter().map(|&i| &paths[i]).collect();
@@ -108,8 +180,9 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Failure> {
     }
 
     let fit_started = Instant::now();
-    let model = fit(&args, extracted.features.view(), bars)?;
+    let (model, fitted_on_cluster) = fit(&args, extracted.features.view(), job.as_ref(), bars)?;
     let fit_s = fit_started.elapsed().as_secs_f64();
+    drop(job);
     let (labels, sq_distances) = model.predict_with_distances(extracted.features.view())?;
 
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
@@ -144,7 +217,8 @@ pub fn run(args: ClusterArgs, bars: &Bars) -> Result<(), Failure> {
         "features": extracted.features.ncols(),
         "k": args.k,
         "algorithm": format!("{:?}", args.algorithm).to_lowercase(),
-        "features_on": if args.remote.redis.is_some() { "redis workers" } else { "this process" },
+        "features_on": place(args.remote.redis.is_some()),
+        "fit_on": place(fitted_on_cluster),
         "inertia": model.inertia,
         "n_iter": model.n_iter,
         "cluster_sizes": sizes,

@@ -59,6 +59,9 @@ enum Failure {
     Core(#[from] Error),
     #[error(transparent)]
     Queue(#[from] ferrocluster_core::queue::Error),
+    /// A k-means fit on the workers failed.
+    #[error(transparent)]
+    Fit(#[from] ferrocluster_core::distributed::kmeans::Error),
     /// A job on the queue did not complete, or a worker could not run.
     #[error("{0}")]
     Job(String),

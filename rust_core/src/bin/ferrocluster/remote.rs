@@ -1,15 +1,24 @@
-//! Feature extraction through the Redis queue (`ferrocluster cluster --redis`): the files are
-//! split into `extract` tasks that workers run; a progress bar follows the tasks' progress;
-//! the rows are gathered in file order.
+//! Work on the Redis queue (`ferrocluster cluster --redis`): the files are split into
+//! `extract` tasks that workers run; a progress bar follows the tasks' progress; the
+//! matrices they write stay in Redis while the job lives, for a k-means fit on the workers to
+//! read in place, and are gathered in file order for what this process computes.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use ferrocluster_core::cluster::kmeans::KMeansModel;
+use ferrocluster_core::cluster::Progress;
+use ferrocluster_core::distributed::kmeans::{ClusterData, ClusterFit, ShardedKMeans};
+use ferrocluster_core::distributed::{KeptKeys, DATA_TTL};
 use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::DecodeLimits;
 use ferrocluster_core::queue::{DataRef, Queue, TaskSpec, TaskState, TaskStatus};
 use ndarray::{Array2, Axis};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
 use crate::extract::FileFeatures;
 use crate::progress::Bars;
@@ -20,7 +29,21 @@ use crate::Failure;
 /// the queue.
 const NO_WORKER_WARNING: Duration = Duration::from_secs(5);
 
-/// Options of extraction on workers.
+/// The longest a k-means fit on the workers may take (Ctrl-C stops it sooner).
+const FIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Where k-means is fitted when the features were extracted on workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistributedFit {
+    /// On the workers from 500,000 images on (k-means||, as with `always`), here below.
+    Auto,
+    /// On the workers (k-means||, shards read in place from the extracted features).
+    Always,
+    /// In this process.
+    Never,
+}
+
+/// Options of work on the Redis queue.
 #[derive(Debug, Args)]
 pub struct RemoteArgs {
     /// Extract features on `ferrocluster worker` processes through this Redis
@@ -37,33 +60,133 @@ pub struct RemoteArgs {
     /// Images per task (with --redis).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk: u64,
+    /// Where k-means is fitted with --redis: on the workers that hold the features
+    /// (k-means||, the same model as `--init 'k-means||'` here), or in this process.
+    #[arg(long, value_enum, default_value_t = DistributedFit::Auto)]
+    pub distributed_fit: DistributedFit,
 }
 
-/// The features of `paths`, computed by the workers of the queue at `url`.
-pub fn features_of(
-    url: &str,
-    args: &RemoteArgs,
-    paths: &[PathBuf],
-    config: &FeatureConfig,
-    bars: &Bars,
-) -> Result<FileFeatures, Failure> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::Job(format!("starting the runtime: {e}")))?;
-    let features = runtime.block_on(async {
-        let queue = crate::queue::connect(url, &args.namespace).await?;
-        let job = Job::enqueue(&queue, args, paths, config).await?;
-        let gathered = match job.follow(&queue, bars).await {
-            Ok(statuses) => job.gather(&queue, &statuses, config.dim()).await,
-            Err(e) => Err(e),
+/// The runtime of the queue's connections, and the Ctrl-C watcher, for the whole process:
+/// once a Ctrl-C handler is installed it cannot be removed, so it lives as long as the process.
+struct Session {
+    runtime: Runtime,
+    /// Whether a job is running: Ctrl-C then stops it (it cleans up); otherwise it exits.
+    busy: Arc<AtomicBool>,
+    interrupted: watch::Receiver<bool>,
+}
+
+fn session() -> Result<&'static Session, Failure> {
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    if let Some(s) = SESSION.get() {
+        return Ok(s);
+    }
+    let runtime = Runtime::new().map_err(|e| Failure::Job(format!("starting the runtime: {e}")))?;
+    let busy = Arc::new(AtomicBool::new(false));
+    let (tx, interrupted) = watch::channel(false);
+    let watching = busy.clone();
+    runtime.spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if !watching.load(Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            tx.send_replace(true);
+        }
+    });
+    Ok(SESSION.get_or_init(|| Session { runtime, busy, interrupted }))
+}
+
+/// Features extracted by the workers of a queue, kept in Redis while this lives: dropping it
+/// cancels what is left of the job and deletes its matrices (which expire after
+/// [`DATA_TTL`] anyway, should this process be killed).
+pub struct RemoteJob {
+    session: &'static Session,
+    queue: Queue,
+    job: Job,
+    /// Each task's output: its matrix, the files its rows are of, the files it skipped.
+    outputs: Vec<FileRows>,
+    kept: KeptKeys,
+}
+
+impl RemoteJob {
+    /// Extracts the features of `paths` on the workers of the queue at `url`.
+    pub fn extract(
+        url: &str,
+        args: &RemoteArgs,
+        paths: &[PathBuf],
+        config: &FeatureConfig,
+        bars: &Bars,
+    ) -> Result<Self, Failure> {
+        let session = session()?;
+        let rt = &session.runtime;
+        let queue = rt.block_on(crate::queue::connect(url, &args.namespace))?;
+        session.busy.store(true, Ordering::SeqCst);
+        let kept = KeptKeys::new(&queue, rt.handle(), DATA_TTL);
+        let mut remote = RemoteJob { session, queue, job: Job::default(), outputs: Vec::new(), kept };
+        remote.job = rt.block_on(Job::enqueue(&remote.queue, args, paths, config))?;
+        remote.kept.add(remote.job.keys.iter().cloned());
+        let statuses = rt.block_on(remote.job.follow(&remote.queue, bars, session.interrupted.clone()))?;
+        remote.outputs = remote.job.outputs(&statuses)?;
+        Ok(remote)
+    }
+
+    /// Fits k-means on the workers, its shards read from the extracted matrices in place.
+    pub fn fit(&self, km: &ShardedKMeans, progress: &(dyn Fn(Progress) + Sync)) -> Result<KMeansModel<f32>, Failure> {
+        let parts = self.outputs.iter().map(|o| o.features.clone()).collect();
+        let fit = ClusterFit { timeout: FIT_TIMEOUT, progress, stop: Some(&self.session.interrupted) };
+        Ok(km.fit_on_cluster_with(&self.queue, self.session.runtime.handle(), ClusterData::Parts(parts), fit)?)
+    }
+
+    /// The rows of every task, in file order, read from Redis.
+    pub fn features(&self, paths: &[PathBuf], dim: usize) -> Result<FileFeatures, Failure> {
+        let features = self.session.runtime.block_on(self.gather(dim))?;
+        Ok(features.checked(paths)?)
+    }
+
+    async fn gather(&self, dim: usize) -> Result<FileFeatures, Failure> {
+        let mut matrices = Vec::with_capacity(self.outputs.len());
+        let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+        for ((out, id), (first, _)) in self.outputs.iter().zip(&self.job.ids).zip(&self.job.spans) {
+            let matrix = out.features.read(&self.queue).await?;
+            if matrix.ncols() != dim || matrix.nrows() != out.rows.len() {
+                return Err(Failure::Job(format!(
+                    "extract task {id} returned {} × {} features for {} files of dimension {dim}: is the worker of another version?",
+                    matrix.nrows(),
+                    matrix.ncols(),
+                    out.rows.len()
+                )));
+            }
+            matrices.push(matrix);
+            rows.extend(out.rows.iter().map(|r| first + r));
+            skipped.extend(out.failures.iter().map(|(r, e)| (first + r, e.clone())));
+        }
+        let views: Vec<_> = matrices.iter().map(Array2::view).collect();
+        let features = ndarray::concatenate(Axis(0), &views).map_err(|e| Failure::Job(e.to_string()))?;
+        Ok(FileFeatures { features, rows, skipped })
+    }
+}
+
+impl Drop for RemoteJob {
+    /// Finished or not, nothing of the job is left behind in Redis but its task records
+    /// (which expire): tasks not done are cancelled, the matrices deleted.
+    fn drop(&mut self) {
+        let cleaned = async {
+            if self.outputs.len() < self.job.ids.len() {
+                for id in &self.job.ids {
+                    self.queue.cancel(id).await?;
+                }
+            }
+            self.kept.delete().await
         };
-        // Finished or not, nothing of the job is left behind in Redis but its task records
-        // (which expire): pending tasks are cancelled, the matrices deleted.
-        job.clean_up(&queue).await;
-        gathered
-    })?;
-    Ok(features.checked(paths)?)
+        // One try: when Redis is gone, waiting out a reconnect per task would look like a hang.
+        if let Err(e) = self.session.runtime.block_on(cleaned) {
+            eprintln!("warning: could not clean up the job's tasks and matrices in Redis (they expire within {DATA_TTL:?}): {e}");
+        }
+        self.session.busy.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The tasks of one extraction.
+#[derive(Default)]
 struct Job {
     ids: Vec<String>,
     /// The matrix key of each task.
@@ -86,7 +209,8 @@ impl Job {
             .collect::<Result<_, _>>()?;
         // A fresh name per run: task ids and matrix keys never meet an earlier run's.
         let name = format!("cluster-{:016x}", rand::random::<u64>());
-        let mut job = Job { ids: Vec::new(), keys: Vec::new(), spans: Vec::new() };
+        let mut job = Job::default();
+        let mut specs = Vec::new();
         for (i, files) in absolute.chunks(args.chunk as usize).enumerate() {
             let key = format!("{}:data:{name}:{i}", args.namespace);
             let payload = ExtractJob {
@@ -94,23 +218,29 @@ impl Job {
                 config: config.clone(),
                 limits: DecodeLimits::default(),
                 output: DataRef::Key(key.clone()),
+                ttl_s: Some(DATA_TTL.as_secs()),
             };
             let payload = serde_json::to_value(payload).map_err(|e| Failure::Job(e.to_string()))?;
-            let spec = TaskSpec {
+            specs.push(TaskSpec {
                 id: Some(format!("{name}-{i}")),
                 result_ttl_s: 3600,
                 ..TaskSpec::new(&args.queue, "extract", payload)
-            };
-            job.ids.push(queue.enqueue(&spec).await?);
+            });
             job.keys.push(key);
             job.spans.push((i * args.chunk as usize, files.len()));
         }
+        job.ids = queue.enqueue_many(&specs).await?.into_iter().map(|(id, _)| id).collect();
         Ok(job)
     }
 
     /// Shows progress until every task succeeded; fails on the first task that ended
     /// otherwise, or on Ctrl-C.
-    async fn follow(&self, queue: &Queue, bars: &Bars) -> Result<Vec<TaskStatus>, Failure> {
+    async fn follow(
+        &self,
+        queue: &Queue,
+        bars: &Bars,
+        mut interrupted: watch::Receiver<bool>,
+    ) -> Result<Vec<TaskStatus>, Failure> {
         let total: usize = self.spans.iter().map(|s| s.1).sum();
         let bar = bars.bar(total, "features");
         let started = Instant::now();
@@ -148,51 +278,20 @@ impl Job {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = tokio::signal::ctrl_c() => return Err(Failure::Job("interrupted".to_owned())),
+                Ok(_) = interrupted.wait_for(|i| *i) => return Err(Failure::Job("interrupted".to_owned())),
             }
         }
     }
 
-    /// The rows of every task, in file order.
-    async fn gather(&self, queue: &Queue, statuses: &[TaskStatus], dim: usize) -> Result<FileFeatures, Failure> {
-        let mut matrices = Vec::with_capacity(statuses.len());
-        let (mut rows, mut skipped) = (Vec::new(), Vec::new());
-        for (status, (first, _)) in statuses.iter().zip(&self.spans) {
-            let result = status.result.clone().unwrap_or_default();
-            let out: FileRows = serde_json::from_value(result)
-                .map_err(|e| Failure::Job(format!("extract task {} returned an unexpected result: {e}", status.id)))?;
-            let matrix = out.features.read(queue).await?;
-            if matrix.ncols() != dim || matrix.nrows() != out.rows.len() {
-                return Err(Failure::Job(format!(
-                    "extract task {} returned {} × {} features for {} files of dimension {dim}: is the worker of another version?",
-                    status.id,
-                    matrix.nrows(),
-                    matrix.ncols(),
-                    out.rows.len()
-                )));
-            }
-            matrices.push(matrix);
-            rows.extend(out.rows.iter().map(|r| first + r));
-            skipped.extend(out.failures.into_iter().map(|(r, e)| (first + r, e)));
-        }
-        let views: Vec<_> = matrices.iter().map(Array2::view).collect();
-        let features = ndarray::concatenate(Axis(0), &views).map_err(|e| Failure::Job(e.to_string()))?;
-        Ok(FileFeatures { features, rows, skipped })
-    }
-
-    async fn clean_up(&self, queue: &Queue) {
-        let cleaned = async {
-            for id in &self.ids {
-                queue.cancel(id).await?;
-            }
-            for key in &self.keys {
-                DataRef::Key(key.clone()).delete(queue).await?;
-            }
-            Ok::<_, ferrocluster_core::queue::Error>(())
-        };
-        // One try: when Redis is gone, waiting out a reconnect per task would look like a hang.
-        if let Err(e) = cleaned.await {
-            eprintln!("warning: could not clean up the job's tasks and matrices in Redis: {e}");
-        }
+    /// What each task wrote, read from its result.
+    fn outputs(&self, statuses: &[TaskStatus]) -> Result<Vec<FileRows>, Failure> {
+        statuses
+            .iter()
+            .map(|status| {
+                let result = status.result.clone().unwrap_or_default();
+                serde_json::from_value(result)
+                    .map_err(|e| Failure::Job(format!("extract task {} returned an unexpected result: {e}", status.id)))
+            })
+            .collect()
     }
 }

@@ -24,8 +24,8 @@ use crate::queue::{Queue, Registry, TaskContext, TaskError};
 /// A shard that saw no step for this long is dropped (its coordinator is gone).
 pub const IDLE_RELEASE: Duration = Duration::from_secs(600);
 
-/// Seconds a reply waits in Redis for its coordinator.
-const REPLY_TTL_S: u64 = 3600;
+/// Seconds a reply kept by reference waits in Redis for its coordinator.
+const REPLY_TTL_S: u64 = 600;
 
 /// Extends a lease only if this holder has it (or nobody does). Returns 1 if it did.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -87,10 +87,6 @@ fn run_step(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, T
     let task: ShardTask = serde_json::from_value(payload).map_err(|e| TaskError::Invalid(format!("payload: {e}")))?;
     let op: ShardOp<Array2<f32>> = task.op.try_map(&mut |m| block_on(m.read(queue)))?;
     let resident = resident(queue, ctx, &task)?;
-    let lease_ms = queue.config().lease.as_millis() as u64;
-    block_on(
-        queue.conn.query::<()>(redis::cmd("SET").arg(&resident.lease_key).arg(&ctx.worker).arg("PX").arg(lease_ms)),
-    )?;
     let reply = {
         let mut state = lock(&resident.state);
         if let Some(mean) = &task.mean {
@@ -99,8 +95,14 @@ fn run_step(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, T
         state.apply(&op).map_err(invalid)?
     };
     *lock(&resident.touched) = Instant::now();
+    let reply = serde_json::to_value(&reply).map_err(|e| TaskError::Failed(e.to_string()))?;
+    let text = reply.to_string();
+    // Small replies travel in the result (no extra round trips); large ones (k × d partial
+    // sums) by reference, as no envelope cap applies to a key.
+    if text.len() <= queue.config().max_envelope_bytes / 4 {
+        return Ok(json!({ "inline": reply }));
+    }
     let key = job_key(queue, &task.job, &format!("reply:{}", ctx.id));
-    let text = serde_json::to_string(&reply).map_err(|e| TaskError::Failed(e.to_string()))?;
     block_on(queue.conn.query::<()>(redis::cmd("SET").arg(&key).arg(text).arg("EX").arg(REPLY_TTL_S)))?;
     Ok(json!({ "reply": key }))
 }
@@ -125,6 +127,11 @@ fn resident(queue: &Queue, ctx: &TaskContext, task: &ShardTask) -> Result<Arc<Re
         state: Mutex::new(ShardState::new(task.shard, range.start, task.plan.d, x)),
         touched: Mutex::new(Instant::now()),
     });
+    // The lease is taken when the shard is loaded and renewed in the background from then on.
+    let lease_ms = queue.config().lease.as_millis() as u64;
+    block_on(
+        queue.conn.query::<()>(redis::cmd("SET").arg(&resident.lease_key).arg(&ctx.worker).arg("PX").arg(lease_ms)),
+    )?;
     lock(&RESIDENT).insert(id, resident.clone());
     static RENEWER: OnceLock<()> = OnceLock::new();
     RENEWER.get_or_init(|| {

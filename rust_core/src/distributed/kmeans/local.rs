@@ -45,7 +45,7 @@ impl<T: Real> Clusterer<T> for ShardedKMeans {
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
-        _progress: &(dyn Fn(Progress) + Sync),
+        progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<KMeansModel<T>> {
         if sample_weight.is_some() {
             return Err(Error::parameter("sample_weight", "is not supported by k-means over shards"));
@@ -53,7 +53,7 @@ impl<T: Real> Clusterer<T> for ShardedKMeans {
         self.validate()?;
         validate_data(x, None, self.n_clusters)?;
         let plan = self.plan(x.nrows(), x.ncols())?;
-        self.fit_with(plan, &mut LocalShards::new(x, &plan))
+        self.fit_with(plan, &mut LocalShards::new(x, &plan), progress)
     }
 }
 
@@ -118,7 +118,7 @@ mod tests {
         for at in 1..40 {
             let mut exec =
                 Forgetful { inner: LocalShards::new(x.view(), &plan), x: &x, plan, lost: 2, at, steps: 0, mean: None };
-            let got = km.fit_with(plan, &mut exec).unwrap();
+            let got = km.fit_with(plan, &mut exec, &|_| {}).unwrap();
             assert_eq!(got, expected, "shard lost before step {at}");
         }
     }

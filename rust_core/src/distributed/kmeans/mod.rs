@@ -49,11 +49,12 @@ use serde::{Deserialize, Serialize};
 pub use host::register;
 pub use local::LocalShards;
 pub use op::{FarPoint, ShardOp, ShardReply, Versioned};
-pub use remote::{ClusterData, ClusterShards, Error};
+pub use remote::{ClusterData, ClusterFit, ClusterShards, Error};
 pub use source::{npy_shape, ShardSource};
 
 use crate::cluster::kmeans::{average, check_common, default_trials, given_centres, move_point, plusplus};
 use crate::cluster::kmeans::{Data, KMeansInit, KMeansModel, Kernel};
+use crate::cluster::Progress;
 use crate::{Real, Result};
 
 /// How the rows are cut into shards: `shard_rows` consecutive rows each, the last one shorter.
@@ -78,6 +79,10 @@ impl ShardPlan {
         s * self.shard_rows..((s + 1) * self.shard_rows).min(self.n)
     }
 }
+
+/// With `distributed = auto`, a fit goes to the cluster from this many rows on (the Python
+/// API's `ferrocluster.cluster.DISTRIBUTED_MIN_ROWS`).
+pub const DISTRIBUTED_MIN_ROWS: usize = 500_000;
 
 /// Runs a step on shards and returns their replies in the order asked.
 pub trait ShardExecutor<T: Real> {
@@ -184,7 +189,8 @@ impl ShardedKMeans {
         Ok(ShardPlan { n, d, shard_rows: self.shard_rows })
     }
 
-    /// Fits by running the plan's steps on `exec`.
+    /// Fits by running the plan's steps on `exec`; `progress` sees stage `"iteration"` after
+    /// each Lloyd iteration, with `total = max_iter × n_init`.
     ///
     /// # Errors
     /// Bad parameters or data; the executor's failures.
@@ -192,6 +198,7 @@ impl ShardedKMeans {
         &self,
         plan: ShardPlan,
         exec: &mut E,
+        progress: &(dyn Fn(Progress) + Sync),
     ) -> std::result::Result<KMeansModel<T>, E::Error> {
         let ShardPlan { n, d, .. } = plan;
         let given = self.init.as_ref().map(|c| given_centres::<T>(c, d)).transpose()?;
@@ -213,13 +220,15 @@ impl ShardedKMeans {
         let mut rng = Pcg64Mcg::seed_from_u64(self.random_state);
         let mut fit = Fit { exec, plan, all, version: 0 };
         let mut best: Option<Run<T>> = None;
-        for _ in 0..self.n_init {
+        let total = self.max_iter * self.n_init;
+        for run in 0..self.n_init {
             let seed = rng.random::<u64>();
             let centres = match &given {
                 Some(c) => c - &mean,
                 None => fit.kmeans_parallel(self, seed)?,
             };
-            let run = fit.lloyd(centres, self.max_iter, tol)?;
+            let report = |i: usize| progress(Progress { done: run * self.max_iter + i, total, stage: "iteration" });
+            let run = fit.lloyd(centres, self.max_iter, tol, &report)?;
             if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
                 best = Some(run);
             }
@@ -363,6 +372,7 @@ impl<E> Fit<'_, E> {
         mut centres: Array2<T>,
         max_iter: usize,
         tol: f64,
+        report: &dyn Fn(usize),
     ) -> std::result::Result<Run<T>, E::Error>
     where
         E: ShardExecutor<T>,
@@ -389,6 +399,7 @@ impl<E> Fit<'_, E> {
             let shift: f64 = new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
             centres = new;
             previous = Some(current);
+            report(n_iter);
             if changed == 0 {
                 strict = true;
                 break;

@@ -18,6 +18,10 @@ pub enum ShardSource {
     Npy(PathBuf),
     /// Shard `s` is the raw float32 matrix at Redis key `{prefix}:{s}`.
     Keys(String),
+    /// The rows of matrices stored elsewhere (e.g. the outputs of `extract` tasks), one after
+    /// the other: the Redis key of their list (JSON, [`MatrixRef`] each). A shard reads only
+    /// its rows of the parts it spans.
+    Parts(String),
 }
 
 impl ShardSource {
@@ -35,6 +39,14 @@ impl ShardSource {
             ShardSource::Keys(prefix) => {
                 let m = Self::shard_ref(prefix, plan, s).read(queue).await.map_err(|e| Error::input(e.to_string()))?;
                 Ok(m.into_raw_vec_and_offset().0)
+            }
+            ShardSource::Parts(manifest) => {
+                let text: Option<String> =
+                    queue.conn.query(redis::cmd("GET").arg(manifest)).await.map_err(|e| Error::input(e.to_string()))?;
+                let text = text.ok_or_else(|| Error::input(format!("the list of parts `{manifest}` is gone")))?;
+                let parts: Vec<MatrixRef> =
+                    serde_json::from_str(&text).map_err(|e| Error::input(format!("the list of parts: {e}")))?;
+                read_rows(queue, &parts, plan, s).await
             }
             ShardSource::Npy(path) => {
                 let (n, d, offset) = npy_shape(path)?;
@@ -54,6 +66,51 @@ impl ShardSource {
                     .map_err(|e| Error::io(path, e))?;
                 Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
             }
+        }
+    }
+}
+
+/// The rows of shard `s` from the `parts` that together hold the `plan.n` rows.
+async fn read_rows(queue: &Queue, parts: &[MatrixRef], plan: &ShardPlan, s: usize) -> Result<Vec<f32>> {
+    let (range, d) = (plan.range(s), plan.d);
+    let total: usize = parts.iter().map(|p| p.rows).sum();
+    if total != plan.n || parts.iter().any(|p| p.cols != d && p.rows > 0) {
+        return Err(Error::input(format!("the parts hold {total} rows, not the plan's {} × {d}", plan.n)));
+    }
+    let mut values = Vec::with_capacity(range.len() * d);
+    let mut first = 0;
+    for part in parts {
+        let (lo, hi) = (range.start.max(first), range.end.min(first + part.rows));
+        if lo < hi {
+            let bytes = (lo - first) * d * 4..(hi - first) * d * 4;
+            let raw = read_bytes(queue, &part.at, bytes.clone()).await?;
+            if raw.len() != bytes.len() {
+                return Err(Error::input(format!(
+                    "{:?} is gone or shorter than its {} × {d} values",
+                    part.at, part.rows
+                )));
+            }
+            values.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        }
+        first += part.rows;
+    }
+    Ok(values)
+}
+
+/// Bytes `range` of the data at `at` (fewer when it is shorter).
+async fn read_bytes(queue: &Queue, at: &DataRef, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+    match at {
+        DataRef::Key(key) => {
+            let cmd = redis::cmd("GETRANGE").arg(key).arg(range.start).arg(range.end - 1).clone();
+            queue.conn.query(&cmd).await.map_err(|e| Error::input(format!("{key}: {e}")))
+        }
+        DataRef::Path(path) => {
+            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut bytes = Vec::with_capacity(range.len());
+            file.seek(SeekFrom::Start(range.start as u64))
+                .and_then(|_| Read::by_ref(&mut file).take(range.len() as u64).read_to_end(&mut bytes))
+                .map_err(|e| Error::io(path, e))?;
+            Ok(bytes)
         }
     }
 }
