@@ -39,8 +39,7 @@ impl Service {
         }
         let store = Store::open(&settings.data_dir)
             .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
-        let jobs = Jobs::start(store.clone(), &settings)
-            .map_err(|e| format!("loading the job records: {e}"))?;
+        let jobs = Jobs::start(store.clone(), &settings).map_err(|e| format!("loading the job records: {e}"))?;
         let cache = Arc::new(ModelCache::new(store.clone()));
         let metrics = Arc::new(Metrics::default());
         let predictor = Predictor::new(&settings, cache.clone(), metrics.clone());

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::cluster::{RedisServer, Worker, LEASE_MS};
-use support::server::{
-    delete, free_port, get_json, images, post_json, start, wait_job, wait_succeeded, Server,
-};
+use support::server::{delete, free_port, get_json, images, post_json, start, wait_job, wait_succeeded, Server};
 use support::{json_images, ADMIN_KEY, READ_KEY};
 
 /// The service on `data_dir`, training on the queue of `redis`.
@@ -90,8 +88,12 @@ fn upload_train_on_a_worker_and_predict_as_the_embedded_executor_does() {
         assert!(job["timings_ms"][stage].is_u64(), "{job}");
     }
     let model_id = job["model_id"].as_str().unwrap();
-    let (status, predicted) =
-        post_json(&server, &format!("/v1/models/{model_id}/predict"), READ_KEY, &json_images(&images(3, 32), json!({})));
+    let (status, predicted) = post_json(
+        &server,
+        &format!("/v1/models/{model_id}/predict"),
+        READ_KEY,
+        &json_images(&images(3, 32), json!({})),
+    );
     assert_eq!(status, 200, "{predicted}");
     assert_eq!(predicted["predictions"].as_array().unwrap().len(), 3);
 
@@ -130,7 +132,11 @@ fn a_cancel_stops_the_training_on_its_worker() {
     // The worker stops within a heartbeat and a chunk of images, well before the end.
     let asked = Instant::now();
     while redis.task_field(id, "state").as_deref() != Some("cancelled") {
-        assert!(asked.elapsed() < Duration::from_secs(20), "the worker did not stop: {:?}", redis.task_field(id, "state"));
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "the worker did not stop: {:?}",
+            redis.task_field(id, "state")
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let job = get_json(&server, &format!("/v1/jobs/{id}")).1;

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use ferrocluster_core::image::DecodeLimits;
 use ferrocluster_core::model::{Model, SavedModel};
-use ferrocluster_core::training::{Stage, TrainError, Trained};
 pub use ferrocluster_core::training::{Algorithm, ModelMetrics, TrainRequest};
+use ferrocluster_core::training::{Stage, TrainError, Trained};
 
 pub use self::queued::QueueHealth;
 use crate::config::Settings;

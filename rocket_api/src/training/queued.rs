@@ -77,7 +77,8 @@ impl Queued {
     /// Starts the thread that follows the tasks; it ends when the jobs are dropped.
     pub(super) fn start(&self, jobs: &Arc<Jobs>) -> std::io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (weak, url, config, wake) = (Arc::downgrade(jobs), self.url.clone(), self.config.clone(), self.wake.clone());
+        let (weak, url, config, wake) =
+            (Arc::downgrade(jobs), self.url.clone(), self.config.clone(), self.wake.clone());
         std::thread::Builder::new()
             .name("train-queue".to_owned())
             .spawn(move || runtime.block_on(follow(weak, url, config, wake)))?;

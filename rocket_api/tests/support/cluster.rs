@@ -19,7 +19,7 @@ impl RedisServer {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--maxmemory-policy", "noeviction", "--dir"])
             .arg(dir.path())
             .stdout(Stdio::null())

@@ -90,7 +90,11 @@ pub fn get_json(server: &Server, path: &str) -> (u16, Value) {
 
 pub fn delete(server: &Server, path: &str, key: &str) -> (u16, Value) {
     answer(
-        agent().delete(format!("{}{path}", server.base)).header("Authorization", format!("Bearer {key}")).call().unwrap(),
+        agent()
+            .delete(format!("{}{path}", server.base))
+            .header("Authorization", format!("Bearer {key}"))
+            .call()
+            .unwrap(),
     )
 }
 

@@ -252,8 +252,9 @@ fn extract(
     for (chunk, files) in paths.chunks(EXTRACT_CHUNK).enumerate() {
         check(observer)?;
         let first = chunk * EXTRACT_CHUNK;
-        let extracted =
-            extract_files(files, &request.features, limits, &|done| observer.progress(Stage::Features, first + done, n))?;
+        let extracted = extract_files(files, &request.features, limits, &|done| {
+            observer.progress(Stage::Features, first + done, n)
+        })?;
         if let Some((i, e)) = extracted.failures.first() {
             return Err(TrainError::Failed(format!("image {} of the dataset: {e}", first + i)));
         }
@@ -314,7 +315,12 @@ mod tests {
 
     impl Recorder {
         fn new(cancel_at: Option<(Stage, usize)>) -> Self {
-            Recorder { seen: Mutex::default(), cancel_at, reports: AtomicUsize::new(0), cancelled: AtomicBool::new(false) }
+            Recorder {
+                seen: Mutex::default(),
+                cancel_at,
+                reports: AtomicUsize::new(0),
+                cancelled: AtomicBool::new(false),
+            }
         }
     }
 
