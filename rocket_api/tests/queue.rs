@@ -32,7 +32,9 @@ fn readyz_until(server: &Server, want: impl Fn(u16, &Value) -> bool) -> Value {
 
 /// Waits until the service is ready with `workers` live workers.
 fn wait_ready(server: &Server, workers: usize) -> Value {
-    readyz_until(server, |status, body| status == 200 && body["checks"]["workers"] == workers.to_string())
+    readyz_until(server, |status, body| {
+        status == 200 && body["checks"]["workers"].as_str().and_then(|w| w.parse().ok()) == Some(workers)
+    })
 }
 
 /// Waits until the service says no worker serves its training queue.

@@ -57,7 +57,7 @@ pub fn readyz(service: &State<Service>) -> ApiResult<Json<Health>> {
         }
         Some(health) => {
             let unavailable = |detail: String| ApiError::new(ProblemKind::Unavailable, detail);
-            if !health.answered_at.is_some_and(|at| at.elapsed() < REDIS_STALE) {
+            if health.answered_at.is_none_or(|at| at.elapsed() >= REDIS_STALE) {
                 let why = health.error.unwrap_or_else(|| "no answer yet".to_owned());
                 return Err(unavailable(format!("redis: {why}")));
             }

@@ -49,7 +49,7 @@ struct Entry {
 /// Who runs the jobs.
 enum Executor {
     Embedded(embedded::Embedded),
-    Queued(queued::Queued),
+    Queued(Box<queued::Queued>),
 }
 
 /// The job table, its persistence and its executor.
@@ -78,7 +78,7 @@ impl Jobs {
             .collect();
         let executor = match &settings.redis_url {
             None => Executor::Embedded(embedded::Embedded::new()),
-            Some(url) => Executor::Queued(queued::Queued::new(url, settings)),
+            Some(url) => Executor::Queued(Box::new(queued::Queued::new(url, settings))),
         };
         let jobs = Arc::new(Jobs { store, limits: settings.decode_limits, table: Mutex::new(table), executor });
         match &jobs.executor {
