@@ -18,8 +18,14 @@ pub struct Settings {
     /// API keys and their roles (`ROCKET_API_KEYS='[{key="...", role="admin"}]'`); none by
     /// default, so every protected route answers 401 until keys are configured.
     pub api_keys: Vec<KeyConfig>,
-    /// Redis URL: when set, `/readyz` requires Redis to answer (default: none, embedded mode).
+    /// Redis URL: when set, training jobs run as tasks on this Redis work queue, served by
+    /// `ferrocluster-worker` processes, and `/readyz` requires Redis and a live worker
+    /// (default: none, training threads in this process).
     pub redis_url: Option<String>,
+    /// The queue training tasks go to (default `default`, what workers serve by default).
+    pub training_queue: String,
+    /// Key prefix of that queue, as the workers' `--namespace` (default `fc`).
+    pub queue_namespace: String,
     /// Dynamic batching of predict requests on (default) or off.
     pub batching: bool,
     /// Most images in one inference batch (default 16).
@@ -42,6 +48,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             api_keys: Vec::new(),
             redis_url: None,
+            training_queue: "default".to_owned(),
+            queue_namespace: "fc".to_owned(),
             batching: true,
             max_batch_size: 16,
             batch_wait_timeout_ms: 5,

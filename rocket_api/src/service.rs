@@ -29,7 +29,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the data directory, starts the training threads (resuming unfinished jobs) and
+    /// Opens the data directory, starts the training executor (resuming unfinished jobs) and
     /// readies the predictor.
     pub fn start(settings: Settings) -> Result<Self, String> {
         settings.validate()?;
@@ -39,8 +39,7 @@ impl Service {
         }
         let store = Store::open(&settings.data_dir)
             .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
-        let jobs = Jobs::start(store.clone(), settings.decode_limits, settings.training_workers)
-            .map_err(|e| format!("loading the job records: {e}"))?;
+        let jobs = Jobs::start(store.clone(), &settings).map_err(|e| format!("loading the job records: {e}"))?;
         let cache = Arc::new(ModelCache::new(store.clone()));
         let metrics = Arc::new(Metrics::default());
         let predictor = Predictor::new(&settings, cache.clone(), metrics.clone());

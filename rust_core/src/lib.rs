@@ -36,6 +36,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod real;
 pub mod report;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use real::Real;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use rocket::http::ContentType;
 use rocket::serde::json::Json;
-use rocket::tokio::time::timeout;
 use rocket::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,8 +13,8 @@ use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
 use crate::telemetry::Gauges;
 
-/// How long `/readyz` waits for Redis.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How old the training executor's last answer from Redis may be (it asks every 250 ms).
+const REDIS_STALE: Duration = Duration::from_secs(5);
 
 /// The answer of the probes.
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,8 +32,8 @@ pub fn healthz() -> Json<Health> {
     Json(Health { status: "ok".to_owned(), checks: BTreeMap::new() })
 }
 
-/// Readiness: the data directory is usable, Redis answers (when configured), and how many
-/// models are loaded and training threads run.
+/// Readiness: the data directory is usable and, with a Redis URL, Redis answered lately and a
+/// live worker runs training tasks; the checks also say how many models are loaded.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -45,33 +44,35 @@ pub fn healthz() -> Json<Health> {
     )
 )]
 #[rocket::get("/readyz")]
-pub async fn readyz(service: &State<Service>) -> ApiResult<Json<Health>> {
+pub fn readyz(service: &State<Service>) -> ApiResult<Json<Health>> {
     let mut checks = BTreeMap::new();
     if !service.settings.data_dir.join("models").is_dir() {
         return Err(ApiError::new(ProblemKind::Unavailable, "the data directory is missing"));
     }
     checks.insert("storage".to_owned(), "ok".to_owned());
-    let redis = match &service.settings.redis_url {
-        None => "not configured".to_owned(),
-        Some(url) => ping(url).await.map_err(|e| ApiError::new(ProblemKind::Unavailable, format!("redis: {e}")))?,
-    };
-    checks.insert("redis".to_owned(), redis);
-    checks.insert("models_cached".to_owned(), service.cache.len().to_string());
-    checks.insert("training_workers".to_owned(), service.settings.training_workers.to_string());
-    Ok(Json(Health { status: "ready".to_owned(), checks }))
-}
-
-async fn ping(url: &str) -> Result<String, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let check = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
-    };
-    match timeout(REDIS_TIMEOUT, check).await {
-        Ok(Ok(_)) => Ok("ok".to_owned()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {REDIS_TIMEOUT:?}")),
+    match service.jobs.queue_health() {
+        None => {
+            checks.insert("redis".to_owned(), "not configured".to_owned());
+            checks.insert("training_workers".to_owned(), service.settings.training_workers.to_string());
+        }
+        Some(health) => {
+            let unavailable = |detail: String| ApiError::new(ProblemKind::Unavailable, detail);
+            if health.answered_at.is_none_or(|at| at.elapsed() >= REDIS_STALE) {
+                let why = health.error.unwrap_or_else(|| "no answer yet".to_owned());
+                return Err(unavailable(format!("redis: {why}")));
+            }
+            if health.workers == 0 {
+                return Err(unavailable(format!(
+                    "no live ferrocluster-worker runs training tasks from queue `{}`",
+                    health.queue
+                )));
+            }
+            checks.insert("redis".to_owned(), "ok".to_owned());
+            checks.insert("workers".to_owned(), health.workers.to_string());
+        }
     }
+    checks.insert("models_cached".to_owned(), service.cache.len().to_string());
+    Ok(Json(Health { status: "ready".to_owned(), checks }))
 }
 
 /// Prometheus metrics (text format 0.0.4).

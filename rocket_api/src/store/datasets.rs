@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use ferrocluster_core::training::task::ImageFiles;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -60,7 +61,7 @@ impl Store {
         let staged = self.staging(id)?;
         std::fs::create_dir(staged.join("images"))?;
         for (i, image) in images.iter().enumerate() {
-            std::fs::write(staged.join("images").join(image_file(i)), &image.bytes)?;
+            std::fs::write(staged.join("images").join(ImageFiles::file_name(i)), &image.bytes)?;
         }
         let dataset = Dataset {
             summary: DatasetSummary {
@@ -104,10 +105,14 @@ impl Store {
         Ok(all)
     }
 
+    /// The dataset's image files (under the data directory's absolute path).
+    pub fn dataset_images(&self, dataset: &Dataset) -> ImageFiles {
+        ImageFiles { dir: self.dataset_dir(&dataset.summary.id).join("images"), count: dataset.images.len() }
+    }
+
     /// The files of the dataset's images, in order.
     pub fn dataset_files(&self, dataset: &Dataset) -> Vec<PathBuf> {
-        let dir = self.dataset_dir(&dataset.summary.id).join("images");
-        (0..dataset.images.len()).map(|i| dir.join(image_file(i))).collect()
+        self.dataset_images(dataset).paths()
     }
 
     /// Deletes the dataset `id`; `false` if there was none.
@@ -118,9 +123,4 @@ impl Store {
         }
         self.unpublish(&dir).map(|()| true)
     }
-}
-
-/// Images are stored under their index, never under a client-chosen name.
-fn image_file(i: usize) -> String {
-    format!("{i:06}")
 }

@@ -3,7 +3,7 @@
 //! one, never half of either, and a restart finds all of it.
 //!
 //! ```text
-//! data/datasets/<id>/{meta.json, images/<n>-<name>}
+//! data/datasets/<id>/{meta.json, images/<n>}
 //! data/models/<id>/{meta.json, model.json, train.f32}
 //! data/jobs/<id>.json
 //! data/tmp/              staging for directories before their rename
@@ -28,9 +28,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating) the data directory and clears staging left by a crash.
+    /// Opens (creating) the data directory and clears staging left by a crash. Paths are
+    /// absolute, so that queue workers are given paths that do not depend on our directory.
     pub fn open(root: &Path) -> std::io::Result<Self> {
-        let store = Store { root: root.to_path_buf() };
+        std::fs::create_dir_all(root)?;
+        let store = Store { root: std::fs::canonicalize(root)? };
         let tmp = store.tmp_dir();
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;

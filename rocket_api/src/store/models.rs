@@ -11,22 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{read_json, write_atomic, write_json, Store};
-use crate::training::Algorithm;
-
-/// Quality of a fitted model on its training data.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ModelMetrics {
-    /// Sum of squared distances of the training rows to their centre.
-    pub inertia: f64,
-    /// Iterations run.
-    pub n_iter: usize,
-    /// Mean silhouette (on a sample of at most 2,000 rows); absent with one cluster.
-    pub silhouette: Option<f64>,
-    /// Calinski–Harabasz index; absent with one cluster.
-    pub calinski_harabasz: Option<f64>,
-    /// Davies–Bouldin index; absent with one cluster.
-    pub davies_bouldin: Option<f64>,
-}
+use crate::training::{Algorithm, ModelMetrics};
 
 /// How a model was trained, and on what.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,9 @@
 //! Test data: small labelled PNGs, multipart and archive bodies, and service settings.
 #![allow(dead_code)] // each test binary uses part of this module
 
+pub mod cluster;
+pub mod server;
+
 use std::io::Write;
 
 use rand::{Rng, SeedableRng};

@@ -8,6 +8,8 @@ use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::{load_batch, DecodeLimits};
 use ferrocluster_core::pipeline::extract_files;
 use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, Registry, TaskContext, TaskError};
+use ferrocluster_core::training::task::{pack_progress, TrainOutput, TrainTask};
+use ferrocluster_core::training::{self, Observer, Stage, TrainError};
 use ndarray::Array2;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,8 @@ pub fn registry(queue: &Queue, test_tasks: bool) -> Registry {
     registry.register("extract", move |ctx, payload| extract(&q, ctx, payload));
     let q = queue.clone();
     registry.register("kmeans.predict", move |ctx, payload| predict(&q, ctx, payload));
+    let q = queue.clone();
+    registry.register(training::task::KIND, move |ctx, payload| train(&q, ctx, payload));
     ferrocluster_core::distributed::kmeans::register(&mut registry, queue);
     if test_tasks {
         register_test_tasks(&mut registry);
@@ -158,6 +162,36 @@ fn predict(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, Ta
     let model = KMeansModel { centres, labels: Vec::new(), inertia: 0.0, n_iter: 0 };
     let (labels, distances) = model.predict_with_distances(x.view()).map_err(|e| TaskError::Invalid(e.to_string()))?;
     Ok(json!({ "labels": labels, "distances": distances }))
+}
+
+/// `train {request, images, limits?, result_ttl_s}`: the REST service's training job — the
+/// same steps as its in-process executor; the model comes back as blobs ([`TrainOutput`]).
+fn train(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
+    let job: TrainTask = parse(payload)?;
+    job.request.validate(job.images.count).map_err(|e| TaskError::Invalid(e.to_string()))?;
+    let trained = match training::train(&job.images.paths(), &job.request, &job.limits, &TaskObserver(ctx)) {
+        Ok(trained) => trained,
+        Err(TrainError::Cancelled) => return Err(TaskError::Cancelled),
+        Err(TrainError::Failed(reason)) => return Err(TaskError::Failed(reason)),
+    };
+    // A task cancelled meanwhile leaves no blobs behind.
+    ctx.check_cancelled()?;
+    let output = block_on(TrainOutput::store(queue, trained, job.result_ttl_s))?;
+    serde_json::to_value(output).map_err(|e| TaskError::Failed(e.to_string()))
+}
+
+/// A training's progress and cancel checks, through the task's context.
+struct TaskObserver<'a>(&'a TaskContext);
+
+impl Observer for TaskObserver<'_> {
+    fn progress(&self, stage: Stage, done: usize, total: usize) {
+        let (done, total) = pack_progress(stage, done, total);
+        self.0.progress(done, total);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
 }
 
 /// Tasks that misbehave on purpose, for the fault-tolerance tests only.

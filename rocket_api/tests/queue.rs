@@ -1,0 +1,199 @@
+//! The real `ferrocluster-api` binary with a real `redis-server` and real `ferrocluster-worker`
+//! processes: training jobs run on the workers, are cancelled there, outlive a restart of the
+//! service and a worker killed mid-training.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::cluster::{RedisServer, Worker, LEASE_MS};
+use support::server::{delete, free_port, get_json, images, post_json, start, wait_job, wait_succeeded, Server};
+use support::{json_images, ADMIN_KEY, READ_KEY};
+
+/// The service on `data_dir`, training on the queue of `redis`.
+fn start_queued(data_dir: &Path, port: u16, redis: &RedisServer) -> Server {
+    start(data_dir, port, &[("ROCKET_REDIS_URL", redis.url())])
+}
+
+/// Waits until `/readyz` answers as `want` says; returns its body.
+fn readyz_until(server: &Server, want: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get_json(server, "/readyz");
+        if want(status, &body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "readyz still {status}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the service is ready with `workers` live workers.
+fn wait_ready(server: &Server, workers: usize) -> Value {
+    readyz_until(server, |status, body| {
+        status == 200 && body["checks"]["workers"].as_str().and_then(|w| w.parse().ok()) == Some(workers)
+    })
+}
+
+/// Waits until the service says no worker serves its training queue.
+fn wait_no_worker(server: &Server) {
+    readyz_until(server, |status, body| {
+        status == 503 && body["detail"].as_str().unwrap().contains("no live ferrocluster-worker")
+    });
+}
+
+/// Uploads `n` images of `size` pixels; returns the dataset id.
+fn upload(server: &Server, n: usize, size: u32) -> String {
+    let (status, dataset) = post_json(server, "/v1/datasets", ADMIN_KEY, &json_images(&images(n, size), json!({})));
+    assert_eq!(status, 201, "{dataset}");
+    dataset["id"].as_str().unwrap().to_owned()
+}
+
+/// Submits a training job; returns it.
+fn train(server: &Server, request: &Value) -> Value {
+    let (status, job) = post_json(server, "/v1/models", ADMIN_KEY, &request.to_string());
+    assert_eq!(status, 202, "{job}");
+    job
+}
+
+/// A job long enough to act on while it runs: 900 images, features at 128×128.
+fn long_request(dataset_id: &str) -> Value {
+    let features = json!({"size": [128, 128], "hog": {"cells_per_block": [2, 2]}, "lbp": {}});
+    json!({"dataset_id": dataset_id, "k": 3, "features": features})
+}
+
+/// Waits until the job runs on a worker and has reported progress.
+fn wait_running(server: &Server, id: &str) -> Value {
+    wait_job(server, id, Duration::from_secs(60), |job| {
+        assert!(!["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()), "ended: {job}");
+        job["state"] == "running" && job["progress"]["done"].as_u64().unwrap_or(0) > 0
+    })
+}
+
+#[test]
+fn upload_train_on_a_worker_and_predict_as_the_embedded_executor_does() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_queued(dir.path(), free_port(), &redis);
+    wait_no_worker(&server);
+    let worker = Worker::start(&redis, "w1");
+    assert_eq!(wait_ready(&server, 1)["checks"]["redis"], "ok");
+
+    let features = json!({"size": [32, 32], "hog": {"cells_per_block": [2, 2]}});
+    let request = |dataset_id: &str| json!({"dataset_id": dataset_id, "k": 3, "features": features, "seed": 7});
+    let job = train(&server, &request(&upload(&server, 30, 32)));
+    let job = wait_succeeded(&server, job["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(job["attempts"], 1, "{job}");
+    for stage in ["features", "fit", "metrics", "store"] {
+        assert!(job["timings_ms"][stage].is_u64(), "{job}");
+    }
+    let model_id = job["model_id"].as_str().unwrap();
+    let (status, predicted) = post_json(
+        &server,
+        &format!("/v1/models/{model_id}/predict"),
+        READ_KEY,
+        &json_images(&images(3, 32), json!({})),
+    );
+    assert_eq!(status, 200, "{predicted}");
+    assert_eq!(predicted["predictions"].as_array().unwrap().len(), 3);
+
+    // The oracle: the embedded executor trains the same model from the same request.
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let embedded = start(embedded_dir.path(), free_port(), &[]);
+    let local = train(&embedded, &request(&upload(&embedded, 30, 32)));
+    let local = wait_succeeded(&embedded, local["id"].as_str().unwrap(), Duration::from_secs(60));
+    let (_, on_worker) = get_json(&server, &format!("/v1/models/{model_id}"));
+    let (_, here) = get_json(&embedded, &format!("/v1/models/{}", local["model_id"].as_str().unwrap()));
+    for field in ["centroids", "cluster_sizes", "metrics", "n_features"] {
+        assert_eq!(on_worker[field], here[field], "{field}");
+    }
+
+    // A worker that stops (SIGTERM: it leaves its record) is no longer counted.
+    worker.signal("TERM");
+    wait_no_worker(&server);
+}
+
+#[test]
+fn a_cancel_stops_the_training_on_its_worker() {
+    let redis = RedisServer::start();
+    let _worker = Worker::start(&redis, "w1");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_queued(dir.path(), free_port(), &redis);
+    wait_ready(&server, 1);
+    let dataset_id = upload(&server, 900, 64);
+    let job = train(&server, &long_request(&dataset_id));
+    let id = job["id"].as_str().unwrap();
+    let running = wait_running(&server, id);
+    assert_eq!(running["progress"]["stage"], "features", "{running}");
+
+    let (status, cancelled) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    // The worker stops within a heartbeat and a chunk of images, well before the end.
+    let asked = Instant::now();
+    while redis.task_field(id, "state").as_deref() != Some("cancelled") {
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "the worker did not stop: {:?}",
+            redis.task_field(id, "state")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let job = get_json(&server, &format!("/v1/jobs/{id}")).1;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    assert_eq!(status, 404, "a cancelled job stores no model");
+    let (status, _) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    assert_eq!(status, 409);
+
+    // The worker is free for the next job.
+    let small = json!({"dataset_id": dataset_id, "k": 2, "features": {"size": [16, 16]}, "max_iter": 5});
+    let next = train(&server, &small);
+    wait_succeeded(&server, next["id"].as_str().unwrap(), Duration::from_secs(60));
+}
+
+#[test]
+fn a_job_outlives_a_restart_of_the_service() {
+    let redis = RedisServer::start();
+    let _worker = Worker::start(&redis, "w1");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_queued(dir.path(), port, &redis);
+    wait_ready(&server, 1);
+    let job = train(&server, &long_request(&upload(&server, 900, 64)));
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_running(&server, &id);
+    drop(server); // SIGKILL
+    assert_eq!(redis.task_field(&id, "state").as_deref(), Some("running"), "the training goes on without the service");
+
+    let server = start_queued(dir.path(), port, &redis);
+    let job = wait_succeeded(&server, &id, Duration::from_secs(180));
+    assert_eq!(job["attempts"], 1, "the worker's one run is collected, not restarted: {job}");
+    let path = format!("/v1/models/{}/predict", job["model_id"].as_str().unwrap());
+    let (status, predicted) = post_json(&server, &path, READ_KEY, &json_images(&images(2, 64), json!({})));
+    assert_eq!(status, 200, "{predicted}");
+}
+
+#[test]
+fn a_worker_killed_mid_training_hands_the_job_to_another() {
+    let redis = RedisServer::start();
+    let workers = [Worker::start(&redis, "w1"), Worker::start(&redis, "w2")];
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_queued(dir.path(), free_port(), &redis);
+    wait_ready(&server, 2);
+    let job = train(&server, &long_request(&upload(&server, 900, 64)));
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_running(&server, &id);
+
+    let consumer = redis.task_field(&id, "worker").unwrap();
+    // Consumer names are `<name>-<pid>-<random>`.
+    let victim = workers.iter().find(|w| consumer.contains(&format!("-{}-", w.child.id()))).unwrap();
+    victim.signal("KILL");
+
+    let job = wait_succeeded(&server, &id, Duration::from_secs(180));
+    assert_eq!(job["attempts"], 2, "reclaimed after the lease ({LEASE_MS} ms) and run again: {job}");
+    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    assert_eq!(status, 200);
+}
