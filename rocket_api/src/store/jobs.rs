@@ -13,7 +13,7 @@ use crate::training::TrainRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
-    /// Waiting for a training thread.
+    /// Waiting for a training thread or a queue worker.
     Queued,
     /// Training.
     Running,
@@ -77,7 +77,7 @@ pub struct Job {
     pub timings_ms: BTreeMap<String, u64>,
     /// Why it failed.
     pub error: Option<String>,
-    /// Attempts started (more than one after a restart interrupted it).
+    /// Attempts started (more than one after a restart, or on the queue a lost worker, interrupted it).
     pub attempts: u32,
 }
 
