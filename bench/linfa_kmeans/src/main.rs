@@ -34,8 +34,7 @@ fn main() {
     let [_, x_path, n, d, init_path, k] = args.as_slice() else {
         panic!("usage: linfa-kmeans-bench X N D INIT K");
     };
-    let (n, d, k): (usize, usize, usize) =
-        (n.parse().expect("N"), d.parse().expect("D"), k.parse().expect("K"));
+    let (n, d, k): (usize, usize, usize) = (n.parse().expect("N"), d.parse().expect("D"), k.parse().expect("K"));
     let dataset = DatasetBase::from(read_matrix(x_path, n, d));
     let init = read_matrix(init_path, k, d);
     let fit = |method: KMeansInit<f32>| {

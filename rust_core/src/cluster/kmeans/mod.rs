@@ -238,8 +238,8 @@ impl<T: Real> Clusterer<T> for KMeans {
         for run in 0..runs {
             let centres = match (&self.init, &given) {
                 (_, Some(c)) => c - &mean,
-                (KMeansInit::Random, _) => rows_of(&data, &random(&data, k, &mut rng)?),
-                _ => rows_of(&data, &plusplus(kernel, &data, k, default_trials(k), &mut rng)?),
+                (KMeansInit::Random, _) => rows_of(data, &random(&data, k, &mut rng)?),
+                _ => rows_of(data, &plusplus(kernel, data, k, default_trials(k), &mut rng)?),
             };
             let report = |i: usize| progress(Progress { done: run * self.max_iter + i, total, stage: "iteration" });
             let r = lloyd::lloyd(kernel, data, centres, self.max_iter, tol, &report);
@@ -249,7 +249,7 @@ impl<T: Real> Clusterer<T> for KMeans {
         }
         let best = best.expect("at least one run");
         Ok(KMeansModel {
-            centres: best.centres + &mean,
+            centres: best.centres + mean,
             labels: best.labels.iter().map(|&l| i64::from(l)).collect(),
             inertia: best.inertia,
             n_iter: best.n_iter,

@@ -286,8 +286,8 @@ unsafe fn copy_row<L: Lanes>(src: *const L::T, d: usize, shift: Option<&[L::T]>,
             for q in (0..full).step_by(L::W) {
                 L::store(dst.add(q), L::sub(L::load(src.add(q)), L::load(m.as_ptr().add(q))));
             }
-            for q in full..d {
-                *dst.add(q) = *src.add(q) - m[q];
+            for (q, &mq) in m.iter().enumerate().skip(full) {
+                *dst.add(q) = *src.add(q) - mq;
             }
         }
         None => {
