@@ -56,8 +56,10 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## Features and k-means against scikit-image, scikit-learn and linfa (built from bench/linfa_kmeans,
+## outside the workspace) as ratios measured in one run; BENCH_ARGS="--quick --clock cpu" on a busy machine.
 bench-core: python-package
-	$(PY) bench/bench_core.py
+	$(PY) bench/bench_core.py $(BENCH_ARGS)
 
 ## Ray, for bench-queue only, in its own environment (it pins its own dependencies).
 RAY_VENV ?= .venv-ray

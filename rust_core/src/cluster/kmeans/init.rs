@@ -8,7 +8,7 @@ use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
 use super::kernel::{Kernel, Packed};
-use super::lloyd::Data;
+use super::lloyd::{Data, DataView};
 use super::rows_of;
 use crate::cluster::validate_data;
 use crate::{Error, Real, Result};
@@ -85,67 +85,109 @@ pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
 
 /// Greedy k-means++ over contiguous data; returns the chosen row indices.
 ///
-/// The state is one n-vector of each row's squared distance to its nearest centre (with that
-/// centre's index and a flag): distances to the candidates are never stored. Each step is one
-/// parallel pass over the rows that computes the candidates' potentials with the fused kernel
-/// and, in the same read of a row, applies the previous step's winner to it. Rows that no
-/// candidate can bring closer are skipped (triangle inequality against the row's nearest
-/// centre, see [`SKIP_MARGIN`]); a winner is applied to exactly the rows its pass computed, so
-/// skipping changes nothing but the time taken. Sampling walks the chunk potentials, then one
-/// chunk with the pending winner applied on the fly by the same arithmetic.
-pub(crate) fn plusplus<T: Real>(
+/// The state is, per row, its squared norm, its squared distance to the nearest centre so far
+/// (with that centre's position), and its distances to this step's candidates (`trials` values).
+/// Each step is one parallel pass that reads each row it must compute once (gathered, shifted if
+/// the data is) and computes its distances to all candidates with the kernel, the candidates'
+/// potentials in the same pass; the winner is then applied from the stored distances, without
+/// reading X again. Rows that no candidate can bring closer are skipped (triangle inequality
+/// against the row's nearest centre, see [`SKIP_MARGIN`]), which changes nothing but the time
+/// taken. Sampling walks the chunk potentials, then the rows of one chunk.
+pub(crate) fn plusplus<'a, T: Real>(
     kernel: Kernel,
-    data: &Data<'_, T>,
+    data: impl Into<DataView<'a, T>>,
     k: usize,
     trials: usize,
     rng: &mut Pcg64Mcg,
 ) -> Result<Vec<usize>> {
+    let data = data.into();
     let n = data.n();
-    let total = total_weight(data)?;
-    let mut chosen = vec![weighted_row(data, total, rng)];
+    let total = total_weight(&data)?;
+    let mut chosen = vec![weighted_row(&data, total, rng)];
     if k == 1 {
         return Ok(chosen);
     }
     let mut state = Nearest {
+        norms: row_norms(kernel, &data),
         closest: vec![T::infinity(); n],
         owner: vec![u32::MAX; n],
         computed: vec![true; n],
+        dists: vec![T::zero(); n * trials],
+        trials,
         chunk_pot: Vec::new(),
     };
-    // The first centre is applied to every row before the first sampling; every later winner
-    // waits for the next pass.
-    let pots = Step::new(kernel, data, &chosen, true, &[]).run(&mut state);
-    state.chunk_pot = pots.into_iter().map(|p| p[0]).collect();
-    let mut pending = false;
+    let mut centres = rows_of(data, &chosen);
+    // The first centre is a pass's only candidate, applied to every row.
+    let pots = Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
+    state.apply(0, 0, &pots);
     while chosen.len() < k {
         let pot: f64 = state.chunk_pot.iter().sum();
-        let winner = pending.then(|| kernel.pack(rows_of(data, &chosen[chosen.len() - 1..]).view()));
-        let candidates: Vec<usize> =
-            (0..trials).map(|_| state.sample(kernel, data, winner.as_ref(), rng.random::<f64>() * pot)).collect();
-        let pots = Step::new(kernel, data, &chosen, pending, &candidates).run(&mut state);
-        let pot = |t: usize| pots.iter().map(|p| p[1 + t]).sum::<f64>();
+        let candidates: Vec<usize> = (0..trials).map(|_| state.sample(&data, rng.random::<f64>() * pot)).collect();
+        let rows = rows_of(data, &candidates);
+        let pots = Step::new(kernel, data, centres.view(), rows.view()).run(&mut state);
+        let pot = |t: usize| pots.iter().map(|p| p[t]).sum::<f64>();
         let best = (0..candidates.len()).fold(0, |b, t| if pot(t) < pot(b) { t } else { b });
-        state.chunk_pot = pots.iter().map(|p| p[1 + best]).collect();
+        state.apply(best, chosen.len() as u32, &pots);
         chosen.push(candidates[best]);
-        pending = true;
+        centres.push_row(rows.row(best)).expect("same width");
     }
     Ok(chosen)
 }
 
-/// Each row's squared distance to its nearest applied centre and that centre's position;
-/// whether the last pass computed the row (then the pending winner applies to it); per chunk,
-/// the sum of `weight × distance` with the pending winner applied.
+/// `‖x_i‖²` of every row (as the data reads it), by the kernel's `sq_dist` to zero.
+fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
+    let d = data.d;
+    let mut norms = vec![T::zero(); data.n()];
+    norms.par_chunks_mut(SUB_ROWS).enumerate().for_each_init(
+        || (vec![T::zero(); SUB_ROWS * d], vec![T::zero(); d]),
+        |(buf, zeros), (bi, norms)| {
+            let rows = data.block(kernel, bi * SUB_ROWS, norms.len(), buf);
+            for (norm, row) in norms.iter_mut().zip(rows.chunks_exact(d)) {
+                *norm = kernel.sq_dist(row, zeros);
+            }
+        },
+    );
+    norms
+}
+
+/// Per row: squared norm, squared distance to the nearest chosen centre and that centre's
+/// position, whether the last pass computed it, and then its distances to the pass's candidates
+/// (`trials` slots). Per chunk: the sum of `weight × closest`.
 struct Nearest<T> {
+    norms: Vec<T>,
     closest: Vec<T>,
     owner: Vec<u32>,
     computed: Vec<bool>,
+    dists: Vec<T>,
+    trials: usize,
     chunk_pot: Vec<f64>,
 }
 
 impl<T: Real> Nearest<T> {
-    /// The first row whose cumulative `weight × closest`, with the pending `winner` applied,
-    /// reaches `target` (scikit-learn's `searchsorted` on the cumulative sum).
-    fn sample(&self, kernel: Kernel, data: &Data<'_, T>, winner: Option<&Packed<T>>, mut target: f64) -> usize {
+    /// Makes candidate `best` of the last pass the centre at position `centre`: every row that
+    /// pass computed takes its stored distance if it is closer (a skipped row cannot be).
+    fn apply(&mut self, best: usize, centre: u32, pots: &[Vec<f64>]) {
+        let trials = self.trials;
+        self.closest
+            .par_chunks_mut(CHUNK_ROWS)
+            .zip(self.owner.par_chunks_mut(CHUNK_ROWS))
+            .zip(self.computed.par_chunks(CHUNK_ROWS))
+            .zip(self.dists.par_chunks(CHUNK_ROWS * trials))
+            .for_each(|(((closest, owner), computed), dists)| {
+                for (r, _) in computed.iter().enumerate().filter(|(_, &c)| c) {
+                    let d = dists[r * trials + best];
+                    if d < closest[r] {
+                        closest[r] = d;
+                        owner[r] = centre;
+                    }
+                }
+            });
+        self.chunk_pot = pots.iter().map(|p| p[best]).collect();
+    }
+
+    /// The first row whose cumulative `weight × closest` reaches `target` (scikit-learn's
+    /// `searchsorted` on the cumulative sum).
+    fn sample(&self, data: &DataView<'_, T>, mut target: f64) -> usize {
         let last = self.chunk_pot.len() - 1;
         let mut ci = 0;
         while ci < last && target > self.chunk_pot[ci] {
@@ -153,45 +195,25 @@ impl<T: Real> Nearest<T> {
             ci += 1;
         }
         let (start, end) = (ci * CHUNK_ROWS, (ci * CHUNK_ROWS + CHUNK_ROWS).min(self.closest.len()));
-        let mut scratch = Scratch::new(kernel, data.d, winner.map_or(1, Packed::stride));
         let mut cum = 0.0;
-        for s in (start..end).step_by(SUB_ROWS) {
-            let rows = s..(s + SUB_ROWS).min(end);
-            let listed = winner.map_or(0, |w| scratch.compute(data, rows.clone(), |i| self.computed[i], w));
-            let mut next = 0;
-            for i in rows {
-                let mut cl = self.closest[i];
-                if next < listed && scratch.select[next] as usize == i {
-                    cl = closer(cl, scratch.dists[next * scratch.stride]);
-                    next += 1;
-                }
-                cum += data.weight(i) * cl.to_f64_exact();
-                if cum >= target {
-                    return i;
-                }
+        for i in start..end {
+            cum += data.weight(i) * self.closest[i].to_f64_exact();
+            if cum >= target {
+                return i;
             }
         }
         end - 1
     }
 }
 
-/// `d` if it is below `closest`, else `closest`: the one comparison passes and sampling share.
-#[inline]
-fn closer<T: Real>(closest: T, d: T) -> T {
-    if d < closest {
-        d
-    } else {
-        closest
-    }
-}
-
-/// Buffers of a pass, made once per thread: the rows of a kernel call and their distances.
+/// Buffers of a pass, made once per thread: the rows of a kernel call, gathered, and their
+/// distances.
 struct Scratch<T> {
     kernel: Kernel,
     select: Vec<u32>,
+    rows: Vec<T>,
     dists: Vec<T>,
     stride: usize,
-    zeros: Vec<T>,
 }
 
 impl<T: Real> Scratch<T> {
@@ -199,18 +221,19 @@ impl<T: Real> Scratch<T> {
         Scratch {
             kernel,
             select: vec![0; SUB_ROWS],
+            rows: vec![T::zero(); SUB_ROWS * d],
             dists: vec![T::zero(); SUB_ROWS * stride],
             stride,
-            zeros: vec![T::zero(); d],
         }
     }
 
-    /// Lists the rows of `rows` (at most [`SUB_ROWS`]) that `keep` selects and writes their
-    /// squared distances (`‖x‖² + ‖c‖² − 2 x·c`, at least 0) to the packed centres into `dists`,
-    /// a row of `stride` each; returns how many rows it listed.
+    /// Lists the rows of `rows` (at most [`SUB_ROWS`]) that `keep` selects, gathers them (one
+    /// read of each) and writes their squared distances (`‖x‖² + ‖c‖² − 2 x·c`, at least 0) to
+    /// the packed centres into `dists`, a row of `stride` each; returns how many rows it listed.
     fn compute(
         &mut self,
-        data: &Data<'_, T>,
+        data: &DataView<'_, T>,
+        norms: &[T],
         rows: Range<usize>,
         keep: impl Fn(usize) -> bool,
         packed: &Packed<T>,
@@ -221,24 +244,32 @@ impl<T: Real> Scratch<T> {
             self.select[listed] = i as u32;
             listed += usize::from(keep(i));
         }
-        let (select, dists) = (&self.select[..listed], &mut self.dists[..listed * self.stride]);
-        self.kernel.partial_dists(data.x, select, packed, dists);
+        let select = &self.select[..listed];
+        let (x, dists) = (&mut self.rows[..listed * data.d], &mut self.dists[..listed * self.stride]);
+        data.gather(self.kernel, select, x);
+        self.kernel.dists(x, packed, dists);
         for (&i, out) in select.iter().zip(dists.chunks_exact_mut(self.stride)) {
-            let norm = self.kernel.sq_dist(data.rows(i as usize, 1), &self.zeros);
-            out.iter_mut().for_each(|v| *v = (norm + *v).max(T::zero()));
+            let norm = norms[i as usize];
+            out[..packed.k].iter_mut().for_each(|v| *v = (norm + *v).max(T::zero()));
         }
         listed
     }
 }
 
-/// One pass of k-means++: the pending winner (if any) and the candidates, packed in that order.
+/// `d` if it is below `closest`, else `closest`.
+#[inline]
+fn closer<T: Real>(closest: T, d: T) -> T {
+    if d < closest {
+        d
+    } else {
+        closest
+    }
+}
+
+/// One pass of k-means++ over the candidates.
 struct Step<'a, T> {
     kernel: Kernel,
-    data: &'a Data<'a, T>,
-    /// Whether the last chosen centre is pending (packed first).
-    pending: bool,
-    /// Position of the last chosen centre.
-    centre: u32,
+    data: DataView<'a, T>,
     packed: Packed<T>,
     /// Per chosen centre: the smallest squared distance to a candidate.
     bound: Vec<T>,
@@ -247,21 +278,21 @@ struct Step<'a, T> {
 }
 
 impl<'a, T: Real> Step<'a, T> {
-    fn new(kernel: Kernel, data: &'a Data<'a, T>, chosen: &[usize], pending: bool, candidates: &[usize]) -> Self {
-        let last = chosen[chosen.len() - 1];
-        let centres: Vec<usize> = pending.then_some(last).into_iter().chain(candidates.iter().copied()).collect();
+    /// A pass for the `candidates` (rows as the data reads them), given the `chosen` centres.
+    fn new(kernel: Kernel, data: DataView<'a, T>, chosen: ArrayView2<'_, T>, candidates: ArrayView2<'_, T>) -> Self {
+        let row = |v: ArrayView1<'_, T>| v.to_slice().expect("standard layout").to_vec();
+        let rows: Vec<Vec<T>> = candidates.outer_iter().map(row).collect();
         let bound = chosen
-            .par_iter()
-            .map(|&a| {
-                candidates.iter().map(|&t| kernel.sq_dist(data.rows(a, 1), data.rows(t, 1))).fold(T::infinity(), T::min)
+            .outer_iter()
+            .map(|a| {
+                let a = a.to_slice().expect("standard layout");
+                rows.iter().map(|t| kernel.sq_dist(a, t)).fold(T::infinity(), T::min)
             })
             .collect();
         Step {
             kernel,
             data,
-            pending,
-            centre: (chosen.len() - 1) as u32,
-            packed: kernel.pack(rows_of(data, &centres).view()),
+            packed: kernel.pack(candidates),
             bound,
             skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
         }
@@ -274,19 +305,22 @@ impl<'a, T: Real> Step<'a, T> {
         self.bound.get(owner as usize).is_some_and(|&b| b > self.skip_factor * closest)
     }
 
-    /// Runs the pass; per chunk, the potential with the pending winner applied, then each
-    /// candidate's (`Σ weight × min(closest, distance)`).
+    /// Runs the pass, storing each computed row's distances; per chunk, each candidate's
+    /// potential (`Σ weight × min(closest, distance)`).
     fn run(&self, state: &mut Nearest<T>) -> Vec<Vec<f64>> {
-        let Nearest { closest, owner, computed, .. } = state;
-        closest
+        let Nearest { norms, closest, computed, dists, trials, owner, .. } = state;
+        let (norms, closest, owner, trials): (&[T], &[T], &[u32], usize) = (norms, closest, owner, *trials);
+        computed
             .par_chunks_mut(CHUNK_ROWS)
-            .zip(owner.par_chunks_mut(CHUNK_ROWS))
-            .zip(computed.par_chunks_mut(CHUNK_ROWS))
+            .zip(dists.par_chunks_mut(CHUNK_ROWS * trials))
             .enumerate()
             .map_init(
                 || Scratch::new(self.kernel, self.data.d, self.packed.stride()),
-                |scratch, (ci, ((closest, owner), computed))| {
-                    self.chunk(scratch, ci * CHUNK_ROWS, closest, owner, computed)
+                |scratch, (ci, (computed, dists))| {
+                    let start = ci * CHUNK_ROWS;
+                    let rows = start..start + computed.len();
+                    let chunk = Chunk { norms, closest: &closest[rows.clone()], owner: &owner[rows], trials };
+                    self.chunk(scratch, start, &chunk, computed, dists)
                 },
             )
             .collect()
@@ -297,32 +331,27 @@ impl<'a, T: Real> Step<'a, T> {
         &self,
         scratch: &mut Scratch<T>,
         start: usize,
-        closest: &mut [T],
-        owner: &mut [u32],
+        chunk: &Chunk<'_, T>,
         computed: &mut [bool],
+        dists: &mut [T],
     ) -> Vec<f64> {
-        let first = usize::from(self.pending);
-        let trials = self.packed.k - first;
-        let mut pots = vec![0.0; 1 + trials];
+        let (closest, trials, candidates) = (chunk.closest, chunk.trials, self.packed.k);
+        let mut pots = vec![0.0; candidates];
         for s in (0..closest.len()).step_by(SUB_ROWS) {
             let rows = s..(s + SUB_ROWS).min(closest.len());
             let mut skipped = 0.0;
             for r in rows.clone() {
-                let keep = (computed[r] && self.pending) || !self.skip(closest[r], owner[r]);
+                let keep = !self.skip(closest[r], chunk.owner[r]);
                 computed[r] = keep;
                 skipped += if keep { 0.0 } else { self.data.weight(start + r) * closest[r].to_f64_exact() };
             }
-            let listed =
-                scratch.compute(self.data, start + rows.start..start + rows.end, |i| computed[i - start], &self.packed);
+            let range = start + rows.start..start + rows.end;
+            let listed = scratch.compute(&self.data, chunk.norms, range, |i| computed[i - start], &self.packed);
             for (&i, d) in scratch.select[..listed].iter().zip(scratch.dists.chunks_exact(scratch.stride)) {
                 let r = i as usize - start;
-                if self.pending && d[0] < closest[r] {
-                    closest[r] = d[0];
-                    owner[r] = self.centre;
-                }
                 let (w, cl) = (self.data.weight(i as usize), closest[r]);
-                pots[0] += w * cl.to_f64_exact();
-                for (pot, &dt) in pots[1..].iter_mut().zip(&d[first..first + trials]) {
+                dists[r * trials..r * trials + candidates].copy_from_slice(&d[..candidates]);
+                for (pot, &dt) in pots.iter_mut().zip(&d[..candidates]) {
                     *pot += w * closer(cl, dt).to_f64_exact();
                 }
             }
@@ -330,6 +359,14 @@ impl<'a, T: Real> Step<'a, T> {
         }
         pots
     }
+}
+
+/// What a pass reads of one chunk's rows.
+struct Chunk<'c, T> {
+    norms: &'c [T],
+    closest: &'c [T],
+    owner: &'c [u32],
+    trials: usize,
 }
 
 /// `k` distinct rows drawn without replacement with probability proportional to their weight
@@ -408,7 +445,8 @@ mod tests {
     }
 
     /// Skipped rows, deferred winners and chunked potentials pick the same rows as the textbook
-    /// algorithm, on well separated blobs (where most rows are skipped) over several chunks.
+    /// algorithm, on well separated blobs (where most rows are skipped) over several chunks, with
+    /// and without weights, on data read as stored and shifted on the fly.
     #[test]
     fn plusplus_picks_the_rows_of_the_textbook_algorithm() {
         let mut rng = Pcg64Mcg::seed_from_u64(5);
@@ -416,15 +454,19 @@ mod tests {
         let centres = Array2::from_shape_fn((blobs, d), |_| rng.random_range(-50.0..50.0));
         let x = Array2::from_shape_fn((n, d), |(i, q)| centres[[i % blobs, q]] + rng.random_range(-1.0..1.0));
         let w: Vec<f64> = (0..n).map(|i| if i % 7 == 3 { 0.0 } else { 0.5 + (i % 4) as f64 }).collect();
-        for (k, weighted) in [(1, false), (24, false), (40, true)] {
+        let shift: Vec<f64> = (0..d).map(|q| 20.0 - 3.0 * q as f64).collect();
+        let shifted = Array2::from_shape_fn((n, d), |(i, q)| x[[i, q]] - shift[q]);
+        for (k, weighted, moved) in [(1, false, false), (24, false, false), (40, true, false), (33, true, true)] {
             let weights = weighted.then_some(w.as_slice());
             let ones = vec![1.0; n];
             for kernel in Kernel::available() {
-                let data = Data::new(x.view(), weights);
-                let ours = plusplus(kernel, &data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9)).unwrap();
+                let stored = Data::new(x.view(), weights);
+                let data = if moved { DataView::shifted(stored, &shift) } else { DataView::from(&stored) };
+                let ours = plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9)).unwrap();
+                let seen = if moved { &shifted } else { &x };
                 let expected =
-                    reference(&x, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
-                assert_eq!(ours, expected, "{} k={k} weighted={weighted}", kernel.name());
+                    reference(seen, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
+                assert_eq!(ours, expected, "{} k={k} weighted={weighted} shifted={moved}", kernel.name());
             }
         }
     }

@@ -7,7 +7,7 @@
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use super::kernel::Kernel;
+use super::kernel::{Kernel, Rows};
 use crate::Real;
 
 /// Rows of X that one kernel call sees: ~64 KiB, so they are still in L2 for the accumulation.
@@ -43,6 +43,72 @@ impl<'a, T: Real> Data<'a, T> {
     /// Weight of row `i` (1 without weights).
     pub(crate) fn weight(&self, i: usize) -> f64 {
         self.w.map_or(1.0, |w| w[i].to_f64_exact())
+    }
+}
+
+/// [`Data`] as the algorithms read it: the stored rows, or the rows minus a shift subtracted as
+/// each row is read (the fit's centring, done on the fly so that X is never copied: every value
+/// seen is `x − shift` rounded to `T`, as a centred copy would hold it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataView<'a, T> {
+    data: Data<'a, T>,
+    shift: Option<&'a [T]>,
+}
+
+impl<'a, T: Real> From<&Data<'a, T>> for DataView<'a, T> {
+    fn from(data: &Data<'a, T>) -> Self {
+        DataView { data: *data, shift: None }
+    }
+}
+
+impl<'a, T: Real> From<&DataView<'a, T>> for DataView<'a, T> {
+    fn from(view: &DataView<'a, T>) -> Self {
+        *view
+    }
+}
+
+impl<'a, T> std::ops::Deref for DataView<'a, T> {
+    type Target = Data<'a, T>;
+
+    fn deref(&self) -> &Data<'a, T> {
+        &self.data
+    }
+}
+
+impl<'a, T: Real> DataView<'a, T> {
+    /// The rows of `data` minus `shift` (one value per column).
+    pub(crate) fn shifted(data: Data<'a, T>, shift: &'a [T]) -> Self {
+        assert_eq!(shift.len(), data.d);
+        DataView { data, shift: Some(shift) }
+    }
+
+    /// Rows `start..start + len` as seen: the stored slice, or shifted into `buf` (at least
+    /// `len · d` long).
+    pub(crate) fn block<'b>(&'b self, kernel: Kernel, start: usize, len: usize, buf: &'b mut [T]) -> &'b [T] {
+        match self.shift {
+            None => self.data.rows(start, len),
+            Some(shift) => {
+                let out = &mut buf[..len * self.d];
+                kernel.gather(self.x, self.d, Rows::Range { start, len }, Some(shift), out);
+                out
+            }
+        }
+    }
+
+    /// Rows `list` as seen, into `out` (`list.len() · d` values).
+    pub(crate) fn gather(&self, kernel: Kernel, list: &[u32], out: &mut [T]) {
+        kernel.gather(self.x, self.d, Rows::List(list), self.shift, out);
+    }
+
+    /// Value `q` of row `i` as seen (the same rounding as [`DataView::block`]).
+    pub(crate) fn value(&self, i: usize, q: usize) -> T {
+        let v = self.x[i * self.d + q];
+        self.shift.map_or(v, |m| v - m[q])
+    }
+
+    /// Whether rows are shifted as they are read (then reading them needs a buffer).
+    pub(crate) fn is_shifted(&self) -> bool {
+        self.shift.is_some()
     }
 }
 
@@ -92,13 +158,14 @@ pub(crate) struct Pass {
 
 /// Assigns every row to its nearest centre (writing `labels`), then does `then`:
 /// scikit-learn's `lloyd_iter_chunked_dense`.
-pub(crate) fn pass<T: Real>(
+pub(crate) fn pass<'a, T: Real>(
     kernel: Kernel,
-    data: &Data<'_, T>,
+    data: impl Into<DataView<'a, T>>,
     centres: ArrayView2<'_, T>,
     labels: &mut [u32],
     then: Then,
 ) -> Pass {
+    let data = data.into();
     let (k, d) = centres.dim();
     let packed = kernel.pack(centres);
     let centres = centres.as_slice().expect("centres are standard layout");
@@ -113,9 +180,10 @@ pub(crate) fn pass<T: Real>(
             let mut sums = vec![T::zero(); if update { k * d } else { 0 }];
             let mut weights = vec![0.0; if update { k } else { 0 }];
             let (mut new, mut values, mut changed, mut inertia) = (vec![0u32; sub], vec![T::zero(); sub], 0, 0.0);
+            let mut buf = vec![T::zero(); if data.is_shifted() { sub * d } else { 0 }];
             for s in (0..labels.len()).step_by(sub) {
                 let m = sub.min(labels.len() - s);
-                let x = data.rows(start + s, m);
+                let x = data.block(kernel, start + s, m, &mut buf);
                 kernel.nearest(x, &packed, &mut new[..m], &mut values[..m]);
                 for (old, &new) in labels[s..s + m].iter_mut().zip(&new[..m]) {
                     changed += usize::from(*old != new);
@@ -158,23 +226,33 @@ pub(crate) fn pass<T: Real>(
 }
 
 /// `‖x_i − c_{labels[i]}‖²` for every row, in parallel.
-pub(crate) fn label_sq_dists<T: Real>(
+pub(crate) fn label_sq_dists<'a, T: Real>(
     kernel: Kernel,
-    data: &Data<'_, T>,
+    data: impl Into<DataView<'a, T>>,
     centres: &Array2<T>,
     labels: &[u32],
 ) -> Vec<T> {
+    let data = data.into();
     let d = data.d;
     let c = centres.as_slice().expect("centres are standard layout");
     labels
         .par_iter()
         .enumerate()
-        .map(|(i, &l)| kernel.sq_dist(data.rows(i, 1), &c[l as usize * d..(l as usize + 1) * d]))
+        .map_init(
+            || vec![T::zero(); d],
+            |buf, (i, &l)| kernel.sq_dist(data.block(kernel, i, 1, buf), &c[l as usize * d..(l as usize + 1) * d]),
+        )
         .collect()
 }
 
 /// `Σ w_i ‖x_i − c_{labels[i]}‖²`, summed in f64 in a fixed order.
-pub(crate) fn inertia<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Array2<T>, labels: &[u32]) -> f64 {
+pub(crate) fn inertia<'a, T: Real>(
+    kernel: Kernel,
+    data: impl Into<DataView<'a, T>>,
+    centres: &Array2<T>,
+    labels: &[u32],
+) -> f64 {
+    let data = data.into();
     let d = data.d;
     let c = centres.as_slice().expect("centres are standard layout");
     let chunk = MIN_CHUNK_ROWS;
@@ -183,11 +261,13 @@ pub(crate) fn inertia<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Arr
         .enumerate()
         .map(|(ci, labels)| {
             let start = ci * chunk;
+            let mut buf = vec![T::zero(); d];
             labels
                 .iter()
                 .enumerate()
                 .map(|(i, &l)| {
-                    let sq = kernel.sq_dist(data.rows(start + i, 1), &c[l as usize * d..(l as usize + 1) * d]);
+                    let row = data.block(kernel, start + i, 1, &mut buf);
+                    let sq = kernel.sq_dist(row, &c[l as usize * d..(l as usize + 1) * d]);
                     data.weight(start + i) * sq.to_f64_exact()
                 })
                 .sum::<f64>()
@@ -197,7 +277,8 @@ pub(crate) fn inertia<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Arr
 }
 
 /// The nearest centre of every row (an E-step).
-pub(crate) fn assign<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Array2<T>) -> Vec<u32> {
+pub(crate) fn assign<'a, T: Real>(kernel: Kernel, data: impl Into<DataView<'a, T>>, centres: &Array2<T>) -> Vec<u32> {
+    let data = data.into();
     let mut labels = vec![0; data.n()];
     pass(kernel, data, centres.view(), &mut labels, Then::Nothing);
     labels
@@ -208,7 +289,7 @@ pub(crate) fn assign<T: Real>(kernel: Kernel, data: &Data<'_, T>, centres: &Arra
 /// among equal distances).
 fn relocate_empty<T: Real>(
     kernel: Kernel,
-    data: &Data<'_, T>,
+    data: DataView<'_, T>,
     centres_old: &Array2<T>,
     labels: &[u32],
     sums: &mut [f64],
@@ -231,7 +312,7 @@ fn relocate_empty<T: Real>(
     order.truncate(n_far);
     order.sort_unstable_by(farther);
     for (&new, &far) in empty.iter().zip(&order) {
-        let row = data.rows(far, 1).iter().map(|v| v.to_f64_exact());
+        let row = (0..data.d).map(|q| data.value(far, q).to_f64_exact());
         move_point(sums, weights, row, labels[far] as usize, new, data.weight(far));
     }
 }
@@ -279,7 +360,7 @@ pub(crate) fn average<T: Real>(sums: &[f64], weights: &[f64], d: usize) -> Array
 /// iteration.
 pub(super) fn lloyd<T: Real>(
     kernel: Kernel,
-    data: &Data<'_, T>,
+    data: DataView<'_, T>,
     mut centres: Array2<T>,
     max_iter: usize,
     tol: f64,

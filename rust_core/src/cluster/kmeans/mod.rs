@@ -23,7 +23,7 @@ mod init;
 mod kernel;
 mod lloyd;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use init::kmeans_plusplus;
 pub(crate) use init::{default_trials, plusplus, random, total_weight};
 pub(crate) use kernel::Kernel;
-pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data, Then};
+pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data, DataView, Then};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
 use crate::{Error, Real, Result};
@@ -148,8 +148,9 @@ pub(crate) fn given_centres<T: Real>(c: &Array2<f64>, d: usize) -> Result<Array2
 }
 
 /// Rows `indices` of the data as a centre matrix.
-pub(crate) fn rows_of<T: Real>(data: &Data<'_, T>, indices: &[usize]) -> Array2<T> {
-    Array2::from_shape_fn((indices.len(), data.d), |(j, q)| data.x[indices[j] * data.d + q])
+pub(crate) fn rows_of<'a, T: Real>(data: impl Into<DataView<'a, T>>, indices: &[usize]) -> Array2<T> {
+    let data = data.into();
+    Array2::from_shape_fn((indices.len(), data.d), |(j, q)| data.value(indices[j], q))
 }
 
 /// Whether two labellings are equal up to a renaming of the clusters (scikit-learn's
@@ -165,12 +166,10 @@ fn same_clustering(a: &[u32], b: &[u32], k: usize) -> bool {
     })
 }
 
-/// `x − mean` (the one copy of X a fit makes) with the f64 column mean, rounded to `T` as it
-/// was subtracted, and the mean of the column variances.
-fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
-    let (n, d) = x.dim();
-    let x = x.as_standard_layout();
-    let x = x.as_slice().expect("standard layout");
+/// The column mean of `x` (summed in f64, rounded to `T`) and the mean of the column variances
+/// of `x − mean` as the fit sees it; two reads of X, no copy.
+fn centre<T: Real>(x: &[T], d: usize) -> (Vec<T>, f64) {
+    let n = x.len() / d;
     // Slices of whole rows, zipped lane by lane, so that the loops vectorise.
     let chunk = lloyd::chunk_rows::<f64>(n, d) * d;
     let sums: Vec<Vec<f64>> = x
@@ -184,17 +183,13 @@ fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
         })
         .collect();
     let mean: Vec<T> = (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
-    let mut xc = vec![T::zero(); n * d];
-    let moments: Vec<(Vec<f64>, Vec<f64>)> = xc
-        .par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .map(|(dst, src)| {
+    let moments: Vec<(Vec<f64>, Vec<f64>)> = x
+        .par_chunks(chunk)
+        .map(|rows| {
             let (mut s1, mut s2) = (vec![0.0; d], vec![0.0; d]);
-            for (dst, src) in dst.chunks_exact_mut(d).zip(src.chunks_exact(d)) {
-                let lanes = dst.iter_mut().zip(src).zip(&mean).zip(s1.iter_mut().zip(s2.iter_mut()));
-                for (((c, &v), &m), (s1, s2)) in lanes {
-                    *c = v - m;
-                    let c = c.to_f64_exact();
+            for row in rows.chunks_exact(d) {
+                for ((&v, &m), (s1, s2)) in row.iter().zip(&mean).zip(s1.iter_mut().zip(s2.iter_mut())) {
+                    let c = (v - m).to_f64_exact();
                     *s1 += c;
                     *s2 += c * c;
                 }
@@ -209,7 +204,7 @@ fn centre<T: Real>(x: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>, f64) {
         })
         .sum::<f64>()
         / d as f64;
-    (Array2::from_shape_vec((n, d), xc).expect("n × d values"), Array1::from(mean), var)
+    (mean, var)
 }
 
 impl<T: Real> Clusterer<T> for KMeans {
@@ -230,9 +225,11 @@ impl<T: Real> Clusterer<T> for KMeans {
             _ => None,
         };
         let kernel = Kernel::detect();
-        let (xc, mean, var) = centre(x);
+        let x = x.as_standard_layout();
+        let (mean, var) = centre(x.as_slice().expect("standard layout"), d);
         let w = sample_weight.map(|w| w.to_vec());
-        let data = Data::new(xc.view(), w.as_deref());
+        let data = DataView::shifted(Data::new(x.view(), w.as_deref()), &mean);
+        let mean = ArrayView1::from(&mean[..]);
         let tol = if self.tol == 0.0 { 0.0 } else { self.tol * var };
         let runs = self.runs();
         let total = self.max_iter * runs;
@@ -241,18 +238,18 @@ impl<T: Real> Clusterer<T> for KMeans {
         for run in 0..runs {
             let centres = match (&self.init, &given) {
                 (_, Some(c)) => c - &mean,
-                (KMeansInit::Random, _) => rows_of(&data, &random(&data, k, &mut rng)?),
-                _ => rows_of(&data, &plusplus(kernel, &data, k, default_trials(k), &mut rng)?),
+                (KMeansInit::Random, _) => rows_of(data, &random(&data, k, &mut rng)?),
+                _ => rows_of(data, &plusplus(kernel, data, k, default_trials(k), &mut rng)?),
             };
             let report = |i: usize| progress(Progress { done: run * self.max_iter + i, total, stage: "iteration" });
-            let r = lloyd::lloyd(kernel, &data, centres, self.max_iter, tol, &report);
+            let r = lloyd::lloyd(kernel, data, centres, self.max_iter, tol, &report);
             if best.as_ref().is_none_or(|b| r.inertia < b.inertia && !same_clustering(&r.labels, &b.labels, k)) {
                 best = Some(r);
             }
         }
         let best = best.expect("at least one run");
         Ok(KMeansModel {
-            centres: best.centres + &mean,
+            centres: best.centres + mean,
             labels: best.labels.iter().map(|&l| i64::from(l)).collect(),
             inertia: best.inertia,
             n_iter: best.n_iter,

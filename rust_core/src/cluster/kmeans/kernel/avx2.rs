@@ -134,5 +134,5 @@ fn lowest<T: crate::Real>(values: &[T], idx: &[T]) -> (T, T) {
     (min, at)
 }
 
-routines!(F32, F32x8, f32, 6, 2, "avx2,fma");
-routines!(F64, F64x4, f64, 6, 2, "avx2,fma");
+routines!(F32, F32x8, f32, 6, 12, 2, "avx2,fma");
+routines!(F64, F64x4, f64, 6, 12, 2, "avx2,fma");

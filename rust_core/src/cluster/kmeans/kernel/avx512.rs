@@ -120,5 +120,5 @@ impl Lanes for F64x8 {
     }
 }
 
-routines!(F32, F32x16, f32, 6, 4, "avx512f");
-routines!(F64, F64x8, f64, 6, 4, "avx512f");
+routines!(F32, F32x16, f32, 6, 12, 4, "avx512f");
+routines!(F64, F64x8, f64, 6, 12, 4, "avx512f");

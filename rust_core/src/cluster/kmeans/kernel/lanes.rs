@@ -80,15 +80,6 @@ fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize) -
     std::array::from_fn(|r| rows[r.min(m - 1) * d..].as_ptr())
 }
 
-/// Pointers to the MR rows `select[r0..r0 + m]` of `x` (padded as in [`row_block`]).
-#[inline(always)]
-fn selected_rows<T: Real, const MR: usize>(x: &[T], d: usize, select: &[u32], r0: usize, m: usize) -> [*const T; MR] {
-    std::array::from_fn(|r| {
-        let i = select[r0 + r.min(m - 1)] as usize;
-        x[i * d..(i + 1) * d].as_ptr()
-    })
-}
-
 /// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
 /// row; strict `<` in increasing centre order keeps the lowest index among equals.
 ///
@@ -191,45 +182,121 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     }
 }
 
-/// How far ahead (in rows) [`partial_dists`] prefetches the rows it will read.
-const PREFETCH_ROWS: usize = 24;
-
-/// See [`super::Kernel::partial_dists`]; panels are `NVMAX` vectors wide.
+/// See [`super::Kernel::dists`]: panels of one vector take `MRW` rows at a time, wider ones `MR`.
 ///
 /// # Safety
-/// As [`nearest`], with `out` holding `select.len() · c.stride()` values; the selected rows
-/// are bounds-checked here.
+/// As [`nearest`], with `x` holding `out.len() / c.stride()` rows (checked by [`super::Kernel::dists`]).
 #[inline(always)]
-pub(super) unsafe fn partial_dists<L: Lanes, const MR: usize, const NVMAX: usize>(
+pub(super) unsafe fn dists<L: Lanes, const MR: usize, const MRW: usize, const NVMAX: usize>(
     x: &[L::T],
-    select: &[u32],
     c: &Packed<L::T>,
     out: &mut [L::T],
 ) {
-    let (d, nr, data, norms, stride) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr(), c.stride());
+    for p in 0..c.panels() {
+        with_panel_width!(c, p, NVMAX, |NV| {
+            if NV == 1 {
+                dists_panel::<L, MRW, 1>(x, c, p, out);
+            } else {
+                dists_panel::<L, MR, NV>(x, c, p, out);
+            }
+        });
+    }
+}
+
+/// [`dists`] for panel `p`, whose centres take `NV` vectors.
+///
+/// # Safety
+/// As [`dists`].
+#[inline(always)]
+unsafe fn dists_panel<L: Lanes, const MR: usize, const NV: usize>(
+    x: &[L::T],
+    c: &Packed<L::T>,
+    p: usize,
+    out: &mut [L::T],
+) {
+    let (d, nr, stride) = (c.d, c.nr, c.stride());
+    let (panel, norms, col) = (c.data().as_ptr().add(p * d * nr), c.norms.as_ptr(), p * nr);
+    let n = out.len() / stride;
     // A short last block is written here first: the micro-kernel always stores MR rows.
     let mut tail = vec![L::T::zero(); MR * stride];
-    for r0 in (0..select.len()).step_by(MR) {
-        let m = MR.min(select.len() - r0);
-        // Selected rows are scattered, too short for the hardware prefetcher: ask a few blocks
-        // ahead, so that the memory-bound k-means++ pass keeps several rows in flight.
-        for &i in select.iter().skip(r0 + PREFETCH_ROWS).take(MR) {
-            let row = &x[i as usize * d..(i as usize + 1) * d];
-            for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
-                L::prefetch(row[line..].as_ptr());
+    for r0 in (0..n).step_by(MR) {
+        let m = MR.min(n - r0);
+        let rows = row_block::<L::T, MR>(x, d, r0, m);
+        let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
+        if m == MR {
+            store_block::<L, MR, NV>(&acc, norms, col, out[r0 * stride..(r0 + MR) * stride].as_mut_ptr(), stride);
+        } else {
+            store_block::<L, MR, NV>(&acc, norms, col, tail.as_mut_ptr(), stride);
+            for r in 0..m {
+                let cols = r * stride + col..r * stride + (col + NV * L::W).min(stride);
+                out[(r0 + r) * stride + col..][..cols.len()].copy_from_slice(&tail[cols]);
             }
         }
-        let rows = selected_rows::<L::T, MR>(x, d, select, r0, m);
-        let dst = if m == MR { out[r0 * stride..(r0 + MR) * stride].as_mut_ptr() } else { tail.as_mut_ptr() };
-        for p in 0..c.panels() {
-            let panel = data.add(p * d * nr);
-            with_panel_width!(c, p, NVMAX, |NV| {
-                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
-                store_block::<L, MR, NV>(&acc, norms, p * nr, dst, stride);
-            });
+    }
+}
+
+/// How far ahead (in rows) [`gather`] prefetches the rows of a list.
+const PREFETCH_ROWS: usize = 16;
+
+/// See [`super::Kernel::gather`].
+///
+/// # Safety
+/// `L`'s instruction set is available; every row read lies in `x`, `out` holds all of them and
+/// `shift` (if any) has `d` values (checked by [`super::Kernel::gather`]).
+#[inline(always)]
+pub(super) unsafe fn gather<L: Lanes>(
+    x: &[L::T],
+    d: usize,
+    rows: super::Rows<'_>,
+    shift: Option<&[L::T]>,
+    out: &mut [L::T],
+) {
+    match rows {
+        super::Rows::Range { start, len } => {
+            for r in 0..len {
+                copy_row::<L>(x.as_ptr().add((start + r) * d), d, shift, out.as_mut_ptr().add(r * d));
+            }
         }
-        if m < MR {
-            out[r0 * stride..].copy_from_slice(&tail[..m * stride]);
+        super::Rows::List(list) => {
+            for (r, &i) in list.iter().enumerate() {
+                // Listed rows are scattered, too short for the hardware prefetcher: ask ahead,
+                // so that the memory-bound k-means++ pass keeps several rows in flight.
+                if let Some(&ahead) = list.get(r + PREFETCH_ROWS) {
+                    let row = x.as_ptr().add(ahead as usize * d);
+                    for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
+                        L::prefetch(row.add(line));
+                    }
+                }
+                copy_row::<L>(x.as_ptr().add(i as usize * d), d, shift, out.as_mut_ptr().add(r * d));
+            }
+        }
+    }
+}
+
+/// `dst[q] = src[q] − shift[q]` (or a plain copy) for `q < d`, in vectors: a row is too short
+/// for a call to `memcpy` to pay.
+///
+/// # Safety
+/// `src` and `dst` are valid for `d` values, `shift` has `d` values.
+#[inline(always)]
+unsafe fn copy_row<L: Lanes>(src: *const L::T, d: usize, shift: Option<&[L::T]>, dst: *mut L::T) {
+    let full = d / L::W * L::W;
+    match shift {
+        Some(m) => {
+            for q in (0..full).step_by(L::W) {
+                L::store(dst.add(q), L::sub(L::load(src.add(q)), L::load(m.as_ptr().add(q))));
+            }
+            for (q, &mq) in m.iter().enumerate().skip(full) {
+                *dst.add(q) = *src.add(q) - mq;
+            }
+        }
+        None => {
+            for q in (0..full).step_by(L::W) {
+                L::store(dst.add(q), L::load(src.add(q)));
+            }
+            for q in full..d {
+                *dst.add(q) = *src.add(q);
+            }
         }
     }
 }
@@ -281,9 +348,10 @@ pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
 }
 
 /// Defines `const $name: Routines<$t>` whose entry points run the generic routines with
-/// `$lanes`, `MR = $mr` rows and panels of `$nv` vectors, compiled with `#[target_feature(enable = $feature)]`.
+/// `$lanes`, `MR = $mr` rows (`$mrw` against panels of one vector) and panels of `$nv` vectors,
+/// compiled with `#[target_feature(enable = $feature)]`.
 macro_rules! routines {
-    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $nv:literal, $feature:literal) => {
+    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $mrw:literal, $nv:literal, $feature:literal) => {
         pub(super) const $name: super::Routines<$t> = {
             use super::{lanes, Packed};
             #[target_feature(enable = $feature)]
@@ -291,8 +359,12 @@ macro_rules! routines {
                 lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
             }
             #[target_feature(enable = $feature)]
-            unsafe fn partial_dists(x: &[$t], select: &[u32], c: &Packed<$t>, out: &mut [$t]) {
-                lanes::partial_dists::<$lanes, $mr, $nv>(x, select, c, out)
+            unsafe fn dists(x: &[$t], c: &Packed<$t>, out: &mut [$t]) {
+                lanes::dists::<$lanes, $mr, $mrw, $nv>(x, c, out)
+            }
+            #[target_feature(enable = $feature)]
+            unsafe fn gather(x: &[$t], d: usize, rows: super::Rows<'_>, shift: Option<&[$t]>, out: &mut [$t]) {
+                lanes::gather::<$lanes>(x, d, rows, shift, out)
             }
             #[target_feature(enable = $feature)]
             unsafe fn accumulate(x: &[$t], w: Option<&[$t]>, labels: &[u32], sums: &mut [$t], weights: &mut [f64]) {
@@ -306,7 +378,8 @@ macro_rules! routines {
                 lanes: <$lanes as lanes::Lanes>::W,
                 panel: $nv * <$lanes as lanes::Lanes>::W,
                 nearest,
-                partial_dists,
+                dists,
+                gather,
                 accumulate,
                 sq_dist,
             }

@@ -39,7 +39,8 @@ pub(crate) struct Kernel {
 }
 
 type NearestFn<T> = unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]);
-type PartialDistsFn<T> = unsafe fn(&[T], &[u32], &Packed<T>, &mut [T]);
+type DistsFn<T> = unsafe fn(&[T], &Packed<T>, &mut [T]);
+type GatherFn<T> = unsafe fn(&[T], usize, Rows<'_>, Option<&[T]>, &mut [T]);
 type AccumulateFn<T> = unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]);
 
 /// The entry points of one kernel variant for one element type.
@@ -51,8 +52,10 @@ pub(super) struct Routines<T: 'static> {
     panel: usize,
     /// See [`Kernel::nearest`].
     nearest: NearestFn<T>,
-    /// See [`Kernel::partial_dists`].
-    partial_dists: PartialDistsFn<T>,
+    /// See [`Kernel::dists`].
+    dists: DistsFn<T>,
+    /// See [`Kernel::gather`].
+    gather: GatherFn<T>,
     /// See [`Kernel::accumulate`].
     accumulate: AccumulateFn<T>,
     /// See [`Kernel::sq_dist`].
@@ -106,7 +109,7 @@ impl Kernel {
     }
 
     /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
-    /// [`Kernel::partial_dists`].
+    /// [`Kernel::dists`].
     pub(crate) fn pack<T: Real>(self, centres: ArrayView2<'_, T>) -> Packed<T> {
         Packed::new(centres, self.routines::<T>().panel, self.routines::<T>().lanes, self)
     }
@@ -121,14 +124,28 @@ impl Kernel {
         unsafe { (self.routines::<T>().nearest)(x, packed, labels, values) }
     }
 
-    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_{select[i]}·c_j` for the rows `select` of
-    /// `x` (row-major, `packed.d` columns) and every centre `j` (columns past `packed.k` hold
-    /// padding). Selecting rows in place spares a gather when most rows are skipped.
-    pub(crate) fn partial_dists<T: Real>(self, x: &[T], select: &[u32], packed: &Packed<T>, out: &mut [T]) {
+    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_i·c_j` for the rows of `x` (row-major,
+    /// `packed.d` columns) and every centre `j` (columns past `packed.k` hold padding). With a
+    /// handful of centres (one vector) the micro-kernel takes twice as many rows, so that enough
+    /// independent FMA chains hide their latency.
+    pub(crate) fn dists<T: Real>(self, x: &[T], packed: &Packed<T>, out: &mut [T]) {
         assert_eq!(packed.kernel, self, "centres packed for another kernel");
-        assert!(x.len().is_multiple_of(packed.d) && out.len() == select.len() * packed.stride());
-        // SAFETY: as in `nearest`; the selected rows are bounds-checked where their pointers are made.
-        unsafe { (self.routines::<T>().partial_dists)(x, select, packed, out) }
+        let rows = out.len() / packed.stride();
+        assert!(out.len() == rows * packed.stride() && x.len() == rows * packed.d);
+        // SAFETY: as in `nearest`; the lengths were checked above.
+        unsafe { (self.routines::<T>().dists)(x, packed, out) }
+    }
+
+    /// Copies `rows` of `x` (row-major, `d` columns) into `out`, minus `shift` if given: one
+    /// read of each row, prefetched ahead when the rows are a scattered list.
+    pub(crate) fn gather<T: Real>(self, x: &[T], d: usize, rows: Rows<'_>, shift: Option<&[T]>, out: &mut [T]) {
+        let (len, last) = match rows {
+            Rows::Range { start, len } => (len, start + len),
+            Rows::List(list) => (list.len(), list.iter().map(|&i| i as usize + 1).max().unwrap_or(0)),
+        };
+        assert!(last * d <= x.len() && out.len() == len * d && shift.is_none_or(|m| m.len() == d));
+        // SAFETY: as in `nearest`; every row read lies in `x` and `out` holds them all (checked above).
+        unsafe { (self.routines::<T>().gather)(x, d, rows, shift, out) }
     }
 
     /// Adds `w_i · x_i` to row `labels[i]` of `sums` (k × d) and `w_i` to `weights[labels[i]]`
@@ -154,6 +171,15 @@ impl Kernel {
         // SAFETY: as in `nearest`.
         unsafe { (self.routines::<T>().sq_dist)(a, b) }
     }
+}
+
+/// Which rows of a matrix [`Kernel::gather`] copies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// `len` consecutive rows from `start`.
+    Range { start: usize, len: usize },
+    /// These rows, in this order.
+    List(&'a [u32]),
 }
 
 fn is<T: 'static, U: 'static>() -> bool {
@@ -208,7 +234,7 @@ impl<T: Real> Packed<T> {
         self.k.div_ceil(self.nr)
     }
 
-    /// Row stride of [`Kernel::partial_dists`]' output: k rounded up to whole vectors.
+    /// Row stride of [`Kernel::dists`]' output: k rounded up to whole vectors.
     pub(crate) fn stride(&self) -> usize {
         self.k.div_ceil(self.lanes) * self.lanes
     }
@@ -238,8 +264,7 @@ mod tests {
                 let (mut labels, mut values) = (vec![0; n], vec![T::zero(); n]);
                 kernel.nearest(xs, &packed, &mut labels, &mut values);
                 let mut dists = vec![T::zero(); n * packed.stride()];
-                let all: Vec<u32> = (0..n as u32).collect();
-                kernel.partial_dists(xs, &all, &packed, &mut dists);
+                kernel.dists(xs, &packed, &mut dists);
                 for i in 0..n {
                     let exact: Vec<f64> = (0..k)
                         .map(|j| (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum())
@@ -300,8 +325,7 @@ mod tests {
             let (labels, values) = run(portable);
             let packed = portable.pack(c.view());
             let mut all = vec![0.0; n * packed.stride()];
-            let rows: Vec<u32> = (0..n as u32).collect();
-            portable.partial_dists(x.as_slice().unwrap(), &rows, &packed, &mut all);
+            portable.dists(x.as_slice().unwrap(), &packed, &mut all);
             for kernel in Kernel::available() {
                 let (l, v) = run(kernel);
                 for i in 0..n {
@@ -309,6 +333,31 @@ mod tests {
                     let chosen = all[i * packed.stride() + l[i] as usize];
                     proptest::prop_assert!((v[i] - values[i]).abs() <= tol, "{} row {i}", kernel.name());
                     proptest::prop_assert!(l[i] == labels[i] || chosen - values[i] <= tol, "{} row {i}", kernel.name());
+                }
+            }
+        }
+    }
+
+    /// Gathering rows (a range or a list, shifted or not) reads exactly `x − shift`, rounded once.
+    #[test]
+    fn gather_copies_rows_minus_the_shift() {
+        for d in [1, 7, 16, 33, 64] {
+            let x = random::<f32>(40, d, d as u64);
+            let shift: Vec<f32> = (0..d).map(|q| 0.25 * q as f32 - 1.0).collect();
+            let xs = x.as_slice().unwrap();
+            let list = [39u32, 0, 17, 17, 5];
+            for kernel in Kernel::available() {
+                for shift in [None, Some(shift.as_slice())] {
+                    let x = &x;
+                    let expect = |i: usize| (0..d).map(move |q| x[[i, q]] - shift.map_or(0.0, |m| m[q]));
+                    let mut out = vec![f32::NAN; list.len() * d];
+                    kernel.gather(xs, d, Rows::List(&list), shift, &mut out);
+                    let want: Vec<f32> = list.iter().flat_map(|&i| expect(i as usize)).collect();
+                    assert_eq!(out, want, "{} list d={d}", kernel.name());
+                    let mut out = vec![f32::NAN; 9 * d];
+                    kernel.gather(xs, d, Rows::Range { start: 30, len: 9 }, shift, &mut out);
+                    let want: Vec<f32> = (30..39).flat_map(expect).collect();
+                    assert_eq!(out, want, "{} range d={d}", kernel.name());
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! which the compiler vectorises as far as the baseline target allows.
 
 use super::lanes::{self, Lanes};
-use super::{Packed, Routines};
+use super::{Packed, Routines, Rows};
 use crate::Real;
 
 /// 8 values of `T` in an array.
@@ -65,9 +65,14 @@ fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]
     unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
 }
 
-fn partial_dists<T: Real>(x: &[T], select: &[u32], c: &Packed<T>, out: &mut [T]) {
+fn dists<T: Real>(x: &[T], c: &Packed<T>, out: &mut [T]) {
     // SAFETY: as in `nearest`.
-    unsafe { lanes::partial_dists::<Array8<T>, 4, 2>(x, select, c, out) }
+    unsafe { lanes::dists::<Array8<T>, 4, 8, 2>(x, c, out) }
+}
+
+fn gather<T: Real>(x: &[T], d: usize, rows: Rows<'_>, shift: Option<&[T]>, out: &mut [T]) {
+    // SAFETY: as in `nearest`.
+    unsafe { lanes::gather::<Array8<T>>(x, d, rows, shift, out) }
 }
 
 fn accumulate<T: Real>(x: &[T], w: Option<&[T]>, labels: &[u32], sums: &mut [T], weights: &mut [f64]) {
@@ -82,5 +87,5 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 
 /// The portable routines for `T`.
 pub(super) fn routines<T: Real>() -> Routines<T> {
-    Routines { lanes: W, panel: 2 * W, nearest, partial_dists, accumulate, sq_dist }
+    Routines { lanes: W, panel: 2 * W, nearest, dists, gather, accumulate, sq_dist }
 }
