@@ -406,21 +406,21 @@ fn an_archive_inflating_past_its_limits_is_refused_and_stores_nothing() {
         |ct: ContentType, body: Vec<u8>| client.post("/v1/datasets").header(admin()).header(ct).body(body).dispatch();
     let zip_type = || ContentType::new("application", "zip");
 
-    // Four members of 250 kB: each under the member limit, 1 MB in all.
-    let bomb = zeros_zip(4, 250_000);
+    // Five members of 250 kB: each under the member limit, 1.25 MB in all.
+    let bomb = zeros_zip(5, 250_000);
     assert!(bomb.len() < 20_000, "the crafted zip is {} bytes", bomb.len());
     let doc = problem(post(zip_type(), bomb), Status::PayloadTooLarge, "payload-too-large");
     assert!(doc["detail"].as_str().unwrap().contains("in all"), "{doc}");
     let doc = problem(post(zip_type(), zeros_zip(1, 400_000)), Status::PayloadTooLarge, "payload-too-large");
     assert!(doc["detail"].as_str().unwrap().contains("zero-0.png"), "{doc}");
     // A tar is bounded the same way (its sparse members inflate too).
-    let big: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("big-{i}.png"), vec![0u8; 250_000])).collect();
+    let big: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("big-{i}.png"), vec![0u8; 250_000])).collect();
     let doc = problem(
         post(ContentType::new("application", "x-tar"), support::tar(&big)),
         Status::PayloadTooLarge,
         "payload-too-large",
     );
-    assert!(doc["detail"].as_str().unwrap().contains("set/big-3.png"), "{doc}");
+    assert!(doc["detail"].as_str().unwrap().contains("set/big-4.png"), "{doc}");
 
     // Under both limits the images are read (and these decode).
     let created = post(zip_type(), support::zip(&files(3)));
@@ -572,11 +572,14 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
         Status::NotFound,
         "not-found",
     );
-    problem(
-        client.get(format!("/v1/models/{model_id}/clusters/0/examples?n=0")).header(reader()).dispatch(),
-        Status::UnprocessableEntity,
-        "invalid-parameter",
-    );
+    // Out of range, not a number, or given twice: refused, never taken as absent.
+    for query in ["n=0", "thumb=null", "thumb=64&thumb=64", "n=-1"] {
+        problem(
+            client.get(format!("/v1/models/{model_id}/clusters/0/examples?{query}")).header(reader()).dispatch(),
+            Status::UnprocessableEntity,
+            "invalid-parameter",
+        );
+    }
 
     // A job that has finished cannot be cancelled; a deleted model is gone from the cache too.
     problem(

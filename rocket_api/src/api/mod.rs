@@ -57,14 +57,19 @@ pub(crate) fn checked_id<'a>(what: &str, id: &'a str) -> ApiResult<&'a str> {
     }
 }
 
-/// A numeric query parameter within `range`, or `default` when absent. Parsed here, not by
-/// Rocket, whose `Option<T>` takes a value that does not parse as absent.
-pub(crate) fn query_number<T>(name: &str, value: Option<&str>, default: T, range: RangeInclusive<T>) -> ApiResult<T>
+/// A numeric query parameter given at most once (`values`: each time it is given) within
+/// `range`, or `default` when absent. Parsed here, not by Rocket, whose `Option<T>` takes a
+/// value that does not parse, or one given twice, as absent.
+pub(crate) fn query_number<T>(name: &str, values: &[&str], default: T, range: RangeInclusive<T>) -> ApiResult<T>
 where
     T: FromStr + PartialOrd + Display,
 {
-    let Some(text) = value else {
-        return Ok(default);
+    let text = match values {
+        [] => return Ok(default),
+        [text] => *text,
+        _ => {
+            return Err(ApiError::new(ProblemKind::InvalidParameter, format!("{name} is given {} times", values.len())))
+        }
     };
     let (low, high) = (range.start(), range.end());
     match text.parse::<T>() {

@@ -211,13 +211,13 @@ pub async fn cluster_examples(
     _key: Reader,
     id: &str,
     c: usize,
-    n: Option<&str>,
-    thumb: Option<&str>,
+    n: Vec<&str>,
+    thumb: Vec<&str>,
     service: &State<Service>,
 ) -> ApiResult<(ContentType, Vec<u8>)> {
     let id = checked_id("model", id)?.to_owned();
-    let n = query_number("n", n, 12, 1..=MAX_EXAMPLES)?;
-    let thumb = query_number("thumb", thumb, 64, 8..=MAX_THUMB)?;
+    let n = query_number("n", &n, 12, 1..=MAX_EXAMPLES)?;
+    let thumb = query_number("thumb", &thumb, 64, 8..=MAX_THUMB)?;
     let (store, cache, limits) = (service.store.clone(), service.cache.clone(), service.settings.decode_limits);
     let png = blocking(move || {
         let served = cache.get(&id)?;
