@@ -91,11 +91,13 @@ def closed_loop(url: str, body: str, connections: int, seconds: int, tmp: Path) 
         capture_output=True, text=True, check=True,
     ).stdout
     percentile = {p: _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    if len(percentile) < 2:
+        print(f"    wrk gave no latency distribution:\n{out}", flush=True)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": percentile["50"], "p99": percentile["99"],
+        "p50": percentile.get("50", float("nan")), "p99": percentile.get("99", float("nan")),
         "failed": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(1) if errors else "",
     }

@@ -781,7 +781,7 @@ fn the_openapi_document_describes_every_route_and_response() {
     // Each route Rocket serves is one operation, with the same path and query parameters.
     let mut served = std::collections::BTreeSet::new();
     for route in routes() {
-        let (path, path_params) = template(&route.uri.path());
+        let (path, path_params) = template(route.uri.path());
         let query_params: Vec<String> = route
             .uri
             .query()
