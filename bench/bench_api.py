@@ -90,7 +90,7 @@ def closed_loop(url: str, body: str, connections: int, seconds: int, tmp: Path) 
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
-    percentile = {p: _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    percentile = {p: _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M)}
     if len(percentile) < 2:
         print(f"    wrk gave no latency distribution:\n{out}", flush=True)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
