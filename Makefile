@@ -11,13 +11,13 @@ CLI := $(CARGO) run --quiet --release -p ferrocluster-core --bin ferrocluster --
 DEMO_DIR ?= samples/digits
 DEMO_OUT ?= out/digits
 
-.PHONY: demo test test-rust test-python worker-binary install venv python-package system-deps lint bench-core bench-queue bench-distributed clean
+.PHONY: demo test test-rust test-python worker-binary api-binary install venv python-package system-deps lint bench-core bench-queue bench-distributed bench-api clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.16,<2" "numpy>=1.24" "scikit-learn>=1.5" "scikit-image>=0.24" "pillow>=10" \
-		"pytest>=8" threadpoolctl
+		"pytest>=8" threadpoolctl "schemathesis>=4.3,<5" "trustme>=1.2"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -46,7 +46,11 @@ test-rust: system-deps
 worker-binary:
 	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster-worker
 
-test-python: python-package worker-binary
+## The REST service the contract and TLS tests start (default features: TLS included).
+api-binary:
+	$(CARGO) build --quiet --release -p ferrocluster-api --bin ferrocluster-api
+
+test-python: python-package worker-binary api-binary
 	$(PY) -m pytest -q
 
 ## The whole suite.
@@ -63,10 +67,11 @@ bench-core: python-package
 
 ## Ray, for bench-queue only, in its own environment (it pins its own dependencies).
 RAY_VENV ?= .venv-ray
-$(RAY_VENV)/.installed:
+$(RAY_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(RAY_VENV)
 	$(RAY_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(RAY_VENV)/bin/python -m pip install --quiet "ray==2.60.0"
+	$(RAY_VENV)/bin/python -m pip install --quiet "ray[serve]==2.60.0" "scikit-learn>=1.5" "scikit-image>=0.24" \
+		"pillow>=10"
 	touch $@
 
 ## No-op task throughput (Ray's microbenchmark definitions): embedded, cluster (real Redis and
@@ -80,6 +85,12 @@ WORKERS ?= 1,2
 bench-distributed: python-package system-deps
 	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster --bin ferrocluster-worker
 	$(PY) bench/bench_distributed.py --workers $(WORKERS) $(BENCH_ARGS)
+
+## Predict on one 64×64 image over loopback: ferrocluster-api (batching on and off) against
+## Ray Serve + FastAPI + scikit-image/scikit-learn; wrk for throughput, a fixed-rate client for latency.
+bench-api: venv api-binary $(RAY_VENV)/.installed
+	command -v wrk >/dev/null || scripts/install-system-deps.sh wrk
+	$(PY) bench/bench_api.py --ray-python $(RAY_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(RAY_VENV) out samples

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need (Debian): OpenSSL headers and
 # pkg-config for TLS to Redis, redis-server for the queue tests. Does nothing when they are
-# already there.
+# already there. Packages named as arguments are installed too (e.g. `wrk` for bench-api).
 set -euo pipefail
 
 missing=()
+for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 command -v redis-server >/dev/null || missing+=(redis-server)
 for pkg in libssl-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

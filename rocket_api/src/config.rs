@@ -40,6 +40,27 @@ pub struct Settings {
     pub nearest_examples: usize,
     /// Bounds on uploaded images (decompression bombs are refused from their header).
     pub decode_limits: DecodeLimits,
+    /// Bounds on what a tar or zip upload inflates to (zip bombs, sparse tar members).
+    pub archive_limits: ArchiveLimits,
+    /// Origins allowed to call the API from a browser (`["https://app.example"]`, or `["*"]`
+    /// for any); none by default, so no CORS headers are sent.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Bounds on the inflated size of an archive upload; past either the upload is refused (413).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ArchiveLimits {
+    /// Largest inflated member (default 64 MiB).
+    pub max_member_bytes: u64,
+    /// Largest sum of the inflated members (default 1 GiB).
+    pub max_total_bytes: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits { max_member_bytes: 64 * 1024 * 1024, max_total_bytes: 1024 * 1024 * 1024 }
+    }
 }
 
 impl Default for Settings {
@@ -57,6 +78,8 @@ impl Default for Settings {
             training_workers: 1,
             nearest_examples: 5,
             decode_limits: DecodeLimits { max_file_bytes: 32 * 1024 * 1024, ..DecodeLimits::default() },
+            archive_limits: ArchiveLimits::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -112,9 +135,9 @@ impl Settings {
         if self.training_workers == 0 {
             return Err("training_workers must be at least 1".to_owned());
         }
+        if let Some(origin) = self.cors_allowed_origins.iter().find(|o| !crate::cors::is_origin_pattern(o)) {
+            return Err(format!("cors_allowed_origins: `{origin}` is not an origin (scheme://host[:port], or `*`)"));
+        }
         Ok(())
     }
 }
-
-/// Largest inflated member of a zip upload; past it the upload is refused (a zip bomb).
-pub const MAX_ARCHIVE_MEMBER_BYTES: u64 = 64 * 1024 * 1024;

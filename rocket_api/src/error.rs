@@ -29,6 +29,8 @@ pub enum ProblemKind {
     Forbidden,
     /// The resource or route does not exist (404).
     NotFound,
+    /// The path exists but not with this method (405, with `Allow`).
+    MethodNotAllowed,
     /// The resource is in a state that forbids this (409), e.g. deleting a dataset in training.
     Conflict,
     /// The body is over the route's limit (413).
@@ -57,6 +59,7 @@ impl ProblemKind {
             ProblemKind::Unauthorized => Status::Unauthorized,
             ProblemKind::Forbidden => Status::Forbidden,
             ProblemKind::NotFound => Status::NotFound,
+            ProblemKind::MethodNotAllowed => Status::MethodNotAllowed,
             ProblemKind::Conflict => Status::Conflict,
             ProblemKind::PayloadTooLarge => Status::PayloadTooLarge,
             ProblemKind::UnsupportedMediaType => Status::UnsupportedMediaType,
@@ -77,6 +80,7 @@ impl ProblemKind {
             ProblemKind::Unauthorized => "unauthorized",
             ProblemKind::Forbidden => "forbidden",
             ProblemKind::NotFound => "not-found",
+            ProblemKind::MethodNotAllowed => "method-not-allowed",
             ProblemKind::Conflict => "conflict",
             ProblemKind::PayloadTooLarge => "payload-too-large",
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
@@ -95,6 +99,7 @@ impl ProblemKind {
             401 => ProblemKind::Unauthorized,
             403 => ProblemKind::Forbidden,
             404 => ProblemKind::NotFound,
+            405 => ProblemKind::MethodNotAllowed,
             409 => ProblemKind::Conflict,
             413 => ProblemKind::PayloadTooLarge,
             415 => ProblemKind::UnsupportedMediaType,
@@ -115,6 +120,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds for `Retry-After` (503s).
     pub retry_after: Option<u64>,
+    /// The methods for `Allow` (405s).
+    pub allow: Option<String>,
 }
 
 /// The service's result type.
@@ -123,7 +130,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error of `kind` saying `detail`.
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        ApiError { kind, detail: detail.into(), retry_after: None }
+        ApiError { kind, detail: detail.into(), retry_after: None, allow: None }
     }
 
     /// A 404 for `what` (e.g. "dataset") with `id`.
@@ -207,6 +214,9 @@ impl<'r> Responder<'r, 'static> for ApiError {
         if let Some(seconds) = self.retry_after {
             response.header(Header::new("Retry-After", seconds.to_string()));
         }
+        if let Some(methods) = self.allow {
+            response.header(Header::new("Allow", methods));
+        }
         if status == Status::Unauthorized {
             response.header(Header::new("WWW-Authenticate", "Bearer"));
         }
@@ -230,11 +240,56 @@ impl GuardFailure {
     }
 }
 
+/// Whether a route's path template (`/v1/models/<id>/predict`) matches a request path.
+fn template_matches(template: &str, path: &str) -> bool {
+    let mut segments = path.split('/');
+    for part in template.split('/') {
+        if part.starts_with('<') && part.ends_with("..>") {
+            return true;
+        }
+        match segments.next() {
+            Some(segment) if part.starts_with('<') => {
+                if segment.is_empty() {
+                    return false;
+                }
+            }
+            Some(segment) if segment == part => {}
+            _ => return false,
+        }
+    }
+    segments.next().is_none()
+}
+
+/// The methods some route answers at `req`'s path (GET implying HEAD), or none if no route has it.
+fn allowed_methods(req: &Request<'_>) -> Option<String> {
+    let path = req.uri().path();
+    let mut methods: Vec<&str> = req
+        .rocket()
+        .routes()
+        .filter(|route| template_matches(route.uri.path(), path.as_str()))
+        .map(|route| route.method.as_str())
+        .collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
+
 /// Every status Rocket answers without a handler's own error gets the same problem shape.
 #[rocket::catch(default)]
 pub fn default_catcher(status: Status, req: &Request<'_>) -> ApiError {
     if let Some(error) = GuardFailure::take(req) {
         return error;
+    }
+    // No route matched a path that routes do serve: the method is the problem. Rocket answers a
+    // method it does not know (e.g. QUERY) with a bare 400 on the same path, so that is one too.
+    if matches!(status.code, 400 | 404) && req.route().is_none() {
+        if let Some(allow) = allowed_methods(req) {
+            let detail = format!("{} answers {allow} only", req.uri().path());
+            return ApiError { allow: Some(allow), ..ApiError::new(ProblemKind::MethodNotAllowed, detail) };
+        }
     }
     let kind = ProblemKind::of_status(status);
     let detail = match status.code {
@@ -244,5 +299,21 @@ pub fn default_catcher(status: Status, req: &Request<'_>) -> ApiError {
         422 => "a path or query parameter is not valid".to_owned(),
         _ => status.reason_lossy().to_owned(),
     };
-    ApiError { kind, detail, retry_after: None }
+    ApiError::new(kind, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn templates_match_whole_paths_segment_by_segment() {
+        assert!(template_matches("/v1/models/<id>/predict", "/v1/models/m_1/predict"));
+        assert!(!template_matches("/v1/datasets", "/v1/datasets/"));
+        assert!(template_matches("/files/<path..>", "/files/a/b"));
+        assert!(!template_matches("/v1/models/<id>/predict", "/v1/models/m_1"));
+        assert!(!template_matches("/v1/models/<id>", "/v1/models/m_1/predict"));
+        assert!(!template_matches("/v1/models/<id>", "/v1/models/"));
+        assert!(!template_matches("/v1/jobs", "/v1/datasets"));
+    }
 }

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod inference;
 pub mod service;
@@ -29,15 +30,26 @@ use crate::service::Service;
 /// # Errors
 /// A message naming the bad setting, or why the data directory could not be opened.
 pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
+    // Without the feature Rocket would ignore a `tls` section and serve plain HTTP.
+    if !cfg!(feature = "tls") && figment.contains("tls") {
+        return Err("`tls` is configured but this build has no TLS (build with the `tls` feature)".to_owned());
+    }
     let settings: Settings = figment.extract().map_err(|e| format!("configuration: {e}"))?;
     let service = Service::start(settings)?;
     tracing::info!(
         data_dir = %service.settings.data_dir.display(),
         keys = service.keys.len(),
         batching = service.settings.batching,
+        cors_origins = service.settings.cors_allowed_origins.len(),
         "ferrocluster-api configured"
     );
-    Ok(rocket::custom(figment)
+    let cors = cors::Cors::new(&service.settings.cors_allowed_origins);
+    // CORS goes first so the access log and metrics see the status it may set (a preflight's 204).
+    let rocket = match cors {
+        Some(cors) => rocket::custom(figment).attach(cors),
+        None => rocket::custom(figment),
+    };
+    Ok(rocket
         .manage(service)
         .attach(telemetry::Telemetry)
         .attach(AdHoc::on_shutdown("note unfinished jobs", |rocket| {

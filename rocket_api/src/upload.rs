@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::config::BodyLimit;
+use crate::config::{ArchiveLimits, BodyLimit};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 
 /// One uploaded image: its name (file name or index) and encoded bytes.
@@ -91,12 +91,48 @@ pub struct InlineImage {
     pub data: String,
 }
 
+/// A multipart body of images, for the OpenAPI document: one file part per image (the part's
+/// file name names the image); text parts are the route's other fields.
+#[derive(Debug, ToSchema)]
+pub struct MultipartImages {
+    /// The images, one file part each.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    pub images: Vec<Vec<u8>>,
+}
+
+/// A multipart body of images and the features to extract from them (`POST /v1/features`).
+#[derive(Debug, ToSchema)]
+pub struct MultipartFeatures {
+    /// The images, one file part each.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    pub images: Vec<Vec<u8>>,
+    /// The `FeatureConfig` as JSON text (default RGB HOG of 64×64).
+    pub features: Option<String>,
+}
+
+/// A multipart body of images and a dataset name (`POST /v1/datasets`).
+#[derive(Debug, ToSchema)]
+pub struct MultipartDataset {
+    /// The images, one file part each.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    pub images: Vec<Vec<u8>>,
+    /// A name for the dataset.
+    pub name: Option<String>,
+}
+
+/// A tar or zip archive of images, for the OpenAPI document: every regular member not hidden
+/// is an image, named by its path.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Archive(pub Vec<u8>);
+
 /// A parsed body: its images and, for JSON and multipart, the named non-file fields (JSON text).
 #[derive(Debug, Default)]
 pub struct Upload {
     /// The images, in the order sent.
     pub images: Vec<NamedImage>,
-    /// Other fields: for JSON the whole document less `images`, for multipart each text field.
+    /// Other fields: for JSON the whole document less `images`, for multipart each text field
+    /// as a string (a route reading JSON from one parses it).
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -104,13 +140,18 @@ fn malformed(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(ProblemKind::MalformedBody, what.to_string())
 }
 
-/// Parses a body of `kind` into images and fields.
+/// Parses a body of `kind` into images and fields, with the default [`ArchiveLimits`].
 pub async fn parse_upload(kind: &BodyKind, body: Vec<u8>) -> ApiResult<Upload> {
+    parse_upload_within(kind, body, &ArchiveLimits::default()).await
+}
+
+/// Parses a body of `kind` into images and fields; an archive may inflate to at most `archive`.
+pub async fn parse_upload_within(kind: &BodyKind, body: Vec<u8>, archive: &ArchiveLimits) -> ApiResult<Upload> {
     let upload = match kind {
         BodyKind::Json => json_upload(&body)?,
         BodyKind::Multipart(boundary) => multipart_upload(boundary, body).await?,
-        BodyKind::Tar => Upload { images: tar_images(&body)?, ..Upload::default() },
-        BodyKind::Zip => Upload { images: zip_images(&body)?, ..Upload::default() },
+        BodyKind::Tar => Upload { images: tar_images(&body, archive)?, ..Upload::default() },
+        BodyKind::Zip => Upload { images: zip_images(&body, archive)?, ..Upload::default() },
     };
     if upload.images.is_empty() {
         return Err(ApiError::new(ProblemKind::InvalidInput, "the request holds no images"));
@@ -153,9 +194,7 @@ async fn multipart_upload(boundary: &str, body: Vec<u8>) -> ApiResult<Upload> {
             None => {
                 let text =
                     std::str::from_utf8(&bytes).map_err(|_| malformed(format!("field `{name}` is not UTF-8")))?;
-                // A text field holds JSON (a config) or, failing that, a plain string.
-                let value = serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()));
-                upload.fields.insert(name, value);
+                upload.fields.insert(name, serde_json::Value::String(text.to_owned()));
             }
         }
     }
@@ -173,11 +212,47 @@ fn is_member_image(path: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !path.starts_with("__MACOSX/")
 }
 
-fn tar_images(body: &[u8]) -> ApiResult<Vec<NamedImage>> {
+/// What is left of an archive's inflation budget while its members are read.
+struct Inflation<'a> {
+    limits: &'a ArchiveLimits,
+    total: u64,
+}
+
+impl Inflation<'_> {
+    /// Reads one member whole, refusing it (413) once it or the archive so far inflates past the limits.
+    fn read(&mut self, member: impl Read, name: &str) -> ApiResult<Vec<u8>> {
+        let left = self.limits.max_total_bytes - self.total;
+        let cap = self.limits.max_member_bytes.min(left);
+        let mut bytes = Vec::new();
+        member
+            .take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| malformed(format!("invalid archive at `{name}`: {e}")))?;
+        let size = bytes.len() as u64;
+        if size > self.limits.max_member_bytes {
+            return Err(ApiError::new(
+                ProblemKind::PayloadTooLarge,
+                format!("archive member `{name}` inflates past {} bytes", self.limits.max_member_bytes),
+            ));
+        }
+        if size > left {
+            return Err(ApiError::new(
+                ProblemKind::PayloadTooLarge,
+                format!("the archive inflates past {} bytes in all (at `{name}`)", self.limits.max_total_bytes),
+            ));
+        }
+        self.total += size;
+        Ok(bytes)
+    }
+}
+
+// The body limit bounds the compressed size; `Inflation` bounds what it inflates to.
+fn tar_images(body: &[u8], limits: &ArchiveLimits) -> ApiResult<Vec<NamedImage>> {
     let mut archive = tar::Archive::new(body);
+    let mut inflation = Inflation { limits, total: 0 };
     let mut images = Vec::new();
     for entry in archive.entries().map_err(|e| malformed(format!("invalid tar archive: {e}")))? {
-        let mut entry = entry.map_err(|e| malformed(format!("invalid tar archive: {e}")))?;
+        let entry = entry.map_err(|e| malformed(format!("invalid tar archive: {e}")))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -186,35 +261,24 @@ fn tar_images(body: &[u8]) -> ApiResult<Vec<NamedImage>> {
         if !is_member_image(&name) {
             continue;
         }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| malformed(format!("invalid tar archive at `{name}`: {e}")))?;
+        let bytes = inflation.read(entry, &name)?;
         images.push(NamedImage { name, bytes });
     }
     Ok(images)
 }
 
-fn zip_images(body: &[u8]) -> ApiResult<Vec<NamedImage>> {
+fn zip_images(body: &[u8], limits: &ArchiveLimits) -> ApiResult<Vec<NamedImage>> {
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(|e| malformed(format!("invalid zip archive: {e}")))?;
+    let mut inflation = Inflation { limits, total: 0 };
     let mut images = Vec::new();
     for i in 0..archive.len() {
-        let mut file = archive.by_index(i).map_err(|e| malformed(format!("invalid zip archive: {e}")))?;
+        let file = archive.by_index(i).map_err(|e| malformed(format!("invalid zip archive: {e}")))?;
         let name = file.name().to_owned();
         if file.is_dir() || !is_member_image(&name) {
             continue;
         }
-        let mut bytes = Vec::new();
-        // The body limit bounds the compressed size; bound the inflated size too (zip bombs).
-        (&mut file)
-            .take(crate::config::MAX_ARCHIVE_MEMBER_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| malformed(format!("invalid zip archive at `{name}`: {e}")))?;
-        if bytes.len() as u64 > crate::config::MAX_ARCHIVE_MEMBER_BYTES {
-            return Err(ApiError::new(
-                ProblemKind::PayloadTooLarge,
-                format!("zip member `{name}` inflates past {} bytes", crate::config::MAX_ARCHIVE_MEMBER_BYTES),
-            ));
-        }
+        let bytes = inflation.read(file, &name)?;
         images.push(NamedImage { name, bytes });
     }
     Ok(images)

@@ -15,8 +15,8 @@ use rocket::local::blocking::{Client, LocalResponse};
 use serde_json::{json, Value};
 use support::{api_keys, json_images, labelled, multipart, ADMIN_KEY, READ_KEY};
 
-/// A service on a fresh data directory (kept by the returned guard), with `extra` settings.
-fn client_with(dir: &std::path::Path, extra: Value) -> Client {
+/// The test settings: data in `dir`, the test keys, and `extra` settings.
+fn figment(dir: &std::path::Path, extra: Value) -> rocket::figment::Figment {
     let mut figment =
         rocket::Config::figment().merge(("log_level", "off")).merge(("data_dir", dir)).merge(("api_keys", api_keys()));
     if let Value::Object(extra) = extra {
@@ -24,7 +24,12 @@ fn client_with(dir: &std::path::Path, extra: Value) -> Client {
             figment = figment.merge((key, value));
         }
     }
-    Client::tracked(ferrocluster_api::build(figment).unwrap()).unwrap()
+    figment
+}
+
+/// A service on the data directory `dir`, with `extra` settings.
+fn client_with(dir: &std::path::Path, extra: Value) -> Client {
+    Client::tracked(ferrocluster_api::build(figment(dir, extra)).unwrap()).unwrap()
 }
 
 fn admin() -> Header<'static> {
@@ -172,6 +177,16 @@ fn unknown_routes_and_ids_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let client = client_with(dir.path(), json!({}));
     problem(client.get("/v2/nothing").dispatch(), Status::NotFound, "not-found");
+    for (method, path, allow) in [
+        (rocket::http::Method::Put, "/v1/datasets", "GET, HEAD, POST"),
+        (rocket::http::Method::Patch, "/v1/models/m_1", "DELETE, GET, HEAD"),
+        (rocket::http::Method::Get, "/v1/models/m_1/predict", "POST"),
+        (rocket::http::Method::Post, "/healthz", "GET, HEAD"),
+    ] {
+        let response = client.req(method, path).header(admin()).dispatch();
+        assert_eq!(response.headers().get_one("Allow"), Some(allow), "{method} {path}");
+        problem(response, Status::MethodNotAllowed, "method-not-allowed");
+    }
     for path in ["/v1/datasets/ds_0000", "/v1/models/m_0000", "/v1/jobs/job_0000", "/v1/datasets/..", "/v1/models/a.b"]
     {
         problem(client.get(path).header(reader()).dispatch(), Status::NotFound, "not-found");
@@ -370,6 +385,135 @@ fn a_bad_upload_stores_nothing() {
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 }
 
+/// A zip of `members` files of `bytes` zeros each, deflated (a few KiB on the wire).
+fn zeros_zip(members: usize, bytes: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..members {
+        writer.start_file(format!("zero-{i}.png"), options).unwrap();
+        writer.write_all(&vec![0u8; bytes]).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn an_archive_inflating_past_its_limits_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = json!({"archive_limits": {"max_member_bytes": 300_000, "max_total_bytes": 1_000_000}});
+    let client = client_with(dir.path(), limits);
+    let post =
+        |ct: ContentType, body: Vec<u8>| client.post("/v1/datasets").header(admin()).header(ct).body(body).dispatch();
+    let zip_type = || ContentType::new("application", "zip");
+
+    // Five members of 250 kB: each under the member limit, 1.25 MB in all.
+    let bomb = zeros_zip(5, 250_000);
+    assert!(bomb.len() < 20_000, "the crafted zip is {} bytes", bomb.len());
+    let doc = problem(post(zip_type(), bomb), Status::PayloadTooLarge, "payload-too-large");
+    assert!(doc["detail"].as_str().unwrap().contains("in all"), "{doc}");
+    let doc = problem(post(zip_type(), zeros_zip(1, 400_000)), Status::PayloadTooLarge, "payload-too-large");
+    assert!(doc["detail"].as_str().unwrap().contains("zero-0.png"), "{doc}");
+    // A tar is bounded the same way (its sparse members inflate too).
+    let big: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("big-{i}.png"), vec![0u8; 250_000])).collect();
+    let doc = problem(
+        post(ContentType::new("application", "x-tar"), support::tar(&big)),
+        Status::PayloadTooLarge,
+        "payload-too-large",
+    );
+    assert!(doc["detail"].as_str().unwrap().contains("set/big-4.png"), "{doc}");
+
+    // Under both limits the images are read (and these decode).
+    let created = post(zip_type(), support::zip(&files(3)));
+    assert_eq!(created.status(), Status::Created);
+    assert_eq!(json_of(client.get("/v1/datasets").header(reader()).dispatch()).as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+/// The CORS headers of a response, by name.
+fn cors_headers(response: &LocalResponse<'_>) -> Vec<(String, String)> {
+    response
+        .headers()
+        .iter()
+        .filter(|h| h.name().as_str().to_ascii_lowercase().starts_with("access-control-"))
+        .map(|h| (h.name().to_string(), h.value().to_owned()))
+        .collect()
+}
+
+fn preflight<'c>(client: &'c Client, origin: &str) -> LocalResponse<'c> {
+    client
+        .req(rocket::http::Method::Options, "/v1/models/m_1/predict")
+        .header(Header::new("Origin", origin.to_owned()))
+        .header(Header::new("Access-Control-Request-Method", "POST"))
+        .header(Header::new("Access-Control-Request-Headers", "authorization, content-type"))
+        .dispatch()
+}
+
+#[test]
+fn cors_is_off_unless_origins_are_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_with(dir.path(), json!({}));
+    let response =
+        client.get("/v1/datasets").header(reader()).header(Header::new("Origin", "https://app.example")).dispatch();
+    assert_eq!(response.status(), Status::Ok);
+    assert!(cors_headers(&response).is_empty());
+    let response = preflight(&client, "https://app.example");
+    assert!(cors_headers(&response).is_empty());
+    assert_eq!(response.headers().get_one("Allow"), Some("POST"));
+    problem(response, Status::MethodNotAllowed, "method-not-allowed");
+}
+
+#[test]
+fn configured_origins_get_cors_headers_and_preflights_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let client =
+        client_with(dir.path(), json!({"cors_allowed_origins": ["https://app.example", "http://localhost:3000"]}));
+    let allowed = "https://app.example";
+
+    let response = client.get("/v1/datasets").header(reader()).header(Header::new("Origin", allowed)).dispatch();
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(response.headers().get_one("Access-Control-Allow-Origin"), Some(allowed));
+    assert_eq!(response.headers().get_one("Vary"), Some("Origin"));
+    assert!(response.headers().get_one("Access-Control-Expose-Headers").unwrap().contains("X-Request-Id"));
+    // Errors carry them too, so a browser script can read the problem.
+    let response = client.get("/v1/datasets").header(Header::new("Origin", allowed)).dispatch();
+    assert_eq!(response.headers().get_one("Access-Control-Allow-Origin"), Some(allowed));
+    problem(response, Status::Unauthorized, "unauthorized");
+
+    let response = preflight(&client, "http://localhost:3000");
+    assert_eq!(response.status(), Status::NoContent);
+    assert_eq!(response.headers().get_one("Access-Control-Allow-Origin"), Some("http://localhost:3000"));
+    let methods = response.headers().get_one("Access-Control-Allow-Methods").unwrap().to_owned();
+    assert!(methods.contains("POST") && methods.contains("DELETE"), "{methods}");
+    let headers = response.headers().get_one("Access-Control-Allow-Headers").unwrap().to_ascii_lowercase();
+    assert!(["authorization", "x-api-key", "content-type"].iter().all(|h| headers.contains(h)), "{headers}");
+    assert!(response.content_type().is_none());
+    assert!(response.into_bytes().unwrap_or_default().is_empty());
+
+    for other in ["https://evil.example", "https://app.example.evil", "null"] {
+        let response = client.get("/v1/datasets").header(reader()).header(Header::new("Origin", other)).dispatch();
+        assert_eq!(response.status(), Status::Ok);
+        assert!(cors_headers(&response).is_empty(), "{other}");
+        let response = preflight(&client, other);
+        assert!(cors_headers(&response).is_empty(), "{other}");
+        assert_eq!(response.status(), Status::MethodNotAllowed);
+    }
+
+    let any = tempfile::tempdir().unwrap();
+    let client = client_with(any.path(), json!({"cors_allowed_origins": ["*"]}));
+    let response = preflight(&client, "https://anywhere.example");
+    assert_eq!(response.status(), Status::NoContent);
+    assert_eq!(response.headers().get_one("Access-Control-Allow-Origin"), Some("https://anywhere.example"));
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |extra: Value| ferrocluster_api::build(figment(dir.path(), extra)).err();
+    let error = build(json!({"cors_allowed_origins": ["app.example"]})).unwrap();
+    assert!(error.contains("app.example"), "{error}");
+    assert!(build(json!({"cors_allowed_origins": ["https://app.example"]})).is_none());
+}
+
 #[test]
 fn training_gives_the_cores_model_and_predict_labels_like_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -428,11 +572,14 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
         Status::NotFound,
         "not-found",
     );
-    problem(
-        client.get(format!("/v1/models/{model_id}/clusters/0/examples?n=0")).header(reader()).dispatch(),
-        Status::UnprocessableEntity,
-        "invalid-parameter",
-    );
+    // Out of range, not a number, or given twice: refused, never taken as absent.
+    for query in ["n=0", "thumb=null", "thumb=64&thumb=64", "n=-1"] {
+        problem(
+            client.get(format!("/v1/models/{model_id}/clusters/0/examples?{query}")).header(reader()).dispatch(),
+            Status::UnprocessableEntity,
+            "invalid-parameter",
+        );
+    }
 
     // A job that has finished cannot be cancelled; a deleted model is gone from the cache too.
     problem(
@@ -599,21 +746,63 @@ fn a_model_stored_anew_is_reloaded() {
     assert_eq!(after, 2 - before);
 }
 
+/// Rocket's `<name>` / `<name..>` segments as OpenAPI's `{name}`, and the names so marked.
+fn template(rocket_path: &str) -> (String, Vec<String>) {
+    let mut names = Vec::new();
+    let path = rocket_path
+        .split('/')
+        .map(|segment| match segment.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+            Some(name) => {
+                let name = name.trim_end_matches("..").to_owned();
+                names.push(name.clone());
+                format!("{{{name}}}")
+            }
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    (path, names)
+}
+
 #[test]
 fn the_openapi_document_describes_every_route_and_response() {
     let doc: Value = serde_json::from_str(&ferrocluster_api::api::docs::openapi_text()).unwrap();
-    let mut operations = 0;
+    let mut documented = std::collections::BTreeMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            operations += 1;
             for (code, response) in op["responses"].as_object().unwrap() {
                 assert!(response["description"].is_string(), "{method} {path} {code} has no description");
             }
             let open = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"].contains(&path.as_str());
             assert_eq!(op["security"].is_array(), !open, "{method} {path}");
+            documented.insert((method.to_uppercase(), path.clone()), op.clone());
         }
     }
-    assert_eq!(operations, routes().len());
+    // Each route Rocket serves is one operation, with the same path and query parameters.
+    let mut served = std::collections::BTreeSet::new();
+    for route in routes() {
+        let (path, path_params) = template(route.uri.path());
+        let query_params: Vec<String> = route
+            .uri
+            .query()
+            .map(|q| q.split('&').map(|p| p.trim_matches(['<', '>']).trim_end_matches("..").to_owned()).collect())
+            .unwrap_or_default();
+        let key = (route.method.as_str().to_owned(), path.clone());
+        let op = documented.get(&key).unwrap_or_else(|| panic!("{} {path} is served but not documented", key.0));
+        let params = |place: &str| -> std::collections::BTreeSet<String> {
+            op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter().filter(|p| p["in"] == place).map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(params("path"), path_params.into_iter().collect(), "{} {path}: path parameters", key.0);
+        assert_eq!(params("query"), query_params.into_iter().collect(), "{} {path}: query parameters", key.0);
+        assert!(served.insert(key.clone()), "{} {path} is routed twice", key.0);
+    }
+    let undocumented: Vec<_> = documented.keys().filter(|k| !served.contains(*k)).collect();
+    assert!(undocumented.is_empty(), "documented but not served: {undocumented:?}");
 }
 
 #[test]
@@ -637,14 +826,7 @@ fn model_on_disk(dir: &std::path::Path) -> String {
 }
 
 async fn async_client(dir: &std::path::Path, extra: Value) -> rocket::local::asynchronous::Client {
-    let mut figment =
-        rocket::Config::figment().merge(("log_level", "off")).merge(("data_dir", dir)).merge(("api_keys", api_keys()));
-    if let Value::Object(extra) = extra {
-        for (key, value) in extra {
-            figment = figment.merge((key, value));
-        }
-    }
-    rocket::local::asynchronous::Client::tracked(ferrocluster_api::build(figment).unwrap()).await.unwrap()
+    rocket::local::asynchronous::Client::tracked(ferrocluster_api::build(figment(dir, extra)).unwrap()).await.unwrap()
 }
 
 /// Sends `n` one-image predict requests at once: their statuses and the metrics text after.

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
 use crate::store::datasets::{Dataset, DatasetSummary};
 use crate::store::new_id;
-use crate::upload::{body_kind, parse_upload, read_body};
+use crate::upload::{body_kind, parse_upload_within, read_body};
 
 /// A stored dataset and where it lives.
 #[derive(Debug, rocket::Responder)]
@@ -22,6 +22,17 @@ use crate::upload::{body_kind, parse_upload, read_body};
 pub struct Created {
     body: Json<Dataset>,
     location: Header<'static>,
+}
+
+/// The JSON body of `POST /v1/datasets`, for the OpenAPI document: the body is read by
+/// [`crate::upload::parse_upload_within`].
+#[derive(Debug, utoipa::ToSchema)]
+pub struct DatasetRequest {
+    /// The images.
+    #[schema(min_items = 1)]
+    pub images: Vec<crate::upload::InlineImage>,
+    /// A name for the dataset (the `name` query parameter wins).
+    pub name: Option<String>,
 }
 
 /// Stores a set of images as a dataset, after checking every image decodes.
@@ -33,10 +44,10 @@ pub struct Created {
     request_body(
         description = "Images as multipart file fields, JSON with base64 data, or a tar / zip archive",
         content(
-            (crate::api::features::FeaturesRequest = "application/json"),
-            (String = "multipart/form-data"),
-            (String = "application/x-tar"),
-            (String = "application/zip")
+            (DatasetRequest = "application/json"),
+            (crate::upload::MultipartDataset = "multipart/form-data"),
+            (crate::upload::Archive = "application/x-tar"),
+            (crate::upload::Archive = "application/zip")
         )
     ),
     responses(
@@ -56,8 +67,15 @@ pub async fn create(
 ) -> ApiResult<Created> {
     let kind = body_kind(content_type, true)?;
     let body = read_body(data, limits, BodyLimit::Datasets).await?;
-    let mut upload = parse_upload(&kind, body).await?;
-    let name = name.or_else(|| upload.fields.remove("name").and_then(|v| v.as_str().map(str::to_owned)));
+    let mut upload = parse_upload_within(&kind, body, &service.settings.archive_limits).await?;
+    let field = match upload.fields.remove("name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(text)) => Some(text),
+        Some(other) => {
+            return Err(ApiError::new(ProblemKind::InvalidParameter, format!("`name` must be a string, got {other}")))
+        }
+    };
+    let name = name.or(field);
     let (store, limits) = (service.store.clone(), service.settings.decode_limits);
     let dataset = blocking(move || {
         // Every image is decoded (then dropped) before anything is written.

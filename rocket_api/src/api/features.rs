@@ -23,6 +23,7 @@ use crate::upload::{body_kind, parse_upload, read_body, InlineImage, NamedImage}
 #[derive(Debug, ToSchema)]
 pub struct FeaturesRequest {
     /// The images.
+    #[schema(min_items = 1)]
     pub images: Vec<InlineImage>,
     /// The features to extract (`ferrocluster_core::features::FeatureConfig`; default RGB HOG of 64×64).
     #[schema(value_type = Object)]
@@ -40,12 +41,16 @@ pub struct FeaturesResponse {
     pub features: Vec<Vec<f32>>,
 }
 
-/// The `features` field of an upload as a validated config (the default if absent).
+/// The `features` field of an upload (an object, or JSON text from a multipart field) as a
+/// validated config (the default if absent).
 pub(crate) fn feature_config(fields: &mut serde_json::Map<String, serde_json::Value>) -> ApiResult<FeatureConfig> {
+    let invalid =
+        |e: serde_json::Error| ApiError::new(ProblemKind::InvalidParameter, format!("invalid `features`: {e}"));
     let config: FeatureConfig = match fields.remove("features") {
         None | Some(serde_json::Value::Null) => FeatureConfig::default(),
-        Some(value) => serde_json::from_value(value)
-            .map_err(|e| ApiError::new(ProblemKind::InvalidParameter, format!("invalid `features`: {e}")))?,
+        // A multipart text field: JSON text.
+        Some(serde_json::Value::String(text)) => serde_json::from_str(&text).map_err(invalid)?,
+        Some(value) => serde_json::from_value(value).map_err(invalid)?,
     };
     config.validate()?;
     Ok(config)
@@ -69,7 +74,7 @@ pub(crate) fn decode_all(
         description = "Images as multipart file fields plus a `features` field of JSON text, or JSON with base64 data",
         content(
             (FeaturesRequest = "application/json"),
-            (String = "multipart/form-data")
+            (crate::upload::MultipartFeatures = "multipart/form-data")
         )
     ),
     responses(

@@ -11,7 +11,11 @@ use rocket::tokio::task::spawn_blocking;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{ApiError, ApiResult, Problem};
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use crate::error::{ApiError, ApiResult, Problem, ProblemKind};
 use crate::store::valid_id;
 
 /// Every route of the service.
@@ -50,6 +54,27 @@ pub(crate) fn checked_id<'a>(what: &str, id: &'a str) -> ApiResult<&'a str> {
         Ok(id)
     } else {
         Err(ApiError::not_found(what, id))
+    }
+}
+
+/// A numeric query parameter given at most once (`values`: each time it is given) within
+/// `range`, or `default` when absent. Parsed here, not by Rocket, whose `Option<T>` takes a
+/// value that does not parse, or one given twice, as absent.
+pub(crate) fn query_number<T>(name: &str, values: &[&str], default: T, range: RangeInclusive<T>) -> ApiResult<T>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let text = match values {
+        [] => return Ok(default),
+        [text] => *text,
+        _ => {
+            return Err(ApiError::new(ProblemKind::InvalidParameter, format!("{name} is given {} times", values.len())))
+        }
+    };
+    let (low, high) = (range.start(), range.end());
+    match text.parse::<T>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(ApiError::new(ProblemKind::InvalidParameter, format!("{name} must be {low}..={high}, got `{text}`"))),
     }
 }
 

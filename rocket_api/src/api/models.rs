@@ -7,7 +7,7 @@ use rocket::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{blocking, checked_id};
+use super::{blocking, checked_id, query_number};
 use crate::auth::{Admin, Reader};
 use crate::config::BodyLimit;
 use crate::error::{ApiError, ApiResult, ProblemKind};
@@ -147,6 +147,7 @@ pub struct PredictResponse {
 #[derive(Debug, ToSchema)]
 pub struct PredictRequest {
     /// The images.
+    #[schema(min_items = 1)]
     pub images: Vec<crate::upload::InlineImage>,
 }
 
@@ -162,7 +163,7 @@ pub struct PredictRequest {
         description = "Images as multipart file fields, or JSON with base64 data",
         content(
             (PredictRequest = "application/json"),
-            (String = "multipart/form-data")
+            (crate::upload::MultipartImages = "multipart/form-data")
         )
     ),
     responses(
@@ -196,8 +197,8 @@ pub async fn predict(
     params(
         ("id" = String, Path, description = "The model id"),
         ("c" = usize, Path, description = "The cluster"),
-        ("n" = Option<usize>, Query, description = "How many images (1..=64, default 12)"),
-        ("thumb" = Option<u32>, Query, description = "Thumbnail side in pixels (8..=256, default 64)"),
+        ("n" = Option<usize>, Query, minimum = 1, maximum = 64, description = "How many images (default 12)"),
+        ("thumb" = Option<u32>, Query, minimum = 8, maximum = 256, description = "Thumbnail side in pixels (default 64)"),
     ),
     responses(
         (status = 200, description = "The thumbnails", content_type = "image/png"),
@@ -210,22 +211,13 @@ pub async fn cluster_examples(
     _key: Reader,
     id: &str,
     c: usize,
-    n: Option<usize>,
-    thumb: Option<u32>,
+    n: Vec<&str>,
+    thumb: Vec<&str>,
     service: &State<Service>,
 ) -> ApiResult<(ContentType, Vec<u8>)> {
     let id = checked_id("model", id)?.to_owned();
-    let n = n.unwrap_or(12);
-    let thumb = thumb.unwrap_or(64);
-    if !(1..=MAX_EXAMPLES).contains(&n) {
-        return Err(ApiError::new(ProblemKind::InvalidParameter, format!("n must be 1..={MAX_EXAMPLES}, got {n}")));
-    }
-    if !(8..=MAX_THUMB).contains(&thumb) {
-        return Err(ApiError::new(
-            ProblemKind::InvalidParameter,
-            format!("thumb must be 8..={MAX_THUMB}, got {thumb}"),
-        ));
-    }
+    let n = query_number("n", &n, 12, 1..=MAX_EXAMPLES)?;
+    let thumb = query_number("thumb", &thumb, 64, 8..=MAX_THUMB)?;
     let (store, cache, limits) = (service.store.clone(), service.cache.clone(), service.settings.decode_limits);
     let png = blocking(move || {
         let served = cache.get(&id)?;

@@ -1,0 +1,93 @@
+"""The API contract, checked against the live `ferrocluster-api` binary: schemathesis generates
+requests for every operation of its own `/openapi.json` (explicit examples, coverage of edge and
+invalid values, fuzzing) with an admin key, and every response must be no 5xx and conform to
+the document — status code, content type, headers and body — with invalid requests refused, an
+undeclared method answered 405 with `Allow`, and auth enforced. A seeded dataset and model give
+the id routes real data: the document's operations are given those ids as examples.
+
+schemathesis runs as its CLI (`schemathesis run`), every phase but the stateful one (the
+document declares no links). One check is left out: `positive_data_acceptance` expects every
+schema-valid request to succeed, which an image API cannot promise — a base64 string is
+schema-valid whether or not it holds a decodable image, and a FeatureConfig's constraints span
+fields (extractor parameters against the image size)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api_server import ADMIN_KEY, READ_KEY, images_json, png, running_server, seed_model
+
+# Bounded so the whole module stays well under a few minutes on two loaded cores.
+MAX_EXAMPLES = 15
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("contract") / "data") as server:
+        server.ids = seed_model(server)
+        yield server
+
+
+def with_seeded_examples(document: dict, ids: dict) -> dict:
+    """The document with the seeded ids as examples of the `id` parameters (and cluster 0 for
+    `c`) of every operation that reads, and a real PNG as the example of every JSON body of
+    images, so the examples phase reaches real resources and successful answers. Deleting
+    operations keep generated ids (schemathesis may still delete a seeded resource with an id it
+    read from a listing: that is the API working, and later requests then get a conformant 404)."""
+    document = copy.deepcopy(document)
+    image_body = images_json([("example.png", png(2, 7))])
+    schemas = document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        resource = next((name for name in ("dataset", "model", "job") if f"/{name}s/" in path), None)
+        for method, operation in item.items():
+            if method == "delete":
+                continue
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body and "images" in schemas[body["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]:
+                body["example"] = image_body
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "path":
+                    continue
+                if parameter["name"] == "id" and resource:
+                    parameter["example"] = ids[resource]
+                elif parameter["name"] == "c":
+                    parameter["example"] = 0
+    return document
+
+
+def test_the_seeded_model_predicts_over_http(server):
+    """The seeded model serves: predict over HTTP labels a real image."""
+    status, answer = server.json(
+        "POST", f"/v1/models/{server.ids['model']}/predict", images_json([("x.png", png(1, 99))]), key=READ_KEY
+    )
+    assert status == 200, answer
+    assert answer["model_id"] == server.ids["model"]
+    assert answer["predictions"][0]["name"] == "x.png"
+    assert len(answer["predictions"][0]["distances"]) == 3
+
+
+def test_every_operation_conforms_to_the_document(server, tmp_path):
+    status, document = server.json("GET", "/openapi.json")
+    assert status == 200
+    operations = sum(len(item) for item in document["paths"].values())
+    schema = tmp_path / "openapi.json"
+    schema.write_text(json.dumps(with_seeded_examples(document, server.ids)))
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "run", str(schema), "--url", server.base,
+        "--header", f"Authorization: Bearer {ADMIN_KEY}",
+        "--phases", "examples,coverage,fuzzing", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+        "--max-examples", str(MAX_EXAMPLES), "--seed", "4", "--workers", "2", "--request-timeout", "30",
+        "--generation-database", "none", "--no-color",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-30_000:]
+    assert f"{operations} selected / {operations} total" in report, report[-5_000:]
+    assert f"Tested: {operations}" in report, report[-5_000:]
+
