@@ -201,8 +201,6 @@ pub(crate) struct LbpPlan {
     offsets: Vec<(f64, f64)>,
     /// Samples grouped by equal column offset (`0.0` and `−0.0` give the same columns).
     columns: Vec<ColumnGroup>,
-    /// P = 8, R = 1: four samples on whole pixels, four interpolated diagonals.
-    eight_neighbours: bool,
     /// The code of every mask, when there are few masks for the pixels to be coded.
     table: Option<Vec<u32>>,
 }
@@ -235,7 +233,6 @@ impl LbpPlan {
             n_bins: lbp.n_bins(),
             offsets,
             columns,
-            eight_neighbours: p == 8 && lbp.radius == 1.0,
             table: None,
         };
         if Self::wants_table(p, pixels) {
@@ -380,20 +377,6 @@ impl LbpPlan {
         }
         zeros.resize(width, 0.0);
         masks.resize(width, 0);
-        if safe && self.eight_neighbours {
-            let (mut minus, mut plus) = (None, None);
-            for (w, h_plane) in weights.iter().filter(interpolated).zip(horizontal.chunks_exact(plane)) {
-                *(if w.offset < 0.0 { &mut minus } else { &mut plus }) = Some(h_plane);
-            }
-            if let (Some(minus), Some(plus)) = (minus, plus) {
-                let rows = PaddedRows { padded, padded_width, margin, height, zeros };
-                for r in 0..height {
-                    self.eight_neighbour_masks(&rows, [minus, plus], r, masks);
-                    emit(masks);
-                }
-                return Ok(());
-            }
-        }
         for r in 0..height {
             let centre_row = &padded[r * padded_width + margin..][..width];
             masks.fill(0);
@@ -428,65 +411,6 @@ impl LbpPlan {
             emit(masks);
         }
         Ok(())
-    }
-}
-
-/// The padded image of [`LbpPlan::for_each_row_of_masks`] and how to read its rows.
-struct PaddedRows<'a> {
-    padded: &'a [f64],
-    padded_width: usize,
-    margin: usize,
-    height: usize,
-    zeros: &'a [f64],
-}
-
-impl PaddedRows<'_> {
-    /// Row `y` (zeros outside the image) shifted by `shift` whole columns.
-    #[inline(always)]
-    fn row(&self, y: f64, shift: f64) -> &[f64] {
-        let start = (self.margin as i64 + shift as i64) as usize;
-        interpolated_row(self.padded, self.padded_width, start, self.height, y, self.zeros)
-    }
-}
-
-impl LbpPlan {
-    /// The masks of row `r` for P = 8, R = 1 on finite values under [`SAFE_MAGNITUDE`], all
-    /// eight samples of a pixel in one pass: samples 0, 2, 4, 6 (offsets of 0 and ±1) are
-    /// whole pixels; 1, 3, 5, 7 blend two rows of the image interpolated along rows at
-    /// column offset −0.70711 (`planes[0]`) or 0.70711 (`planes[1]`), with the same
-    /// operations as the general path. Only finite values are compared, so `v − centre ≥ 0`
-    /// is `v ≥ centre`.
-    #[inline(always)]
-    fn eight_neighbour_masks(&self, rows: &PaddedRows<'_>, planes: [&[f64]; 2], r: usize, masks: &mut [u64]) {
-        let width = masks.len();
-        let offsets = &self.offsets;
-        let y = |i: usize| r as f64 + offsets[i].0;
-        let whole = |i: usize| &rows.row(y(i), offsets[i].1)[..width];
-        let diagonal = |i: usize| {
-            let plane = planes[usize::from(offsets[i].1 > 0.0)];
-            let (low, high) = floor_ceil(y(i));
-            let dr = y(i) - low;
-            let row = |y: f64| &interpolated_row(plane, width, 0, rows.height, y, rows.zeros)[..width];
-            (row(low), row(high), 1.0 - dr, dr)
-        };
-        let centre = &rows.row(r as f64, 0.0)[..width];
-        let (s0, s2, s4, s6) = (whole(0), whole(2), whole(4), whole(6));
-        let (t1, b1, u1, d1) = diagonal(1);
-        let (t3, b3, u3, d3) = diagonal(3);
-        let (t5, b5, u5, d5) = diagonal(5);
-        let (t7, b7, u7, d7) = diagonal(7);
-        for (c, mask) in masks.iter_mut().enumerate() {
-            let centre = centre[c];
-            let bit = |v: f64, i: u32| u64::from(v >= centre) << i;
-            *mask = bit(s0[c], 0)
-                | bit(u1 * t1[c] + d1 * b1[c], 1)
-                | bit(s2[c], 2)
-                | bit(u3 * t3[c] + d3 * b3[c], 3)
-                | bit(s4[c], 4)
-                | bit(u5 * t5[c] + d5 * b5[c], 5)
-                | bit(s6[c], 6)
-                | bit(u7 * t7[c] + d7 * b7[c], 7);
-        }
     }
 }
 
