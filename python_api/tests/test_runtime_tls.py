@@ -4,18 +4,16 @@ given through FERROCLUSTER_REDIS_CA / _CERT / _KEY, as for every command."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ferrocluster as fc
-from redis_support import REDIS, _free_port, requires_redis
+from redis_support import REDIS, _free_port, requires_redis, wait_for_port
 import test_runtime_tasks as tasks
 
 pytestmark = [
@@ -60,11 +58,7 @@ def tls_cluster(tmp_path, monkeypatch):
     url = f"rediss://127.0.0.1:{port}/0"
     worker = None
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for_port(port)
         log = Path(tempfile.mkstemp(prefix="worker-", suffix=".log", dir=tmp_path)[1])
         with log.open("w") as stderr:
             worker = subprocess.Popen(
