@@ -7,8 +7,10 @@ fetched. Measured in one run, interleaved where possible:
 - ferrocluster cluster with the Rust `ferrocluster-worker` running its built-in `noop`;
 - Ray 2.60 (`ray.init(num_cpus=2)`), in its own environment (`--ray-python`).
 
-Prints medians and ratios against Ray and against the issue's targets (cluster: round trip
-under 1 ms, at least 8k tasks/s, ahead of Ray).
+Prints medians and ratios against Ray and against the targets (cluster: round trip under
+1 ms, at least 8k tasks/s, ahead of Ray), and for our modes the CPU time each process spent
+per task (client, redis-server, workers): on a loaded machine wall-clock times swing with the
+neighbours' load, CPU time per task much less.
 
     python bench/bench_queue.py --ray-python .venv-ray/bin/python [--repeats 7] [--tasks 1000]
 """
@@ -80,11 +82,28 @@ class Cluster:
             env=env, stderr=subprocess.DEVNULL,
         ))
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by this client and by each kind of server process."""
+        redis, *python_workers, rust_worker = self.processes
+        return {
+            "client": time.process_time(),
+            "redis": _process_cpu_s(redis.pid),
+            "Python workers": sum(_process_cpu_s(p.pid) for p in python_workers),
+            "Rust worker": _process_cpu_s(rust_worker.pid),
+        }
+
     def close(self) -> None:
         for process in reversed(self.processes):
             process.terminate()
             process.wait(30)
         self.tmp.cleanup()
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def round_trip(submit: Callable[[], Any], calls: int) -> float:
@@ -112,7 +131,9 @@ def measure_ours(cluster: Cluster, repeats: int, tasks: int, calls: int) -> dict
         (f"{CLUSTER}, Python workers", lambda: fc.init(cluster.url), queue_tasks.noop.remote),
         (f"{CLUSTER}, Rust worker noop", lambda: fc.init(cluster.url), rust_noop),
     ]
-    samples = {name: {"round_trip_s": [], "tasks_per_s": []} for name, _, _ in modes}
+    samples: dict[str, dict[str, Any]] = {
+        name: {"round_trip_s": [], "tasks_per_s": [], "cpu_rt": [], "cpu_tp": []} for name, _, _ in modes
+    }
     for name, start, submit in modes:  # warm-up: workers joined, scripts loaded, threads started
         fc.shutdown()
         start()
@@ -121,10 +142,27 @@ def measure_ours(cluster: Cluster, repeats: int, tasks: int, calls: int) -> dict
         for name, start, submit in modes:
             fc.shutdown()
             start()
+            before = cluster.cpu_s()
             samples[name]["round_trip_s"].append(round_trip(submit, calls))
+            middle = cluster.cpu_s()
             samples[name]["tasks_per_s"].append(throughput(submit, tasks))
+            after = cluster.cpu_s()
+            samples[name]["cpu_rt"].append({k: (middle[k] - before[k]) / calls for k in before})
+            samples[name]["cpu_tp"].append({k: (after[k] - middle[k]) / tasks for k in before})
     fc.shutdown()
     return samples
+
+
+def print_cpu(samples: dict[str, dict[str, Any]]) -> None:
+    """Medians of the CPU time per task of each process, for both measurements."""
+    for key, title in (("cpu_rt", "blocking round trip"), ("cpu_tp", "1000 submitted then fetched")):
+        names = list(next(iter(samples.values()))[key][0])
+        print(f"\nCPU time per task, {title} (µs; medians)")
+        print(f"{'':<42}" + "".join(f"{n:>16}" for n in [*names, "total"]))
+        for mode, s in samples.items():
+            per = {n: statistics.median(c[n] for c in s[key]) * 1e6 for n in names}
+            total = statistics.median(sum(c.values()) for c in s[key]) * 1e6
+            print(f"{mode:<42}" + "".join(f"{per[n]:16.0f}" for n in names) + f"{total:16.0f}")
 
 
 def measure_ray(python: str, repeats: int, tasks: int, calls: int) -> dict[str, Any]:
@@ -161,6 +199,7 @@ def main() -> None:
         vs_rt = f"{ray_row[0] / rt:8.2f}x" if ray_row else "        -"
         vs_tps = f"{tps / ray_row[1]:8.2f}x" if ray_row else "        -"
         print(f"{name:<42}{rt * 1e3:9.3f} ms{vs_rt}{tps:11.0f}{vs_tps}")
+    print_cpu(ours)
     print("\ntargets (cluster mode): round trip < 1 ms, >= 8000 tasks/s, ahead of Ray")
     for name, (rt, tps) in rows.items():
         if not name.startswith(CLUSTER):

@@ -52,7 +52,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
 /// A connection to a work queue on Redis.
 ///
 /// Args:
-///     url: `redis://[user:pass@]host:port/db` (or `rediss://` for TLS).
+///     url: `redis://[user:pass@]host:port/db`, or `rediss://` for TLS (certificates from
+///         FERROCLUSTER_REDIS_CA, FERROCLUSTER_REDIS_CERT and FERROCLUSTER_REDIS_KEY).
 ///     namespace: key prefix shared by every process of this queue.
 ///     lease_ms: how long a worker may go without a heartbeat before its task is reclaimed.
 ///     block_ms: how long a consumer's blocking read waits before looping.

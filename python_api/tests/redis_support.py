@@ -20,6 +20,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(port):
+    """Waits (up to 5 s) until something accepts connections on the loopback `port`."""
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def redis_server(directory):
     """Starts redis-server with its files in `directory`, yields its URL once it accepts
@@ -30,11 +39,7 @@ def redis_server(directory):
         stdout=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         redis.terminate()

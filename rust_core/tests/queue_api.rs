@@ -12,6 +12,7 @@ use ferrocluster_core::queue::{
 };
 use proptest::prelude::*;
 use serde_json::json;
+use support::proxy::CuttingProxy;
 use support::redis::{counter, fast_config, RedisServer};
 
 const NO_WAIT: Duration = Duration::from_millis(1);
@@ -364,4 +365,39 @@ async fn a_start_failing_mid_batch_neither_loses_nor_delays_the_other_deliveries
     assert_eq!(q.dead_letters(10).await.unwrap().len(), 2);
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.queues[0].pending, 4, "a, c, d and f are held, nothing else: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_failing_after_kept_entries_were_taken_still_starts_them() {
+    let server = RedisServer::start();
+    // Reads of new entries name the high-priority stream (starts of normal tasks do not):
+    // once armed, the proxy lets each reach Redis and cuts its connection before the reply.
+    let proxy = CuttingProxy::start(server.port, b"fc:q:default:high", 1);
+    proxy.arm(false);
+    let config = QueueConfig { reconnect_timeout: Duration::from_millis(500), ..fast_config() };
+    let q = Queue::connect(&proxy.url(), config).await.unwrap();
+    for id in ["d", "e", "f"] {
+        q.enqueue(&spec(id)).await.unwrap();
+    }
+    let mut raw = server.sync();
+    // e can be neither started nor dead-lettered: d is returned, e and f are kept.
+    let _: () = redis::cmd("SET").arg("fc:task:e").arg("not a hash").query(&mut raw).unwrap();
+    let _: () = redis::cmd("SET").arg("fc:dead").arg("not a stream").query(&mut raw).unwrap();
+    let c = join(&q, "c").await;
+    let ids = |ds: &[Delivery]| ds.iter().map(|d| d.envelope.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&c.fetch(3, NO_WAIT).await.unwrap()), ["d"]);
+    let _: () = redis::cmd("DEL").arg("fc:dead").query(&mut raw).unwrap();
+
+    // The next fetch takes e and f back, then its read of new entries fails for good: the
+    // kept entries are started all the same (e dead-lettered, f returned), not dropped.
+    proxy.arm(true);
+    let next = c.fetch(3, NO_WAIT).await.unwrap();
+    assert!(proxy.cuts() >= 1, "the read was cut");
+    proxy.arm(false);
+    assert_eq!((ids(&next), next[0].deliveries), (vec!["f".to_owned()], 1));
+    assert_eq!(q.status("f").await.unwrap().state, TaskState::Running);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert!(dead.len() == 1 && dead[0].reason.contains("WRONGTYPE"), "{dead:?}");
+    assert_eq!(q.stats().await.unwrap().queues[0].pending, 2, "d and f are held, nothing else");
+    assert!(c.fetch(3, NO_WAIT).await.unwrap().is_empty(), "nothing is left over");
 }

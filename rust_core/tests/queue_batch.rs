@@ -1,5 +1,6 @@
 //! The queue's batched and by-reference paths against a real Redis: pipelined enqueue and
-//! status reads, batched fenced completion, finish notifications, and blobs.
+//! status reads, batched fenced completion, finish notifications, blobs, and the worker's
+//! batches of small tasks.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use ferrocluster_core::queue::{BlobRef, CancelOutcome, Consumer, Listener, Queue, TaskSpec, TaskState, Transition};
 use serde_json::json;
-use support::redis::{fast_config, RedisServer};
+use support::redis::{counter, fast_config, wait_all, RedisServer, WorkerProcess};
 
 const NO_WAIT: Duration = Duration::from_millis(1);
 
@@ -142,4 +143,50 @@ async fn sweep_passes_over_queues_whose_other_priority_streams_do_not_exist_yet(
     tokio::time::sleep(q.config().lease + Duration::from_millis(100)).await;
     assert_eq!(q.sweep().await.unwrap().reclaimed, 1, "the lost task of the later queue is reclaimed");
     assert_eq!(q.status("lost").await.unwrap().state, TaskState::Pending);
+}
+
+/// How many XREADGROUP Redis ran (from scripts too), from INFO commandstats.
+fn xreadgroup_calls(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.sync()).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xreadgroup:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_small_tasks_in_batches_and_records_each_once() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let specs: Vec<TaskSpec> = (0..400).map(|i| spec(&format!("small-{i}"), None)).collect();
+    let ids: Vec<String> = q.enqueue_many(&specs).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let _worker = WorkerProcess::start(&server.url(), q.config(), "default", &[]);
+    let statuses = wait_all(&q, &ids, Duration::from_secs(60)).await;
+    assert!(statuses.iter().all(|s| s.state == TaskState::Succeeded && s.deliveries == 1), "{statuses:?}");
+    assert_eq!(counter(&q, "succeeded").await, 400);
+    assert_eq!(counter(&q, "refused").await, 0);
+    // One task per fetch would read three streams per task (the inbox, high, normal).
+    let reads = xreadgroup_calls(&server);
+    assert!(reads < 400, "{reads} stream reads for 400 tasks: not batched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_task_in_a_batch_holds_up_neither_the_results_before_it_nor_the_tasks_after_it() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let sleep =
+        |id: String, ms: u64| TaskSpec { id: Some(id), ..TaskSpec::new("default", "sleep", json!({ "ms": ms })) };
+    let mut specs: Vec<TaskSpec> = (0..60).map(|i| sleep(format!("before-{i}"), 0)).collect();
+    specs.push(sleep("long".to_owned(), 4000));
+    specs.extend((0..60).map(|i| sleep(format!("after-{i}"), 0)));
+    let ids: Vec<String> = q.enqueue_many(&specs).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let _worker = WorkerProcess::start(&server.url(), q.config(), "default", &["--concurrency", "2"]);
+    let short: Vec<String> = ids.iter().filter(|id| *id != "long").cloned().collect();
+    let statuses = wait_all(&q, &short, Duration::from_secs(30)).await;
+    assert!(statuses.iter().all(|s| s.state == TaskState::Succeeded), "{statuses:?}");
+    // Batches had grown past one task by then: the long one shared its batch with others.
+    assert_eq!(q.status("long").await.unwrap().state, TaskState::Running, "the short tasks did not wait for it");
+    let long = wait_all(&q, &["long".to_owned()], Duration::from_secs(30)).await;
+    assert_eq!((long[0].state, long[0].deliveries), (TaskState::Succeeded, 1), "its lease was kept while it ran");
+    assert_eq!(counter(&q, "succeeded").await, 121);
 }

@@ -16,8 +16,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, **cluster
 
     Args:
         address: None for the embedded runtime (tasks on threads of this process), or a
-            Redis URL (`redis://host:6379/0`) to send tasks to `python -m ferrocluster worker`
-            processes through the queue.
+            Redis URL (`redis://[user:pass@]host:6379/0`; `rediss://` for TLS, see
+            docs/queue.md) to send tasks to `python -m ferrocluster worker` processes through
+            the queue.
         num_cpus: embedded only: CPUs tasks may use at once (default: all cores).
         cluster_options: cluster only: namespace, lease_ms, block_ms of the queue;
             inline_max_bytes (arrays and bytes larger than this, 64 KiB by default, travel

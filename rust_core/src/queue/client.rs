@@ -3,14 +3,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Value as RedisValue};
+use redis::{Client, IntoConnectionInfo, Value as RedisValue};
 use serde_json::Value;
 
 use super::connection::{eval_cmd, Connection};
 use super::keys::{inbox, Keys};
 use super::scripts;
 use super::{
-    DeadLetter, Envelope, Error, QueueConfig, QueueStats, Result, Stats, TaskSpec, TaskState, TaskStatus, WorkerInfo,
+    DeadLetter, Envelope, Error, QueueConfig, QueueStats, Result, Stats, TaskSpec, TaskState, TaskStatus, TlsFiles,
+    WorkerInfo,
 };
 
 /// What `cancel` did.
@@ -58,15 +59,17 @@ pub struct Queue {
 
 impl Queue {
     /// Connects (AUTH/ACL user and password from the URL, `redis://user:pass@host:port/db`;
-    /// `rediss://` for TLS), checks the server answers, and warns when its configuration puts
+    /// `rediss://` for TLS, verified with `config.tls`), checks the server answers, and warns when its configuration puts
     /// tasks at risk (an eviction policy other than `noeviction`, or no AOF).
     ///
     /// # Errors
-    /// [`Error::Url`], [`Error::Auth`] when Redis refuses the credentials,
-    /// [`Error::Unavailable`] when it cannot be reached within `reconnect_timeout`.
+    /// [`Error::Url`] (also for certificates given with a `redis://` URL, which would go in
+    /// clear, and for certificate files that cannot be read), [`Error::Auth`] when Redis
+    /// refuses the credentials, [`Error::Unavailable`] when it cannot be reached within
+    /// `reconnect_timeout` (a TLS handshake that fails, e.g. an untrusted certificate, too).
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self> {
         config.validate()?;
-        let client = Client::open(url).map_err(|e| Error::Url(e.to_string()))?;
+        let client = open_client(url, &config.tls)?;
         let conn = Connection::new(client.clone(), config.response_timeout, config.reconnect_timeout);
         let keys = Keys::new(&config.namespace);
         let queue = Queue { client, conn, config, keys };
@@ -433,12 +436,20 @@ impl Queue {
     /// Tasks survive a Redis restart only with AOF, and only `noeviction` stops Redis from
     /// dropping queue keys under memory pressure: say so once, at start.
     async fn warn_about_durability(&self) -> Result<()> {
-        let info: String = self.conn.query(redis::cmd("INFO").arg("persistence")).await?;
-        let memory: String = self.conn.query(redis::cmd("INFO").arg("memory")).await?;
+        let info: String = match self.conn.query(redis::cmd("INFO").arg("persistence").arg("memory")).await {
+            Err(Error::Permission(e)) => {
+                tracing::warn!(
+                    error = e,
+                    "this Redis user may not run INFO: cannot check that AOF is on and maxmemory-policy is noeviction"
+                );
+                return Ok(());
+            }
+            other => other?,
+        };
         let field = |text: &str, name: &str| {
             text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim().to_owned()))
         };
-        match field(&memory, "maxmemory_policy") {
+        match field(&info, "maxmemory_policy") {
             Some(policy) if policy != "noeviction" => tracing::warn!(
                 policy,
                 "Redis maxmemory-policy is not noeviction: under memory pressure Redis may evict queue keys and \
@@ -454,6 +465,30 @@ impl Queue {
         }
         Ok(())
     }
+}
+
+/// A client for `url`, with the certificates of `tls` when it is a `rediss://` URL.
+fn open_client(url: &str, tls: &TlsFiles) -> Result<Client> {
+    let info = url.into_connection_info().map_err(|e| Error::Url(e.to_string()))?;
+    if tls.is_empty() {
+        return Client::open(info).map_err(|e| Error::Url(e.to_string()));
+    }
+    if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(Error::Url(format!(
+            "TLS certificates are configured ({tls:?}) but the URL does not use TLS: write rediss:// instead of redis://"
+        )));
+    }
+    let read = |path: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>> {
+        path.as_ref()
+            .map(|p| std::fs::read(p).map_err(|e| Error::Url(format!("cannot read the TLS file {}: {e}", p.display()))))
+            .transpose()
+    };
+    let client_tls = match (read(&tls.cert)?, read(&tls.key)?) {
+        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig { client_cert, client_key }),
+        _ => None,
+    };
+    let certificates = redis::TlsCertificates { client_tls, root_cert: read(&tls.ca)? };
+    Client::build_with_tls(info, certificates).map_err(|e| Error::Url(e.to_string()))
 }
 
 /// A stream or group that does not exist has nothing to sweep or prune: a queue enqueued at

@@ -1,5 +1,6 @@
 //! Tunables of a queue: namespace, leases, caps and timeouts.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Error, Result};
@@ -33,6 +34,43 @@ pub struct QueueConfig {
     pub retry_base: Duration,
     /// Cap on that delay.
     pub retry_max: Duration,
+    /// Certificates for `rediss://` URLs (TLS).
+    pub tls: TlsFiles,
+}
+
+/// Certificates (PEM files) for a TLS connection to Redis (`rediss://`). Without any, the
+/// system's trusted CAs verify the server and no client certificate is sent.
+///
+/// The default reads them from the environment, so every command and the Python package
+/// take them the same way: `FERROCLUSTER_REDIS_CA` (a CA to trust, besides the system's),
+/// `FERROCLUSTER_REDIS_CERT` and `FERROCLUSTER_REDIS_KEY` (a client certificate and its
+/// PKCS#8 key, for a Redis with `tls-auth-clients yes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    /// CA certificate(s) that sign the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate, for servers that verify their clients.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PKCS#8 PEM, `BEGIN PRIVATE KEY`).
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files named by `FERROCLUSTER_REDIS_CA`, `FERROCLUSTER_REDIS_CERT` and
+    /// `FERROCLUSTER_REDIS_KEY` (unset or empty: none).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        TlsFiles {
+            ca: var("FERROCLUSTER_REDIS_CA"),
+            cert: var("FERROCLUSTER_REDIS_CERT"),
+            key: var("FERROCLUSTER_REDIS_KEY"),
+        }
+    }
+
+    /// Whether no file is given.
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
 }
 
 impl Default for QueueConfig {
@@ -48,6 +86,7 @@ impl Default for QueueConfig {
             reconnect_timeout: Duration::from_secs(60),
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
+            tls: TlsFiles::from_env(),
         }
     }
 }
@@ -75,6 +114,9 @@ impl QueueConfig {
         }
         if self.retry_base > self.retry_max {
             return Err(Error::invalid("retry_base", "must not exceed retry_max"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(Error::invalid("tls", "a client certificate and its key go together: give both or neither"));
         }
         Ok(())
     }

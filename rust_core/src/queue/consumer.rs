@@ -106,7 +106,8 @@ impl Consumer {
     ///
     /// When Redis fails partway through a batch, the tasks already started are returned (their
     /// handlers must run: they are marked running) and the rest are started first by the next
-    /// call; the error is returned only when nothing could be started.
+    /// call; when a read fails, the entries read before it (or kept from an earlier call) are
+    /// still started. The error is returned only when nothing could be started.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when Redis stays unreachable past the reconnect timeout.
@@ -116,14 +117,13 @@ impl Consumer {
             let n = unstarted.len().min(max);
             unstarted.drain(..n).collect()
         };
-        let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
-        for stream in &streams {
-            if entries.len() < max {
-                entries.extend(self.read(std::slice::from_ref(stream), max - entries.len(), None).await?);
+        if let Err(e) = self.read_into(&mut entries, max, block).await {
+            // Entries kept from an earlier fetch, or read before the failing read, are in this
+            // consumer's pending list: start them now rather than leave them to the lease.
+            if entries.is_empty() {
+                return Err(e);
             }
-        }
-        if entries.is_empty() {
-            entries.extend(self.read(&streams, max, Some(block)).await?);
+            tracing::warn!(error = %e, entries = entries.len(), "reading new tasks failed; starting those already read");
         }
         if let Some(started) = self.start_batch(&entries).await {
             return Ok(started);
@@ -150,18 +150,43 @@ impl Consumer {
         Ok(started)
     }
 
-    /// XREADGROUP of new entries; recreates the groups if Redis lost them.
+    /// Reads new entries into `entries` up to `max`: the streams in turn, most urgent first (one
+    /// script, one round trip), then one blocking read over all when none was found. What was
+    /// read stays in `entries` when a later read fails.
+    async fn read_into(&self, entries: &mut VecDeque<Entry>, max: usize, block: Duration) -> Result<()> {
+        let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
+        if entries.len() < max {
+            entries.extend(self.read(&streams, max - entries.len(), None).await?);
+        }
+        if entries.is_empty() {
+            entries.extend(self.read(&streams, max, Some(block)).await?);
+        }
+        Ok(())
+    }
+
+    /// New entries: by the READ script (most urgent stream first), or, with `block`, by one
+    /// XREADGROUP over all the streams. Recreates the groups if Redis lost them.
     async fn read(&self, streams: &[String], count: usize, block: Option<Duration>) -> Result<Vec<Entry>> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.queue.config.group).arg(&self.name).arg("COUNT").arg(count);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(streams);
-        for _ in streams {
-            cmd.arg(">");
-        }
-        let reply: Option<StreamReadReply> = match self.reader.query(&cmd).await {
+        let reply: Result<Option<StreamReadReply>> = match block {
+            None => {
+                let mut call = scripts::READ.prepare_invoke();
+                for stream in streams {
+                    call.key(stream);
+                }
+                call.arg(&self.queue.config.group).arg(&self.name).arg(count);
+                self.reader.invoke(&call).await
+            }
+            Some(block) => {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP").arg(&self.queue.config.group).arg(&self.name).arg("COUNT").arg(count);
+                cmd.arg("BLOCK").arg(block.as_millis() as u64).arg("STREAMS").arg(streams);
+                for _ in streams {
+                    cmd.arg(">");
+                }
+                self.reader.query(&cmd).await
+            }
+        };
+        let reply = match reply {
             Err(Error::Redis(e)) if e.contains("NOGROUP") => {
                 for q in &self.queues {
                     self.queue.ensure_groups(q).await?;

@@ -40,7 +40,7 @@ mod worker;
 
 pub use blob::BlobRef;
 pub use client::{CancelOutcome, Queue, SweepReport};
-pub use config::QueueConfig;
+pub use config::{QueueConfig, TlsFiles};
 pub use consumer::{Consumer, Delivery, Lease, Transition};
 pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};

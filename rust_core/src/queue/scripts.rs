@@ -13,6 +13,7 @@ macro_rules! script {
 }
 
 script!(ENQUEUE, "lua/enqueue.lua");
+script!(READ, "lua/read.lua");
 script!(START, "lua/start.lua");
 script!(HEARTBEAT, "lua/heartbeat.lua");
 script!(FINISH, "lua/finish.lua");

@@ -1,9 +1,9 @@
 //! [`Worker`]: runs a registry of task handlers on `concurrency` slots, heartbeating each
 //! task's lease, sweeping the queue, and shutting down without losing a task.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{inbox, Consumer, Delivery, Lease, Queue, Result, Transition};
+
+/// Most tasks one slot fetches and runs as a batch (when they are quick).
+const BATCH_MAX: usize = 16;
+
+/// How long a batch may hold results (and tasks it has not started) before recording them
+/// (and handing the rest back).
+const BATCH_HOLD: Duration = Duration::from_millis(20);
 
 /// Why a handler did not return a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -199,6 +206,8 @@ impl Worker {
         tracing::info!(consumer = consumer_name, queues = ?self.config.queues, kinds = ?self.registry.kinds(), "worker started");
 
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        // Tasks a slot takes at once: doubled while batches run quickly, back to 1 when not.
+        let batch_size = Arc::new(AtomicUsize::new(1));
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -211,22 +220,32 @@ impl Worker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 permits.push(permit);
             }
+            let size = batch_size.load(Ordering::Relaxed);
             let fetched = tokio::select! {
                 _ = &mut shutdown => break,
-                fetched = consumer.fetch(permits.len(), self.queue.config.block) => fetched,
+                fetched = consumer.fetch(permits.len() * size, self.queue.config.block) => fetched,
             };
             match fetched {
-                Ok(deliveries) => {
-                    for delivery in deliveries {
-                        let permit = permits.pop().expect("fetch returns at most one task per free slot");
-                        let run =
-                            run_task(consumer.clone(), self.registry.clone(), delivery, heartbeat, running.clone());
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    let per_slot = deliveries.len().div_ceil(permits.len());
+                    let mut deliveries = deliveries.into_iter();
+                    loop {
+                        let batch: Vec<Delivery> = deliveries.by_ref().take(per_slot).collect();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let permit = permits.pop().expect("fetch returns at most `size` tasks per free slot");
+                        let run = run_batch(consumer.clone(), self.registry.clone(), batch, heartbeat, running.clone());
+                        let batch_size = batch_size.clone();
                         tasks.spawn(async move {
-                            run.await;
+                            let quick = run.await;
+                            let next = if quick { (size * 2).min(BATCH_MAX) } else { 1 };
+                            batch_size.store(next, Ordering::Relaxed);
                             drop(permit);
                         });
                     }
                 }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "fetching tasks failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -258,63 +277,186 @@ impl Worker {
     }
 }
 
-/// Runs one delivery to its recorded end (or its refusal), heartbeating meanwhile.
-async fn run_task(consumer: Arc<Consumer>, registry: Registry, delivery: Delivery, every: Duration, running: Running) {
-    let id = delivery.envelope.id.clone();
-    let kind = delivery.envelope.kind.clone();
-    let Some(handler) = registry.get(&kind) else {
-        let reason = format!("unknown task kind `{kind}`: this worker runs {:?}", registry.kinds());
-        log_failure(consumer.reject(&delivery, &reason).await, &id);
-        return;
-    };
-    lock(&running.current).insert(id.clone());
-    let context = TaskContext {
-        id: id.clone(),
-        delivery: delivery.deliveries,
-        attempt: delivery.attempts,
-        worker: consumer.name().to_owned(),
-        state: Arc::default(),
-    };
-    let beats = tokio::spawn(heartbeat_loop(consumer.clone(), delivery.clone(), context.clone(), every));
-    tracing::debug!(id, kind, delivery = delivery.deliveries, "task started");
-    let payload = delivery.envelope.payload.clone();
-    let ctx = context.clone();
-    let outcome = tokio::task::spawn_blocking(move || handler(&ctx, payload)).await;
-    beats.abort();
-    let recorded = match outcome {
-        Ok(Ok(result)) => consumer.complete(&delivery, &result).await,
-        Ok(Err(_)) if context.is_cancelled() => consumer.cancelled(&delivery).await,
-        Ok(Err(TaskError::Cancelled)) => consumer.cancelled(&delivery).await,
-        Ok(Err(TaskError::Failed(e))) => consumer.fail(&delivery, &e, true).await,
-        Ok(Err(e @ TaskError::Invalid(_))) => consumer.fail(&delivery, &e.to_string(), false).await,
-        Err(join) => consumer.fail(&delivery, &format!("handler panicked: {}", panic_message(join)), true).await,
-    };
-    match recorded {
-        Ok(Transition::Applied) => {
-            running.completed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(id, "task outcome recorded")
+/// Deliveries a batch holds, with their contexts: what its heartbeats extend.
+type Held = Arc<Mutex<Vec<(Delivery, TaskContext)>>>;
+
+/// Runs a batch of deliveries on one slot, one after the other, and records their results
+/// together (one round trip for the lot). Once the batch has taken [`BATCH_HOLD`] it records
+/// the results it holds and hands back the tasks it has not started, even while a task still
+/// runs, so that a long task neither delays the results before it nor holds up those after
+/// it. Returns whether it ran every task within the hold.
+async fn run_batch(
+    consumer: Arc<Consumer>,
+    registry: Registry,
+    batch: Vec<Delivery>,
+    every: Duration,
+    running: Running,
+) -> bool {
+    let worker = consumer.name().to_owned();
+    let waiting: VecDeque<(Delivery, TaskContext)> = batch
+        .into_iter()
+        .map(|delivery| {
+            let context = TaskContext {
+                id: delivery.envelope.id.clone(),
+                delivery: delivery.deliveries,
+                attempt: delivery.attempts,
+                worker: worker.clone(),
+                state: Arc::default(),
+            };
+            (delivery, context)
+        })
+        .collect();
+    let held: Held = Arc::new(Mutex::new(waiting.iter().cloned().collect()));
+    let beats = tokio::spawn(heartbeat_loop(consumer.clone(), held.clone(), every));
+    let mut batch = Batch { consumer, registry, running, held, waiting, results: Vec::new() };
+    let mut hold_until = Some(tokio::time::Instant::now() + BATCH_HOLD);
+    let mut first = true;
+    while let Some((delivery, context)) = batch.waiting.pop_front() {
+        if batch.running.stopping.load(Ordering::Relaxed) || (!first && hold_until.is_none()) {
+            batch.waiting.push_front((delivery, context));
+            break;
         }
-        Ok(Transition::Refused) => {
-            tracing::warn!(id, "outcome refused: the lease was lost and another worker owns the task")
+        first = false;
+        batch.run(delivery, context, &mut hold_until).await;
+        if hold_until.is_some_and(|until| tokio::time::Instant::now() >= until) {
+            hold_until = None;
         }
-        Err(e) => log_failure(Err(e), &id),
     }
-    lock(&running.current).remove(&id);
+    let quick = batch.waiting.is_empty() && hold_until.is_some();
+    batch.hand_back().await;
+    beats.abort();
+    quick
 }
 
-/// Extends the lease every `every`, passing cancels and lease loss to the handler.
-async fn heartbeat_loop(consumer: Arc<Consumer>, delivery: Delivery, context: TaskContext, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        match consumer.heartbeat(&delivery, context.progress_now()).await {
-            Ok(Lease::Held { cancel_requested: false }) => {}
-            Ok(Lease::Held { cancel_requested: true }) => context.cancel(),
-            Ok(Lease::Lost) => {
-                tracing::warn!(id = context.id, "lease lost (reclaimed by a sweeper): stopping the task");
-                context.cancel();
+/// The state of a batch being run.
+struct Batch {
+    consumer: Arc<Consumer>,
+    registry: Registry,
+    running: Running,
+    held: Held,
+    /// Deliveries not started yet, in order.
+    waiting: VecDeque<(Delivery, TaskContext)>,
+    /// Results not recorded yet.
+    results: Vec<(Delivery, Value)>,
+}
+
+impl Batch {
+    /// Runs one delivery; its result waits to be recorded with the others, any other outcome
+    /// is recorded at once. When `hold_until` passes while the handler runs, the batch hands
+    /// back what it holds (and `hold_until` becomes `None`).
+    async fn run(&mut self, delivery: Delivery, context: TaskContext, hold_until: &mut Option<tokio::time::Instant>) {
+        let id = delivery.envelope.id.clone();
+        let kind = delivery.envelope.kind.clone();
+        let Some(handler) = self.registry.get(&kind) else {
+            let reason = format!("unknown task kind `{kind}`: this worker runs {:?}", self.registry.kinds());
+            log_failure(self.consumer.reject(&delivery, &reason).await, &id);
+            self.forget(&delivery);
+            return;
+        };
+        if context.is_cancelled() {
+            // Cancelled (or its lease lost) while it waited in the batch: it does not run.
+            let recorded = self.consumer.cancelled(&delivery).await;
+            self.noted(recorded, &id);
+            self.forget(&delivery);
+            return;
+        }
+        lock(&self.running.current).insert(id.clone());
+        tracing::debug!(id, kind, delivery = delivery.deliveries, "task started");
+        let payload = delivery.envelope.payload.clone();
+        let ctx = context.clone();
+        let mut handle = tokio::task::spawn_blocking(move || handler(&ctx, payload));
+        let outcome = loop {
+            let until = hold_until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                outcome = &mut handle => break outcome,
+                _ = tokio::time::sleep_until(until), if hold_until.is_some() => {
+                    *hold_until = None;
+                    self.hand_back().await;
+                }
+            }
+        };
+        let recorded = match outcome {
+            Ok(Ok(result)) => {
+                self.results.push((delivery, result));
+                lock(&self.running.current).remove(&id);
                 return;
             }
-            Err(e) => tracing::warn!(id = context.id, error = %e, "heartbeat failed"),
+            Ok(Err(_)) if context.is_cancelled() => self.consumer.cancelled(&delivery).await,
+            Ok(Err(TaskError::Cancelled)) => self.consumer.cancelled(&delivery).await,
+            Ok(Err(TaskError::Failed(e))) => self.consumer.fail(&delivery, &e, true).await,
+            Ok(Err(e @ TaskError::Invalid(_))) => self.consumer.fail(&delivery, &e.to_string(), false).await,
+            Err(join) => {
+                self.consumer.fail(&delivery, &format!("handler panicked: {}", panic_message(join)), true).await
+            }
+        };
+        self.noted(recorded, &id);
+        self.forget(&delivery);
+        lock(&self.running.current).remove(&id);
+    }
+
+    /// Records the results held (one round trip) and hands back the tasks not started.
+    async fn hand_back(&mut self) {
+        let results = std::mem::take(&mut self.results);
+        if !results.is_empty() {
+            let done: Vec<(&Delivery, &Value)> = results.iter().map(|(delivery, result)| (delivery, result)).collect();
+            match self.consumer.complete_many(&done).await {
+                Ok(transitions) => {
+                    for ((delivery, _), transition) in results.iter().zip(transitions) {
+                        self.noted(Ok(transition), &delivery.envelope.id);
+                    }
+                }
+                Err(e) => {
+                    let ids: Vec<&str> = results.iter().map(|(delivery, _)| delivery.envelope.id.as_str()).collect();
+                    tracing::error!(?ids, error = %e, "recording results failed; the tasks will be reclaimed after their lease");
+                }
+            }
+            for (delivery, _) in &results {
+                self.forget(delivery);
+            }
+        }
+        while let Some((delivery, _)) = self.waiting.pop_front() {
+            log_failure(self.consumer.release(&delivery).await, &delivery.envelope.id);
+            self.forget(&delivery);
+        }
+    }
+
+    /// Logs what recording an outcome did, and counts it.
+    fn noted(&self, recorded: Result<Transition>, id: &str) {
+        match recorded {
+            Ok(Transition::Applied) => {
+                self.running.completed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id, "task outcome recorded")
+            }
+            Ok(Transition::Refused) => {
+                tracing::warn!(id, "outcome refused: the lease was lost and another worker owns the task")
+            }
+            Err(e) => log_failure(Err(e), id),
+        }
+    }
+
+    /// Stops heartbeating a delivery whose outcome is recorded or that was handed back.
+    fn forget(&self, delivery: &Delivery) {
+        lock(&self.held).retain(|(held, _)| held.entry != delivery.entry);
+    }
+}
+
+/// Extends the leases of what a batch holds every `every`, passing cancels and lease loss to
+/// the handlers.
+async fn heartbeat_loop(consumer: Arc<Consumer>, held: Held, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let snapshot = lock(&held).clone();
+        for (delivery, context) in snapshot {
+            match consumer.heartbeat(&delivery, context.progress_now()).await {
+                Ok(Lease::Held { cancel_requested: false }) => {}
+                Ok(Lease::Held { cancel_requested: true }) => context.cancel(),
+                Ok(Lease::Lost) => {
+                    tracing::warn!(id = context.id, "lease lost (reclaimed by a sweeper): stopping the task");
+                    context.cancel();
+                    lock(&held).retain(|(held, _)| held.entry != delivery.entry);
+                }
+                Err(e) => tracing::warn!(id = context.id, error = %e, "heartbeat failed"),
+            }
         }
     }
 }
@@ -403,8 +545,8 @@ fn panic_message(join: tokio::task::JoinError) -> String {
     }
 }
 
-fn lock(current: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-    current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {

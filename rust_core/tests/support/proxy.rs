@@ -15,6 +15,7 @@ pub struct CuttingProxy {
     pub port: u16,
     marked: Arc<AtomicUsize>,
     cuts: Arc<AtomicUsize>,
+    armed: Arc<AtomicBool>,
 }
 
 impl CuttingProxy {
@@ -24,15 +25,22 @@ impl CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (marked, cuts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let counters = (marked.clone(), cuts.clone());
+        let armed = Arc::new(AtomicBool::new(true));
+        let shared = (marked.clone(), cuts.clone(), armed.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
-                let (marked, cuts) = (counters.0.clone(), counters.1.clone());
-                std::thread::spawn(move || relay(client, server, marker, every, &marked, &cuts));
+                let (marked, cuts, armed) = (shared.0.clone(), shared.1.clone(), shared.2.clone());
+                std::thread::spawn(move || relay(client, server, marker, every, &marked, &cuts, &armed));
             }
         });
-        CuttingProxy { port, marked, cuts }
+        CuttingProxy { port, marked, cuts, armed }
+    }
+
+    /// Starts (true, the state it starts in) or stops cutting; requests pass untouched while
+    /// it is disarmed.
+    pub fn arm(&self, armed: bool) {
+        self.armed.store(armed, Ordering::SeqCst);
     }
 
     /// `redis://127.0.0.1:port/0`.
@@ -53,6 +61,7 @@ fn relay(
     every: usize,
     marked: &AtomicUsize,
     cuts: &AtomicUsize,
+    armed: &AtomicBool,
 ) {
     let cut = Arc::new(AtomicBool::new(false));
     let (mut replies_from, mut replies_to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
@@ -69,7 +78,8 @@ fn relay(
     let mut buf = vec![0; 64 * 1024];
     while let Ok(n @ 1..) = client.read(&mut buf) {
         let request = &buf[..n];
-        let lose = request.windows(marker.len()).any(|w| w == marker)
+        let lose = armed.load(Ordering::SeqCst)
+            && request.windows(marker.len()).any(|w| w == marker)
             && marked.fetch_add(1, Ordering::Relaxed) % every == every - 1;
         if lose {
             cut.store(true, Ordering::SeqCst);

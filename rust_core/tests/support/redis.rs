@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrocluster_core::queue::{Queue, QueueConfig, TaskState, TaskStatus};
+use ferrocluster_core::queue::{Queue, QueueConfig, TaskState, TaskStatus, TlsFiles};
 
 /// A redis-server of our own, with AOF (`appendfsync everysec`) in a temp dir.
 pub struct RedisServer {
@@ -26,11 +26,39 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `--requirepass`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts a server that speaks TLS only, with `certs`' server certificate, requiring
+    /// client certificates signed by their CA (Redis's default, `tls-auth-clients yes`).
+    pub fn start_tls(certs: &TestCertificates) -> Self {
         let port = free_port();
+        let path = |name: &str| certs.path(name).to_str().expect("a UTF-8 temp path").to_owned();
+        let extra = [
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path("server.crt"),
+            "--tls-key-file".to_owned(),
+            path("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            path("ca.crt"),
+        ];
+        Self::start_on(port, extra.to_vec())
+    }
+
+    fn start_on(port: u16, extra: Vec<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer { port, dir, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut server = RedisServer { port, dir, child: None, extra };
         server.spawn();
         server
+    }
+
+    /// `rediss://127.0.0.1:port/0`, for a server started by [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.port)
     }
 
     /// `redis://127.0.0.1:port/0`.
@@ -94,6 +122,75 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A throwaway CA, made with `openssl` at test time (nothing committed can expire), and the
+/// server and client certificates it signs, for `127.0.0.1` and `localhost`.
+pub struct TestCertificates {
+    dir: tempfile::TempDir,
+}
+
+impl TestCertificates {
+    pub fn generate() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command must be installed (apt-get install openssl)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let key: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca: &[&str] = &["req", "-x509", "-days", "2", "-subj", "/CN=ferrocluster test CA"];
+        openssl(&[ca, key, &["-keyout", "ca.key", "-out", "ca.crt"]].concat());
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        for name in ["server", "client"] {
+            let (csr, crt, pem) = (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.key"));
+            openssl(&[&["req", "-subj", "/CN=localhost"][..], key, &["-keyout", &pem, "-out", &csr]].concat());
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &crt,
+            ]);
+        }
+        TestCertificates { dir }
+    }
+
+    /// A file of the set: ca.crt, server.crt, server.key, client.crt, client.key.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// What a client needs: the CA, and its certificate and key.
+    pub fn client_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: Some(self.path("ca.crt")),
+            cert: Some(self.path("client.crt")),
+            key: Some(self.path("client.key")),
+        }
+    }
+
+    /// The same as the environment every command reads.
+    pub fn client_env(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("FERROCLUSTER_REDIS_CA", self.path("ca.crt")),
+            ("FERROCLUSTER_REDIS_CERT", self.path("client.crt")),
+            ("FERROCLUSTER_REDIS_KEY", self.path("client.key")),
+        ]
+    }
+}
+
 /// A queue configuration with short leases, so faults resolve in about a second.
 pub fn fast_config() -> QueueConfig {
     QueueConfig {
@@ -131,6 +228,18 @@ impl WorkerProcess {
 
     /// Starts a worker with `command` on `queues` with the config's lease and cap.
     pub fn start_as(command: WorkerCommand, url: &str, config: &QueueConfig, queues: &str, extra: &[&str]) -> Self {
+        Self::start_env(command, url, config, queues, extra, &[])
+    }
+
+    /// Starts a worker as [`WorkerProcess::start_as`] does, with extra environment variables.
+    pub fn start_env(
+        command: WorkerCommand,
+        url: &str,
+        config: &QueueConfig,
+        queues: &str,
+        extra: &[&str],
+        env: &[(&str, PathBuf)],
+    ) -> Self {
         let log = std::env::temp_dir().join(format!("fc-worker-{}-{}.log", std::process::id(), rand_suffix()));
         let mut cmd = match command {
             WorkerCommand::Standalone => Command::new(env!("CARGO_BIN_EXE_ferrocluster-worker")),
@@ -148,6 +257,7 @@ impl WorkerProcess {
             .args(["--namespace", &config.namespace])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         WorkerProcess { child: cmd.spawn().expect("worker binary"), log }
