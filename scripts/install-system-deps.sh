@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need (Debian): OpenSSL headers and
-# pkg-config for TLS to Redis, redis-server for the queue tests. Does nothing when they are
+# pkg-config for TLS to Redis, redis-server for the queue tests, the openssl command for the
+# tests' throwaway TLS certificates. Does nothing when they are
 # already there. Packages named as arguments are installed too (e.g. `wrk` for bench-api).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ for pkg in "$@"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
 for pkg in libssl-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
