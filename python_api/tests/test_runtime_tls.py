@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ferrocluster as fc
-from redis_support import REDIS, _free_port, requires_redis, wait_for_port
+from redis_support import requires_redis, start_redis
 import test_runtime_tasks as tasks
 
 pytestmark = [
@@ -48,17 +48,13 @@ def tls_cluster(tmp_path, monkeypatch):
     env = _certificates(tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    port = _free_port()
-    redis = subprocess.Popen(
-        [REDIS, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "",
-         "--tls-cert-file", str(tmp_path / "server.crt"), "--tls-key-file", str(tmp_path / "server.key"),
-         "--tls-ca-cert-file", str(tmp_path / "ca.crt")],
-        stdout=subprocess.DEVNULL,
+    redis, port = start_redis(
+        tmp_path, "--tls-cert-file", str(tmp_path / "server.crt"), "--tls-key-file", str(tmp_path / "server.key"),
+        "--tls-ca-cert-file", str(tmp_path / "ca.crt"), tls=True,
     )
     url = f"rediss://127.0.0.1:{port}/0"
     worker = None
     try:
-        wait_for_port(port)
         log = Path(tempfile.mkstemp(prefix="worker-", suffix=".log", dir=tmp_path)[1])
         with log.open("w") as stderr:
             worker = subprocess.Popen(

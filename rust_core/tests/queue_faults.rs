@@ -160,8 +160,10 @@ async fn replies_lost_after_every_other_result_write_neither_lose_nor_double_nor
     let config = fast_config();
     let q = queue(&server, &config).await;
     let mut ids = Vec::new();
+    // Each task outlasts the worker's batch hold (20 ms), so every completion is its own
+    // write and half of the 30 are cut, however the machine's load times them.
     for i in 0..30 {
-        ids.push(q.enqueue(&sleep_task(&format!("lost-reply-{i}"), 5)).await.unwrap());
+        ids.push(q.enqueue(&sleep_task(&format!("lost-reply-{i}"), 25)).await.unwrap());
     }
     // Every second completion (fenced ack + result write) reaches Redis and is applied, but
     // its connection is cut before the reply: the worker cannot know, so it retries it.

@@ -16,22 +16,38 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--maxmemory-policy", "noeviction", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/install-system-deps.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
+        // A port free when chosen may be bound by another process first: redis then exits
+        // and a fresh port is tried. Readiness is read off this server's own log, since a
+        // connect to a port someone else holds would prove nothing.
+        for _ in 0..5 {
+            let port = free_port();
+            let log_path = dir.path().join(format!("redis-{port}.log"));
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+                .args(["--maxmemory-policy", "noeviction", "--dir"])
+                .arg(dir.path())
+                .arg("--logfile")
+                .arg(&log_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/install-system-deps.sh)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("Ready to accept connections") {
+                    return RedisServer { port, child, _dir: dir };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    assert!(log.contains("Address already in use"), "redis-server exited on port {port}:\n{log}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "redis-server did not start on port {port}:\n{log}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        RedisServer { port, child, _dir: dir }
+        panic!("redis-server found no free port in 5 tries");
     }
 
     pub fn url(&self) -> String {

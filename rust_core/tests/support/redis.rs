@@ -16,6 +16,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -26,19 +27,14 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `--requirepass`).
     pub fn start_with(extra: &[&str]) -> Self {
-        Self::start_on(free_port(), extra.iter().map(|s| s.to_string()).collect())
+        Self::start_on(extra.iter().map(|s| s.to_string()).collect(), false)
     }
 
     /// Starts a server that speaks TLS only, with `certs`' server certificate, requiring
     /// client certificates signed by their CA (Redis's default, `tls-auth-clients yes`).
     pub fn start_tls(certs: &TestCertificates) -> Self {
-        let port = free_port();
         let path = |name: &str| certs.path(name).to_str().expect("a UTF-8 temp path").to_owned();
         let extra = [
-            "--port".to_owned(),
-            "0".to_owned(),
-            "--tls-port".to_owned(),
-            port.to_string(),
             "--tls-cert-file".to_owned(),
             path("server.crt"),
             "--tls-key-file".to_owned(),
@@ -46,14 +42,21 @@ impl RedisServer {
             "--tls-ca-cert-file".to_owned(),
             path("ca.crt"),
         ];
-        Self::start_on(port, extra.to_vec())
+        Self::start_on(extra.to_vec(), true)
     }
 
-    fn start_on(port: u16, extra: Vec<String>) -> Self {
+    fn start_on(extra: Vec<String>, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer { port, dir, child: None, extra };
-        server.spawn();
-        server
+        let mut server = RedisServer { port: free_port(), dir, child: None, extra, tls };
+        // The port is free when chosen but another process may bind it first; then redis
+        // exits, and a fresh port is tried.
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server found no free port in 5 tries:\n{}", server.log());
     }
 
     /// `rediss://127.0.0.1:port/0`, for a server started by [`RedisServer::start_tls`].
@@ -81,7 +84,7 @@ impl RedisServer {
     /// Starts again on the same port and dir: it reloads the AOF.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(self.spawn(), "redis-server could not listen on port {} again:\n{}", self.port, self.log());
     }
 
     /// A plain synchronous connection, for assertions and for poking at raw keys.
@@ -89,26 +92,48 @@ impl RedisServer {
         redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
 
-    fn spawn(&mut self) {
+    /// Starts redis-server on `self.port` and waits until it is ready; false if the port
+    /// was taken. Readiness is read off this server's own log: with the port taken by
+    /// someone else, a connect to it would succeed and prove nothing.
+    fn spawn(&mut self) -> bool {
+        let log_path = self.dir.path().join("redis.log");
+        let _ = std::fs::remove_file(&log_path);
+        let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--dir"])
             .arg(self.dir.path())
             .args(&self.extra)
             .arg("--logfile")
-            .arg(self.dir.path().join("redis.log"))
+            .arg(&log_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
+        let child = self.child.insert(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some());
-            if exited || Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-                panic!("redis-server did not start on port {}:\n{log}", self.port);
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains("Ready to accept connections") {
+                return true;
             }
+            if child.try_wait().unwrap().is_some() {
+                self.child = None;
+                if log.contains("Address already in use") {
+                    return false;
+                }
+                panic!("redis-server exited on port {}:\n{log}", self.port);
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}:\n{log}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 }
 
