@@ -113,7 +113,8 @@ impl RedisServer {
             .arg(&log_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = self.child.insert(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
+        let child =
+            self.child.insert(cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
