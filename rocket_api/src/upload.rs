@@ -88,6 +88,7 @@ pub struct InlineImage {
     /// Its name (default `image-<i>`).
     pub name: Option<String>,
     /// The encoded image (PNG, JPEG, BMP, GIF, TIFF, WebP), base64.
+    #[schema(content_encoding = "base64", min_length = 1)]
     pub data: String,
 }
 
@@ -107,6 +108,7 @@ pub struct MultipartFeatures {
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
     pub images: Vec<Vec<u8>>,
     /// The `FeatureConfig` as JSON text (default RGB HOG of 64×64).
+    #[schema(content_media_type = "application/json")]
     pub features: Option<String>,
 }
 
