@@ -804,10 +804,17 @@ fn the_openapi_document_describes_every_route_and_response() {
         for response in op["responses"].as_object().unwrap().values() {
             for (name, link) in resolved(&doc, response)["links"].as_object().into_iter().flatten() {
                 let target = &by_id[link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: no operationId"))];
-                let names: Vec<&str> =
-                    target["parameters"].as_array().into_iter().flatten().map(|p| p["name"].as_str().unwrap()).collect();
+                let names: Vec<&str> = target["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
                 for parameter in link["parameters"].as_object().into_iter().flatten().map(|(name, _)| name) {
-                    assert!(names.contains(&parameter.as_str()), "link {name}: {parameter} is not a parameter of its target");
+                    assert!(
+                        names.contains(&parameter.as_str()),
+                        "link {name}: {parameter} is not a parameter of its target"
+                    );
                 }
                 if link.get("requestBody").is_some() {
                     assert!(target["requestBody"].is_object(), "link {name} sends a body to an operation without one");
@@ -854,10 +861,14 @@ fn the_documented_bounds_of_feature_parameters_are_the_cores() {
         let features = &schemas[owner]["properties"]["features"];
         assert!(features.to_string().contains("#/components/schemas/FeatureConfig"), "{owner}: {features}");
     }
-    let valid = |config: &Value| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
+    let valid =
+        |config: &Value| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
     let mut checked = 0;
-    for (schema, config, at) in [("Hog", json!({"hog": {}}), "/hog"), ("Lbp", json!({"lbp": {}}), "/lbp"), ("ColourHistogram", json!({"colour": {}}), "/colour")]
-    {
+    for (schema, config, at) in [
+        ("Hog", json!({"hog": {}}), "/hog"),
+        ("Lbp", json!({"lbp": {}}), "/lbp"),
+        ("ColourHistogram", json!({"colour": {}}), "/colour"),
+    ] {
         assert!(valid(&config), "{config}");
         for (field, property) in schemas[schema]["properties"].as_object().unwrap() {
             for (keyword, outward) in [("minimum", -1.0), ("maximum", 1.0)] {
@@ -869,7 +880,11 @@ fn the_documented_bounds_of_feature_parameters_are_the_cores() {
                     config
                 };
                 assert!(valid(&with(bound)), "{schema}.{field} = {bound} is documented as valid");
-                assert!(!valid(&with(bound + outward)), "{schema}.{field} = {} is documented as invalid", bound + outward);
+                assert!(
+                    !valid(&with(bound + outward)),
+                    "{schema}.{field} = {} is documented as invalid",
+                    bound + outward
+                );
                 checked += 1;
             }
         }
