@@ -824,6 +824,10 @@ fn the_openapi_document_describes_every_route_and_response() {
         }
     }
     assert!(links >= 10, "{links} links");
+    // The headers problems come with: `Retry-After` past the in-flight bound, `WWW-Authenticate` on 401.
+    let predict = &documented[&("POST".to_owned(), "/v1/models/{id}/predict".to_owned())];
+    assert!(resolved(&doc, &predict["responses"]["503"])["headers"]["Retry-After"].is_object());
+    assert!(resolved(&doc, &predict["responses"]["401"])["headers"]["WWW-Authenticate"].is_object());
     // Each route Rocket serves is one operation, with the same path and query parameters.
     let mut served = std::collections::BTreeSet::new();
     for route in routes() {
