@@ -42,7 +42,6 @@ pub fn list(_key: Reader, service: &State<Service>) -> Json<Vec<Job>> {
                 ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/model_id")))),
                 ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/model_id")))),
                 ("ClusterExamples" = (operation_id = "cluster_examples", parameters(("id" = "$response.body#/model_id"), ("c" = 0)))),
-                ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")))),
             )
         ),
         (status = 401, response = Unauthorized),
