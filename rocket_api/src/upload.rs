@@ -109,7 +109,7 @@ pub struct MultipartFeatures {
     pub images: Vec<Vec<u8>>,
     /// The `FeatureConfig` as JSON text (default RGB HOG of 64×64). A text part: whatever it
     /// holds is read as JSON, so no type is declared.
-    #[schema(value_type = Value, content_media_type = "application/json")]
+    #[schema(value_type = Value, required = false, content_media_type = "application/json")]
     pub features: Option<String>,
 }
 
@@ -120,7 +120,7 @@ pub struct MultipartDataset {
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
     pub images: Vec<Vec<u8>>,
     /// A name for the dataset. A text part: whatever it holds is the name, so no type is declared.
-    #[schema(value_type = Value)]
+    #[schema(value_type = Value, required = false)]
     pub name: Option<String>,
 }
 
