@@ -1,20 +1,24 @@
 """The API contract, checked against the live `ferrocluster-api` binary: schemathesis generates
 requests for every operation of its own `/openapi.json` (explicit examples, coverage of edge and
-invalid values, fuzzing) with an admin key, and every response must be no 5xx and conform to
-the document — status code, content type, headers and body — with invalid requests refused, an
-undeclared method answered 405 with `Allow`, and auth enforced. A seeded dataset and model give
-the id routes real data: the document's operations are given those ids as examples.
+invalid values, fuzzing) with an admin key, then follows the document's links in sequences
+(upload a dataset, get it, train on it, follow the job to its model, predict, delete), and every
+response must be no 5xx and conform to the document — status code, content type, headers and
+body — with invalid requests refused, an undeclared method answered 405 with `Allow`, and auth
+enforced. A seeded dataset and model give the id routes real data: the document's operations are
+given those ids as examples, and generated images are, most of the time, a real PNG.
 
-schemathesis runs as its CLI (`schemathesis run`), every phase but the stateful one (the
-document declares no links). One check is left out: `positive_data_acceptance` expects every
-schema-valid request to succeed, which an image API cannot promise — a base64 string is
-schema-valid whether or not it holds a decodable image, and a FeatureConfig's constraints span
-fields (extractor parameters against the image size)."""
+schemathesis runs as its CLI (`schemathesis run`), all four phases. One check is left out:
+`positive_data_acceptance` expects every schema-valid request to succeed, which an image API
+cannot promise — a base64 string is schema-valid whether or not it holds a decodable image, and
+a FeatureConfig's constraints span fields (extractor parameters against the image size, at
+least one extractor on)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +27,26 @@ import pytest
 
 from api_server import ADMIN_KEY, READ_KEY, images_json, png, running_server, seed_model
 
-# Bounded so the whole module stays well under a few minutes on two loaded cores.
+# Bounded so the whole module stays under about three minutes on two loaded cores.
 MAX_EXAMPLES = 15
+MAX_STEPS = 10
+
+# A real PNG offered for every generated image (schemathesis's dictionary for the `data` field), so
+# generated uploads store datasets and the stateful phase can follow their links.
+CONFIG = """
+[dictionaries.png]
+values = ["{png}"]
+
+[parameters]
+"body.images[*].data" = {{ dictionary = "png", probability = 0.8 }}
+
+[phases.stateful]
+max-steps = {max_steps}
+
+# Only the document's own links, so the count of links followed is a count of ours.
+[phases.stateful.inference]
+algorithms = []
+"""
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +100,22 @@ def test_every_operation_conforms_to_the_document(server, tmp_path):
     operations = sum(len(item) for item in document["paths"].values())
     schema = tmp_path / "openapi.json"
     schema.write_text(json.dumps(with_seeded_examples(document, server.ids)))
+    links = sum(
+        len(response.get("links", {}))
+        for item in document["paths"].values()
+        for operation in item.values()
+        for response in operation["responses"].values()
+    )
+    image = base64.b64encode(png(0, 5, 16)).decode()
+    (tmp_path / "schemathesis.toml").write_text(CONFIG.format(png=image, max_steps=MAX_STEPS))
+    # One worker: with two, hypothesis parses lambdas' source in both threads at once, which
+    # CPython 3.11 can fail ("AST constructor recursion depth mismatch"); the run is short anyway.
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", str(schema), "--url", server.base,
         "--header", f"Authorization: Bearer {ADMIN_KEY}",
-        "--phases", "examples,coverage,fuzzing", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", str(MAX_EXAMPLES), "--seed", "4", "--workers", "2", "--request-timeout", "30",
+        "--phases", "examples,coverage,fuzzing,stateful", "--checks", "all",
+        "--exclude-checks", "positive_data_acceptance",
+        "--max-examples", str(MAX_EXAMPLES), "--seed", "4", "--workers", "1", "--request-timeout", "30",
         "--generation-database", "none", "--no-color",
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -90,4 +123,9 @@ def test_every_operation_conforms_to_the_document(server, tmp_path):
     assert result.returncode == 0, report[-30_000:]
     assert f"{operations} selected / {operations} total" in report, report[-5_000:]
     assert f"Tested: {operations}" in report, report[-5_000:]
+    # The stateful phase ran sequences through the document's links, most of them followed.
+    covered = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", report)
+    assert covered, report[-5_000:]
+    assert int(covered[2]) == links > 0, report[-5_000:]
+    assert int(covered[1]) >= links // 3, report[-5_000:]
 

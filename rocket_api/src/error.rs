@@ -168,10 +168,12 @@ impl From<std::io::Error> for ApiError {
 pub struct Problem {
     /// Stable identifier of the kind of problem: `urn:ferrocluster:problem:<slug>`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:ferrocluster:problem:[a-z-]+$", example = "urn:ferrocluster:problem:not-found")]
     pub type_: String,
     /// Short summary of the kind (the status's reason phrase).
     pub title: String,
     /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What exactly is wrong with this request.
     pub detail: String,
@@ -179,6 +181,70 @@ pub struct Problem {
     pub instance: String,
     /// The request id (also in the `X-Request-Id` header and the server log).
     pub request_id: String,
+}
+
+/// The problem responses the routes declare, one per status a handler or guard answers (see
+/// [`ProblemKind::status`]); each is a `Problem` document.
+pub mod responses {
+    use utoipa::ToResponse;
+
+    use super::Problem;
+
+    /// Malformed: invalid JSON, multipart, tar, zip or base64, or a body of the wrong shape.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct BadRequest(pub Problem);
+
+    /// No API key, or one not recognised.
+    #[derive(Debug, ToResponse)]
+    #[response(
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+    )]
+    pub struct Unauthorized(pub Problem);
+
+    /// The key's role may not do this (a `read` key on an admin route).
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct Forbidden(pub Problem);
+
+    /// No resource with this id.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct NotFound(pub Problem);
+
+    /// The resource is in a state that forbids this.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct Conflict(pub Problem);
+
+    /// The body is over the route's limit, or an archive inflates past `archive_limits`.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct PayloadTooLarge(pub Problem);
+
+    /// The route does not take this content type (or the request has none).
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct UnsupportedMediaType(pub Problem);
+
+    /// Well-formed but unusable: an image that does not decode, a parameter out of range, no images.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct Unprocessable(pub Problem);
+
+    /// Too many requests in flight: retry after `Retry-After` seconds.
+    #[derive(Debug, ToResponse)]
+    #[response(
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+    )]
+    pub struct Overloaded(pub Problem);
+
+    /// Not ready: the data directory is missing, or Redis or its workers are not there.
+    #[derive(Debug, ToResponse)]
+    #[response(content_type = "application/problem+json")]
+    pub struct Unavailable(pub Problem);
 }
 
 impl<'r> Responder<'r, 'static> for ApiError {

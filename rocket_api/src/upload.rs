@@ -88,6 +88,7 @@ pub struct InlineImage {
     /// Its name (default `image-<i>`).
     pub name: Option<String>,
     /// The encoded image (PNG, JPEG, BMP, GIF, TIFF, WebP), base64.
+    #[schema(content_encoding = "base64", min_length = 1)]
     pub data: String,
 }
 
@@ -106,7 +107,9 @@ pub struct MultipartFeatures {
     /// The images, one file part each.
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
     pub images: Vec<Vec<u8>>,
-    /// The `FeatureConfig` as JSON text (default RGB HOG of 64×64).
+    /// The `FeatureConfig` as JSON text (default RGB HOG of 64×64). A text part: whatever it
+    /// holds is read as JSON, so no type is declared.
+    #[schema(value_type = Value, required = false, content_media_type = "application/json")]
     pub features: Option<String>,
 }
 
@@ -116,7 +119,8 @@ pub struct MultipartDataset {
     /// The images, one file part each.
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
     pub images: Vec<Vec<u8>>,
-    /// A name for the dataset.
+    /// A name for the dataset. A text part: whatever it holds is the name, so no type is declared.
+    #[schema(value_type = Value, required = false)]
     pub name: Option<String>,
 }
 

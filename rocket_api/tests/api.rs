@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ferrocluster_api::api::routes;
 use ferrocluster_core::cluster::kmeans::KMeans;
 use ferrocluster_core::cluster::Clusterer;
-use ferrocluster_core::features::FeatureConfig;
+use ferrocluster_core::features::{BlockNorm, FeatureConfig, LbpMethod};
 use ferrocluster_core::image::{decode, DecodeLimits};
 use ferrocluster_core::pipeline::extract_images;
 use rocket::http::{ContentType, Header, Status};
@@ -764,20 +764,70 @@ fn template(rocket_path: &str) -> (String, Vec<String>) {
     (path, names)
 }
 
+fn openapi_document() -> Value {
+    serde_json::from_str(&ferrocluster_api::api::docs::openapi_text()).unwrap()
+}
+
+/// `node`, or what its local `$ref` names.
+fn resolved<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
+    match node["$ref"].as_str() {
+        Some(reference) => doc.pointer(reference.trim_start_matches('#')).unwrap_or_else(|| panic!("{reference}")),
+        None => node,
+    }
+}
+
 #[test]
 fn the_openapi_document_describes_every_route_and_response() {
-    let doc: Value = serde_json::from_str(&ferrocluster_api::api::docs::openapi_text()).unwrap();
+    let doc = openapi_document();
     let mut documented = std::collections::BTreeMap::new();
+    let mut by_id = std::collections::BTreeMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (code, response) in op["responses"].as_object().unwrap() {
+                let response = resolved(&doc, response);
                 assert!(response["description"].is_string(), "{method} {path} {code} has no description");
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert!(response["content"]["application/problem+json"].is_object(), "{method} {path} {code}");
+                }
             }
             let open = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"].contains(&path.as_str());
             assert_eq!(op["security"].is_array(), !open, "{method} {path}");
+            assert_eq!(op["responses"].get("401").is_some(), !open, "{method} {path}: 401 declared");
+            let id = op["operationId"].as_str().unwrap().to_owned();
+            assert!(by_id.insert(id.clone(), op.clone()).is_none(), "operationId {id} is not unique");
             documented.insert((method.to_uppercase(), path.clone()), op.clone());
         }
     }
+    // Every link leads to an operation of the document, with parameters it has.
+    let mut links = 0;
+    for op in documented.values() {
+        for response in op["responses"].as_object().unwrap().values() {
+            for (name, link) in resolved(&doc, response)["links"].as_object().into_iter().flatten() {
+                let target = &by_id[link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: no operationId"))];
+                let names: Vec<&str> = target["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                for parameter in link["parameters"].as_object().into_iter().flatten().map(|(name, _)| name) {
+                    assert!(
+                        names.contains(&parameter.as_str()),
+                        "link {name}: {parameter} is not a parameter of its target"
+                    );
+                }
+                if link.get("requestBody").is_some() {
+                    assert!(target["requestBody"].is_object(), "link {name} sends a body to an operation without one");
+                }
+                links += 1;
+            }
+        }
+    }
+    assert!(links >= 10, "{links} links");
+    // The headers problems come with: `Retry-After` past the in-flight bound, `WWW-Authenticate` on 401.
+    let predict = &documented[&("POST".to_owned(), "/v1/models/{id}/predict".to_owned())];
+    assert!(resolved(&doc, &predict["responses"]["503"])["headers"]["Retry-After"].is_object());
+    assert!(resolved(&doc, &predict["responses"]["401"])["headers"]["WWW-Authenticate"].is_object());
     // Each route Rocket serves is one operation, with the same path and query parameters.
     let mut served = std::collections::BTreeSet::new();
     for route in routes() {
@@ -803,6 +853,52 @@ fn the_openapi_document_describes_every_route_and_response() {
     }
     let undocumented: Vec<_> = documented.keys().filter(|k| !served.contains(*k)).collect();
     assert!(undocumented.is_empty(), "documented but not served: {undocumented:?}");
+}
+
+/// The document's bounds on the extractors' numeric parameters, checked against the core's own
+/// validation: each bound is accepted and the next value past it refused.
+#[test]
+fn the_documented_bounds_of_feature_parameters_are_the_cores() {
+    let doc = openapi_document();
+    let schemas = &doc["components"]["schemas"];
+    for owner in ["TrainRequest", "FeaturesRequest", "ModelMeta"] {
+        let features = &schemas[owner]["properties"]["features"];
+        assert!(features.to_string().contains("#/components/schemas/FeatureConfig"), "{owner}: {features}");
+    }
+    let valid =
+        |config: &Value| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
+    let mut checked = 0;
+    for (schema, config, at) in [
+        ("Hog", json!({"hog": {}}), "/hog"),
+        ("Lbp", json!({"lbp": {}}), "/lbp"),
+        ("ColourHistogram", json!({"colour": {}}), "/colour"),
+    ] {
+        assert!(valid(&config), "{config}");
+        for (field, property) in schemas[schema]["properties"].as_object().unwrap() {
+            for (keyword, outward) in [("minimum", -1.0), ("maximum", 1.0)] {
+                let Some(bound) = property[keyword].as_f64() else { continue };
+                let with = |value: f64| {
+                    let mut config = config.clone();
+                    config.pointer_mut(at).unwrap()[field] =
+                        if property["type"] == "integer" { json!(value as i64) } else { json!(value) };
+                    config
+                };
+                assert!(valid(&with(bound)), "{schema}.{field} = {bound} is documented as valid");
+                assert!(
+                    !valid(&with(bound + outward)),
+                    "{schema}.{field} = {} is documented as invalid",
+                    bound + outward
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 8);
+    let names = |schema: &str| -> Vec<String> {
+        schemas[schema]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names("BlockNorm"), BlockNorm::ALL.map(|n| n.name().to_owned()));
+    assert_eq!(names("LbpMethod"), LbpMethod::ALL.map(|m| m.name().to_owned()));
 }
 
 #[test]

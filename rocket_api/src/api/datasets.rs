@@ -10,10 +10,13 @@ use rocket::State;
 use super::{blocking, checked_id};
 use crate::auth::{Admin, Reader};
 use crate::config::BodyLimit;
+use crate::error::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
 use crate::store::datasets::{Dataset, DatasetSummary};
-use crate::store::new_id;
+use crate::store::{new_id, DatasetId};
 use crate::upload::{body_kind, parse_upload_within, read_body};
 
 /// A stored dataset and where it lives.
@@ -39,6 +42,7 @@ pub struct DatasetRequest {
 #[utoipa::path(
     post,
     path = "/v1/datasets",
+    operation_id = "create_dataset",
     tag = "datasets",
     params(("name" = Option<String>, Query, description = "A name for the dataset")),
     request_body(
@@ -51,8 +55,23 @@ pub struct DatasetRequest {
         )
     ),
     responses(
-        (status = 201, description = "Stored", body = Dataset),
-        (status = "4XX", description = "A problem with the request; nothing was stored", body = crate::error::Problem, content_type = "application/problem+json"),
+        (
+            status = 201,
+            description = "Stored",
+            body = Dataset,
+            headers(("Location" = String, description = "`/v1/datasets/{id}`")),
+            links(
+                ("GetDataset" = (operation_id = "get_dataset", parameters(("id" = "$response.body#/id")))),
+                ("DeleteDataset" = (operation_id = "delete_dataset", parameters(("id" = "$response.body#/id")))),
+                ("TrainModel" = (operation_id = "train_model", request_body = json!({"dataset_id": "$response.body#/id"}))),
+            )
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -84,7 +103,7 @@ pub async fn create(
             .par_iter()
             .map(|image| decode_dynamic(&image.bytes, &image.name, &limits).map(|d| (d.width(), d.height())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(store.create_dataset(&new_id("ds_"), name, &upload.images, &sizes)?)
+        Ok(store.create_dataset(&new_id(DatasetId::PREFIX), name, &upload.images, &sizes)?)
     })
     .await?;
     let location = Header::new("Location", format!("/v1/datasets/{}", dataset.summary.id));
@@ -95,8 +114,9 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/datasets",
+    operation_id = "list_datasets",
     tag = "datasets",
-    responses((status = 200, description = "OK", body = Vec<DatasetSummary>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "OK", body = Vec<DatasetSummary>), (status = 401, response = Unauthorized)),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/datasets")]
@@ -109,9 +129,22 @@ pub async fn list(_key: Reader, service: &State<Service>) -> ApiResult<Json<Vec<
 #[utoipa::path(
     get,
     path = "/v1/datasets/{id}",
+    operation_id = "get_dataset",
     tag = "datasets",
-    params(("id" = String, Path, description = "The dataset id")),
-    responses((status = 200, description = "OK", body = Dataset), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    params(("id" = DatasetId, Path, description = "The dataset id")),
+    responses(
+        (
+            status = 200,
+            description = "OK",
+            body = Dataset,
+            links(
+                ("TrainModel" = (operation_id = "train_model", request_body = json!({"dataset_id": "$response.body#/id"}))),
+                ("DeleteDataset" = (operation_id = "delete_dataset", parameters(("id" = "$response.body#/id")))),
+            )
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/datasets/<id>")]
@@ -125,9 +158,16 @@ pub async fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<
 #[utoipa::path(
     delete,
     path = "/v1/datasets/{id}",
+    operation_id = "delete_dataset",
     tag = "datasets",
-    params(("id" = String, Path, description = "The dataset id")),
-    responses((status = 204, description = "Deleted"), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    params(("id" = DatasetId, Path, description = "The dataset id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::delete("/v1/datasets/<id>")]

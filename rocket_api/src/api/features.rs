@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::blocking;
 use crate::auth::Reader;
 use crate::config::BodyLimit;
+use crate::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
 use crate::upload::{body_kind, parse_upload, read_body, InlineImage, NamedImage};
@@ -25,9 +26,8 @@ pub struct FeaturesRequest {
     /// The images.
     #[schema(min_items = 1)]
     pub images: Vec<InlineImage>,
-    /// The features to extract (`ferrocluster_core::features::FeatureConfig`; default RGB HOG of 64×64).
-    #[schema(value_type = Object)]
-    pub features: Option<serde_json::Value>,
+    /// The features to extract (default RGB HOG of 64×64).
+    pub features: Option<FeatureConfig>,
 }
 
 /// Feature vectors, one row per image in the order sent.
@@ -69,6 +69,7 @@ pub(crate) fn decode_all(
 #[utoipa::path(
     post,
     path = "/v1/features",
+    operation_id = "extract_features",
     tag = "features",
     request_body(
         description = "Images as multipart file fields plus a `features` field of JSON text, or JSON with base64 data",
@@ -79,7 +80,11 @@ pub(crate) fn decode_all(
     ),
     responses(
         (status = 200, description = "One vector per image", body = FeaturesResponse),
-        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

@@ -40,7 +40,7 @@ pub fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "OK", body = Health),
-        (status = 503, description = "Not ready", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::error::responses::Unavailable),
     )
 )]
 #[rocket::get("/readyz")]

@@ -5,17 +5,20 @@ use rocket::State;
 
 use super::checked_id;
 use crate::auth::{Admin, Reader};
+use crate::error::responses::{Conflict, Forbidden, NotFound, Unauthorized};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
 use crate::store::jobs::Job;
+use crate::store::JobId;
 use crate::training::CancelError;
 
 /// Lists the jobs, newest first.
 #[utoipa::path(
     get,
     path = "/v1/jobs",
+    operation_id = "list_jobs",
     tag = "jobs",
-    responses((status = 200, description = "OK", body = Vec<Job>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "OK", body = Vec<Job>), (status = 401, response = Unauthorized)),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/jobs")]
@@ -27,9 +30,23 @@ pub fn list(_key: Reader, service: &State<Service>) -> Json<Vec<Job>> {
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
+    operation_id = "get_job",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = Job), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    params(("id" = JobId, Path, description = "The job id")),
+    responses(
+        (
+            status = 200,
+            description = "OK",
+            body = Job,
+            links(
+                ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/model_id")))),
+                ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/model_id")))),
+                ("ClusterExamples" = (operation_id = "cluster_examples", parameters(("id" = "$response.body#/model_id"), ("c" = 0)))),
+            )
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/jobs/<id>")]
@@ -42,12 +59,15 @@ pub fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<J
 #[utoipa::path(
     delete,
     path = "/v1/jobs/{id}",
+    operation_id = "cancel_job",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
+    params(("id" = JobId, Path, description = "The job id")),
     responses(
         (status = 200, description = "Cancelled", body = Job),
-        (status = 409, description = "The job had already finished", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

@@ -15,32 +15,51 @@ use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use crate::error::{ApiError, ApiResult, Problem, ProblemKind};
+use crate::error::{responses, ApiError, ApiResult, Problem, ProblemKind};
 use crate::store::valid_id;
 
-/// Every route of the service.
-pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![
-        features::extract,
-        datasets::create,
-        datasets::list,
-        datasets::get,
-        datasets::delete,
-        models::train,
-        models::list,
-        models::get,
-        models::delete,
-        models::predict,
-        models::cluster_examples,
-        jobs::list,
-        jobs::get,
-        jobs::cancel,
-        health::healthz,
-        health::readyz,
-        health::metrics,
-        docs::openapi_json,
-        docs::docs_page,
-    ]
+/// Makes, from one list of handlers, both the routes Rocket mounts ([`routes`]) and the
+/// operations of the document ([`Operations`]), so neither can miss one.
+macro_rules! endpoints {
+    ($($module:ident::$handler:ident),+ $(,)?) => {
+        /// Every route of the service.
+        pub fn routes() -> Vec<rocket::Route> {
+            rocket::routes![$($module::$handler),+]
+        }
+
+        /// The operations of the same handlers; [`ApiDoc`] merges them in.
+        #[derive(Debug, OpenApi)]
+        #[openapi(paths($($module::$handler),+))]
+        struct Operations;
+    };
+}
+
+endpoints![
+    features::extract,
+    datasets::create,
+    datasets::list,
+    datasets::get,
+    datasets::delete,
+    models::train,
+    models::list,
+    models::get,
+    models::delete,
+    models::predict,
+    models::cluster_examples,
+    jobs::list,
+    jobs::get,
+    jobs::cancel,
+    health::healthz,
+    health::readyz,
+    health::metrics,
+    docs::openapi_json,
+    docs::docs_page,
+];
+
+impl Modify for Operations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(Operations::openapi());
+    }
 }
 
 /// Runs CPU or disk work on a blocking thread, off the async runtime.
@@ -97,29 +116,22 @@ impl Modify for Security {
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "ferrocluster-api", description = "Image features, clustering models, training jobs and inference."),
-    paths(
-        features::extract,
-        datasets::create,
-        datasets::list,
-        datasets::get,
-        datasets::delete,
-        models::train,
-        models::list,
-        models::get,
-        models::delete,
-        models::predict,
-        models::cluster_examples,
-        jobs::list,
-        jobs::get,
-        jobs::cancel,
-        health::healthz,
-        health::readyz,
-        health::metrics,
-        docs::openapi_json,
-        docs::docs_page,
+    components(
+        schemas(Problem),
+        responses(
+            responses::BadRequest,
+            responses::Unauthorized,
+            responses::Forbidden,
+            responses::NotFound,
+            responses::Conflict,
+            responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
+            responses::Unprocessable,
+            responses::Overloaded,
+            responses::Unavailable,
+        )
     ),
-    components(schemas(Problem)),
-    modifiers(&Security),
+    modifiers(&Operations, &Security),
     tags(
         (name = "features", description = "Feature vectors of images"),
         (name = "datasets", description = "Uploaded image sets"),

@@ -10,11 +10,15 @@ use utoipa::ToSchema;
 use super::{blocking, checked_id, query_number};
 use crate::auth::{Admin, Reader};
 use crate::config::BodyLimit;
+use crate::error::responses::{
+    BadRequest, Forbidden, NotFound, Overloaded, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::inference::{cluster_examples_png, Prediction};
 use crate::service::Service;
 use crate::store::jobs::Job;
 use crate::store::models::ModelMeta;
+use crate::store::ModelId;
 use crate::training::TrainRequest;
 use crate::upload::{body_kind, parse_json, parse_upload, read_body};
 
@@ -34,11 +38,30 @@ pub struct Accepted {
 #[utoipa::path(
     post,
     path = "/v1/models",
+    operation_id = "train_model",
     tag = "models",
     request_body(content = TrainRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "The training job, queued", body = Job),
-        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (
+            status = 202,
+            description = "The training job, queued",
+            body = Job,
+            headers(("Location" = String, description = "`/v1/jobs/{id}`")),
+            links(
+                ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+                ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/model_id")))),
+                ("DeleteModel" = (operation_id = "delete_model", parameters(("id" = "$response.body#/model_id")))),
+                ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/model_id")))),
+                ("ClusterExamples" = (operation_id = "cluster_examples", parameters(("id" = "$response.body#/model_id"), ("c" = 0)))),
+            )
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -70,8 +93,9 @@ pub async fn train(
 #[utoipa::path(
     get,
     path = "/v1/models",
+    operation_id = "list_models",
     tag = "models",
-    responses((status = 200, description = "OK", body = Vec<ModelMeta>), (status = 401, description = "No API key, or one not recognised", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "OK", body = Vec<ModelMeta>), (status = 401, response = Unauthorized)),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/models")]
@@ -94,9 +118,24 @@ pub struct ModelDetail {
 #[utoipa::path(
     get,
     path = "/v1/models/{id}",
+    operation_id = "get_model",
     tag = "models",
-    params(("id" = String, Path, description = "The model id")),
-    responses((status = 200, description = "OK", body = ModelDetail), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    params(("id" = ModelId, Path, description = "The model id")),
+    responses(
+        (
+            status = 200,
+            description = "OK",
+            body = ModelDetail,
+            links(
+                ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/id")))),
+                ("ClusterExamples" = (operation_id = "cluster_examples", parameters(("id" = "$response.body#/id"), ("c" = 0)))),
+                ("DeleteModel" = (operation_id = "delete_model", parameters(("id" = "$response.body#/id")))),
+                ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/job_id")))),
+            )
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::get("/v1/models/<id>")]
@@ -112,9 +151,15 @@ pub async fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<
 #[utoipa::path(
     delete,
     path = "/v1/models/{id}",
+    operation_id = "delete_model",
     tag = "models",
-    params(("id" = String, Path, description = "The model id")),
-    responses((status = 204, description = "Deleted"), (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json")),
+    params(("id" = ModelId, Path, description = "The model id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 #[rocket::delete("/v1/models/<id>")]
@@ -137,6 +182,7 @@ pub async fn delete(_key: Admin, id: &str, service: &State<Service>) -> ApiResul
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PredictResponse {
     /// The model that answered.
+    #[schema(value_type = ModelId)]
     pub model_id: String,
     /// One per image.
     pub predictions: Vec<Prediction>,
@@ -157,8 +203,9 @@ pub struct PredictRequest {
 #[utoipa::path(
     post,
     path = "/v1/models/{id}/predict",
+    operation_id = "predict",
     tag = "models",
-    params(("id" = String, Path, description = "The model id")),
+    params(("id" = ModelId, Path, description = "The model id")),
     request_body(
         description = "Images as multipart file fields, or JSON with base64 data",
         content(
@@ -168,8 +215,13 @@ pub struct PredictRequest {
     ),
     responses(
         (status = 200, description = "OK", body = PredictResponse),
-        (status = 503, description = "Too many requests in flight", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Overloaded),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -193,16 +245,19 @@ pub async fn predict(
 #[utoipa::path(
     get,
     path = "/v1/models/{id}/clusters/{c}/examples",
+    operation_id = "cluster_examples",
     tag = "models",
     params(
-        ("id" = String, Path, description = "The model id"),
+        ("id" = ModelId, Path, description = "The model id"),
         ("c" = usize, Path, description = "The cluster"),
         ("n" = Option<usize>, Query, minimum = 1, maximum = 64, description = "How many images (default 12)"),
         ("thumb" = Option<u32>, Query, minimum = 8, maximum = 256, description = "Thumbnail side in pixels (default 64)"),
     ),
     responses(
         (status = 200, description = "The thumbnails", content_type = "image/png"),
-        (status = "4XX", description = "A problem with the request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

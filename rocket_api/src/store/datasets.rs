@@ -12,7 +12,8 @@ use crate::upload::NamedImage;
 /// A dataset without its image list.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DatasetSummary {
-    /// Its id (`ds_…`).
+    /// Its id.
+    #[schema(value_type = super::DatasetId)]
     pub id: String,
     /// The name given at upload, if any.
     pub name: Option<String>,

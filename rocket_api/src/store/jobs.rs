@@ -46,7 +46,8 @@ impl JobState {
 /// How far a running job has got.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobProgress {
-    /// The current stage: `features` (images done), `fit` (iterations), `metrics`, `store`.
+    /// The current stage: `features` (images done), `fit` (iterations), `metrics`, `store`;
+    /// empty until the first stage starts.
     pub stage: String,
     /// Steps done in this stage.
     pub done: usize,
@@ -57,13 +58,15 @@ pub struct JobProgress {
 /// A training job.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
-    /// Its id (`job_…`).
+    /// Its id.
+    #[schema(value_type = super::JobId)]
     pub id: String,
     /// Its state.
     pub state: JobState,
     /// What it trains.
     pub request: TrainRequest,
     /// The id the model gets (served once the job has succeeded).
+    #[schema(value_type = super::ModelId)]
     pub model_id: String,
     /// Progress of the current stage.
     pub progress: JobProgress,

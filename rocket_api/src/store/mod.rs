@@ -20,6 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// The data directory.
 #[derive(Debug, Clone)]
@@ -104,6 +106,44 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// A new random id: 16 hex digits behind a prefix that says what it names (`ds_`, `m_`, `job_`).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::rng().random::<u64>())
+}
+
+/// The OpenAPI schema of the ids [`new_id`] makes behind `prefix`, naming a `what`.
+fn id_schema(prefix: &str, what: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^{prefix}[0-9a-f]{{16}}$")))
+        .description(Some(format!("A {what} id: `{prefix}` and 16 hex digits.")))
+        .examples([serde_json::json!(format!("{prefix}0123456789abcdef"))])
+        .into()
+}
+
+/// Schema-only types for the ids, with the prefix each is made with.
+macro_rules! id_types {
+    ($($name:ident = $prefix:literal, $what:literal;)+) => {$(
+        #[doc = concat!("The id of a ", $what, " (`", $prefix, "` and 16 hex digits), for the OpenAPI document.")]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl $name {
+            /// What [`new_id`] is given for this kind of id.
+            pub const PREFIX: &'static str = $prefix;
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                id_schema(Self::PREFIX, $what)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    )+};
+}
+
+id_types! {
+    DatasetId = "ds_", "dataset";
+    ModelId = "m_", "model";
+    JobId = "job_", "job";
 }
 
 /// Whether `id` could be one of ours (so it is safe as a path component).

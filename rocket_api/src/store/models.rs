@@ -16,20 +16,23 @@ use crate::training::{Algorithm, ModelMetrics};
 /// How a model was trained, and on what.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelMeta {
-    /// Its id (`m_…`).
+    /// Its id.
+    #[schema(value_type = super::ModelId)]
     pub id: String,
     /// The job that trained it.
+    #[schema(value_type = super::JobId)]
     pub job_id: String,
     /// The dataset it was trained on.
+    #[schema(value_type = super::DatasetId)]
     pub dataset_id: String,
     /// The clustering algorithm.
     pub algorithm: Algorithm,
     /// Number of clusters.
     pub k: usize,
     /// The random seed.
+    #[schema(format = "uint64")]
     pub seed: u64,
-    /// The feature configuration (`ferrocluster_core::features::FeatureConfig`).
-    #[schema(value_type = Object)]
+    /// The feature configuration.
     pub features: FeatureConfig,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,

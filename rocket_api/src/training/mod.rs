@@ -26,7 +26,7 @@ pub use self::queued::QueueHealth;
 use crate::config::Settings;
 use crate::store::jobs::{Job, JobProgress, JobState};
 use crate::store::models::{ModelFiles, ModelMeta};
-use crate::store::{new_id, now_ms, Store};
+use crate::store::{new_id, now_ms, JobId, ModelId, Store};
 
 /// Least time between two writes of a running job's progress, in milliseconds.
 const PROGRESS_SAVE_MS: u128 = 500;
@@ -122,9 +122,9 @@ impl Jobs {
     /// Records a training job and hands it to the executor (the request is already validated).
     pub fn submit(&self, request: TrainRequest) -> std::io::Result<Job> {
         let job = Job {
-            id: new_id("job_"),
+            id: new_id(JobId::PREFIX),
             state: JobState::Queued,
-            model_id: new_id("m_"),
+            model_id: new_id(ModelId::PREFIX),
             request,
             progress: JobProgress::default(),
             created_at_ms: now_ms(),

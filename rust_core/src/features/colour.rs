@@ -16,9 +16,11 @@ const MAX_JOINT_BINS: usize = 64;
 /// `np.histogram(v, bins, range=(0, 256))` whenever `bins` divides 256 or values are integers.
 /// Grey images count as R = G = B.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(default, deny_unknown_fields)]
 pub struct ColourHistogram {
-    /// Bins per channel.
+    /// Bins per channel: at most 256, or 64 when `joint`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 256))]
     pub bins: usize,
     /// One histogram over colour triples instead of one per channel.
     pub joint: bool,

@@ -20,10 +20,16 @@ const CHUNK: usize = 64;
 
 /// Which features to extract from images resized to `size`, concatenated in the order HOG,
 /// LBP histogram, colour histogram, pixels.
+///
+/// Every field is optional: an absent one takes the default's value (HOG on, the others off, so
+/// `{}` is RGB HOG of 64×64 images) and `null` turns an extractor off. At least one extractor
+/// must stay on, and HOG's cells and blocks must fit in `size`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(default, deny_unknown_fields)]
 pub struct FeatureConfig {
-    /// `(height, width)` the images are resized to before extraction.
+    /// `(height, width)` the images are resized to before extraction, each 1..=4096.
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 2))]
     pub size: [usize; 2],
     /// HOG sees the grey conversion instead of the RGB image (about three times faster).
     pub grey: bool,

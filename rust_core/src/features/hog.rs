@@ -51,6 +51,7 @@ thread_local! {
 
 /// How each block of cells is normalised (scikit-image's `block_norm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BlockNorm {
     /// `v / (Σ|v| + ε)`.
     L1,
@@ -177,13 +178,18 @@ fn numpy_sum_block(values: &[f64]) -> f64 {
 
 /// Histogram of oriented gradients, scikit-image's `hog` parameters and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(default, deny_unknown_fields)]
 pub struct Hog {
     /// Orientation bins over [0°, 180°).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4096))]
     pub orientations: usize,
-    /// Cell size in pixels, `(rows, columns)`.
+    /// Cell size in pixels, `(rows, columns)`, each 1..=32768.
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 2))]
     pub pixels_per_cell: [usize; 2],
-    /// Block size in cells, `(rows, columns)`; blocks overlap with a stride of one cell.
+    /// Block size in cells, `(rows, columns)`, each 1..=32768; blocks overlap with a stride of
+    /// one cell. The image (`size`) must hold at least one block.
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 2))]
     pub cells_per_block: [usize; 2],
     /// How blocks are normalised.
     pub block_norm: BlockNorm,

@@ -29,6 +29,7 @@ const SAFE_MAGNITUDE: f64 = 1e300;
 
 /// How the `P` bits of a pixel become its code (scikit-image's `method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LbpMethod {
     /// The bits as a number, `Σ bit_i 2^i`: 2^P codes.
@@ -75,11 +76,15 @@ impl FromStr for LbpMethod {
 
 /// Local binary pattern codes and their histogram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(default, deny_unknown_fields)]
 pub struct Lbp {
-    /// Number of samples `P` on the circle.
+    /// Number of samples `P` on the circle: at most 24 for the methods `default` and `ror`
+    /// (2^P codes), 32 for the others.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 32))]
     pub points: usize,
     /// Circle radius `R` in pixels (any real; the samples are interpolated).
+    #[cfg_attr(feature = "openapi", schema(minimum = -1e6, maximum = 1e6))]
     pub radius: f64,
     /// How bits become codes.
     pub method: LbpMethod,

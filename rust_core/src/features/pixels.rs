@@ -9,6 +9,7 @@ use crate::{Error, Result};
 /// The pixels of the (already resized) image scaled to [0, 1] (`v / 255`), row-major: RGB
 /// interleaved (grey images repeat their value three times), or one grey value per pixel.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(default, deny_unknown_fields)]
 pub struct Pixels {
     /// One grey value per pixel (see [`grey`]) instead of three.

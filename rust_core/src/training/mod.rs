@@ -52,15 +52,17 @@ pub struct TrainRequest {
     #[serde(default)]
     pub algorithm: Algorithm,
     /// Number of clusters (1 ..= the dataset's image count).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub k: usize,
-    /// Features to extract (`ferrocluster_core::features::FeatureConfig`; default: RGB HOG of 64×64 images).
+    /// Features to extract (default: RGB HOG of 64×64 images).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub features: FeatureConfig,
     /// Random seed (default 0); the same seed gives the same model.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = "uint64"))]
     pub seed: u64,
     /// Most iterations (default: the algorithm's, 300 for k-means, 100 for mini-batch).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_iter: Option<usize>,
 }
 
