@@ -12,6 +12,10 @@ macro_rules! script {
     };
 }
 
+/// Tasks per call of the scripts that take many (ENQUEUE, START, FINISH): one call then
+/// holds Redis for a few milliseconds at most.
+pub(crate) const BATCH: usize = 500;
+
 script!(ENQUEUE, "lua/enqueue.lua");
 script!(READ, "lua/read.lua");
 script!(START, "lua/start.lua");
