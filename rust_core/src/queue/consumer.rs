@@ -225,7 +225,7 @@ impl Consumer {
                 return Ok(None);
             }
         };
-        let replies = self.start_all(&[(stream, &entry.id, &envelope.id)]).await?;
+        let replies = self.start_all(&[(stream, entry.id.as_str(), envelope.id.as_str())]).await?;
         let reply = replies.into_iter().next().unwrap_or_default();
         self.settle(stream, &entry.id, envelope, &raw, &reply).await
     }
