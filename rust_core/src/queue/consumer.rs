@@ -239,8 +239,10 @@ impl Consumer {
             let (envelope, raw) = envelope_of(entry).ok()?;
             parsed.push((stream, &entry.id, envelope, raw));
         }
-        let calls: Vec<(&str, &str, &str)> =
-            parsed.iter().map(|(stream, entry, envelope, _)| (stream.as_str(), entry.as_str(), envelope.id.as_str())).collect();
+        let calls: Vec<(&str, &str, &str)> = parsed
+            .iter()
+            .map(|(stream, entry, envelope, _)| (stream.as_str(), entry.as_str(), envelope.id.as_str()))
+            .collect();
         let replies = self.start_all(&calls).await.ok()?;
         let mut started = Vec::with_capacity(parsed.len());
         for ((stream, entry, envelope, raw), reply) in parsed.into_iter().zip(replies) {

@@ -41,9 +41,11 @@ impl Finished {
         let mut parts = note.splitn(3, ' ');
         let id = parts.next().unwrap_or_default().to_owned();
         let outcome = match (parts.next().and_then(TaskState::parse), parts.next()) {
-            (Some(TaskState::Succeeded), Some(value)) => serde_json::from_str(value)
-                .ok()
-                .map(|result| Outcome { state: TaskState::Succeeded, result: Some(result), error: None }),
+            (Some(TaskState::Succeeded), Some(value)) => serde_json::from_str(value).ok().map(|result| Outcome {
+                state: TaskState::Succeeded,
+                result: Some(result),
+                error: None,
+            }),
             (Some(state), Some(value)) => {
                 Some(Outcome { state, result: None, error: Some(value.to_owned()).filter(|e| !e.is_empty()) })
             }
