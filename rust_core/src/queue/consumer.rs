@@ -151,7 +151,7 @@ impl Consumer {
     }
 
     /// Reads new entries into `entries` up to `max`: the streams in turn, most urgent first (one
-    /// script, one round trip), then one blocking read over all when none was found. What was
+    /// script, one round trip), then a blocking read of one entry over all when none was found. What was
     /// read stays in `entries` when a later read fails.
     async fn read_into(&self, entries: &mut VecDeque<Entry>, max: usize, block: Duration) -> Result<()> {
         let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
@@ -159,7 +159,9 @@ impl Consumer {
             entries.extend(self.read(&streams, max - entries.len(), None).await?);
         }
         if entries.is_empty() {
-            entries.extend(self.read(&streams, max, Some(block)).await?);
+            // Woken from an empty queue, take one task: tasks enqueued together (one script
+            // call) then spread over the idle consumers instead of queueing behind each other.
+            entries.extend(self.read(&streams, 1, Some(block)).await?);
         }
         Ok(())
     }
