@@ -255,8 +255,9 @@ def test_notifications_carry_the_outcome_the_record_holds(client):
 
     queue = backend().queue
     listener = _core.Listener(queue, "outcome-channel")
-    payload = {"v": 1, "fn": "test_runtime_tasks:add", "args": [1, 2], "kwargs": {}, "retry_on": False}
-    done, _ = queue.enqueue("py", "py.call", json.dumps(payload), notify="outcome-channel")
+    payload = {"v": 1, "fn": "test_runtime_tasks:add", "args": [2, 3], "kwargs": {}, "retry_on": False}
+    done, new = queue.enqueue("py", "py.call", json.dumps(payload), notify="outcome-channel")
+    assert new
     heard = []
     for _ in range(50):
         heard += json.loads(listener.next_finished(10, 0.5))
