@@ -8,9 +8,11 @@ fetched. Measured in one run, interleaved where possible:
 - Ray 2.60 (`ray.init(num_cpus=2)`), in its own environment (`--ray-python`).
 
 Prints medians and ratios against Ray and against the targets (cluster: round trip under
-1 ms, at least 8k tasks/s, ahead of Ray), and for our modes the CPU time each process spent
-per task (client, redis-server, workers): on a loaded machine wall-clock times swing with the
-neighbours' load, CPU time per task much less.
+1 ms, at least 8k tasks/s, ahead of Ray), for our modes the CPU time each process spent
+per task (client, redis-server, workers), and for the cluster modes Redis's own count of
+the commands it ran per task and the time they took (INFO commandstats): on a loaded machine
+wall-clock times swing with the neighbours' load, CPU time per task less, Redis's counts not
+at all.
 
     python bench/bench_queue.py --ray-python .venv-ray/bin/python [--repeats 7] [--tasks 1000]
 """
@@ -61,7 +63,7 @@ class Cluster:
 
     def __init__(self, python_workers: int, rust_concurrency: int) -> None:
         self.tmp = tempfile.TemporaryDirectory()
-        port = _free_port()
+        self.port = port = _free_port()
         self.url = f"redis://127.0.0.1:{port}/0"
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.processes = [subprocess.Popen(
@@ -91,6 +93,28 @@ class Cluster:
             "Python workers": sum(_process_cpu_s(p.pid) for p in python_workers),
             "Rust worker": _process_cpu_s(rust_worker.pid),
         }
+
+    def redis(self, *command: str) -> str:
+        """The reply of a Redis command that answers a simple or bulk string."""
+        with socket.create_connection(("127.0.0.1", self.port)) as conn:
+            conn.sendall(f"*{len(command)}\r\n".encode() + b"".join(
+                f"${len(part.encode())}\r\n{part}\r\n".encode() for part in command))
+            reply = conn.makefile("rb")
+            head = reply.readline().decode().strip()
+            if head.startswith("$"):
+                return reply.read(int(head[1:]) + 2)[:-2].decode()
+            return head[1:]
+
+    def commandstats(self) -> dict[str, tuple[int, float]]:
+        """Calls and microseconds per command since the last CONFIG RESETSTAT. Commands that
+        scripts run count too, inside their EVALSHA's time."""
+        stats = {}
+        for line in self.redis("INFO", "commandstats").splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line[len("cmdstat_"):].partition(":")
+                values = dict(f.split("=") for f in fields.split(","))
+                stats[name] = (int(values["calls"]), float(values["usec"]))
+        return stats
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -132,7 +156,7 @@ def measure_ours(cluster: Cluster, repeats: int, tasks: int, calls: int) -> dict
         (f"{CLUSTER}, Rust worker noop", lambda: fc.init(cluster.url), rust_noop),
     ]
     samples: dict[str, dict[str, Any]] = {
-        name: {"round_trip_s": [], "tasks_per_s": [], "cpu_rt": [], "cpu_tp": []} for name, _, _ in modes
+        name: {"round_trip_s": [], "tasks_per_s": [], "cpu_rt": [], "cpu_tp": [], "redis_tp": []} for name, _, _ in modes
     }
     for name, start, submit in modes:  # warm-up: workers joined, scripts loaded, threads started
         fc.shutdown()
@@ -145,8 +169,10 @@ def measure_ours(cluster: Cluster, repeats: int, tasks: int, calls: int) -> dict
             before = cluster.cpu_s()
             samples[name]["round_trip_s"].append(round_trip(submit, calls))
             middle = cluster.cpu_s()
+            cluster.redis("CONFIG", "RESETSTAT")
             samples[name]["tasks_per_s"].append(throughput(submit, tasks))
             after = cluster.cpu_s()
+            samples[name]["redis_tp"].append(cluster.commandstats())
             samples[name]["cpu_rt"].append({k: (middle[k] - before[k]) / calls for k in before})
             samples[name]["cpu_tp"].append({k: (after[k] - middle[k]) / tasks for k in before})
     fc.shutdown()
@@ -163,6 +189,31 @@ def print_cpu(samples: dict[str, dict[str, Any]]) -> None:
             per = {n: statistics.median(c[n] for c in s[key]) * 1e6 for n in names}
             total = statistics.median(sum(c.values()) for c in s[key]) * 1e6
             print(f"{mode:<42}" + "".join(f"{per[n]:16.0f}" for n in names) + f"{total:16.0f}")
+
+
+def print_commandstats(samples: dict[str, dict[str, Any]], tasks: int) -> None:
+    """Redis's commands per task in the throughput measurement, summed over its samples: how
+    many it ran (those of scripts included, EVALSHA itself not), the time of the scripts, and
+    the commands that took the most time."""
+    print(f"\nRedis commands per task, {tasks} submitted then fetched (INFO commandstats, all samples)")
+    print(f"{'':<42}{'calls':>8}{'EVALSHA':>9}{'EVALSHA µs':>12}  top commands by µs per task")
+    for mode, s in samples.items():
+        if not mode.startswith(CLUSTER):
+            continue
+        total: dict[str, list[float]] = {}
+        for stats in s["redis_tp"]:
+            for name, (calls, usec) in stats.items():
+                total.setdefault(name, [0, 0.0])
+                total[name][0] += calls
+                total[name][1] += usec
+        n = tasks * len(s["redis_tp"])
+        scripts = {"evalsha", "eval"}
+        calls = sum(c for name, (c, _) in total.items() if name not in scripts) / n
+        evalsha = sum(total.get(name, [0, 0.0])[0] for name in scripts) / n
+        evalsha_us = sum(total.get(name, [0, 0.0])[1] for name in scripts) / n
+        top = sorted(((usec / n, name) for name, (_, usec) in total.items() if name not in scripts), reverse=True)[:6]
+        print(f"{mode:<42}{calls:8.1f}{evalsha:9.2f}{evalsha_us:12.1f}  "
+              + ", ".join(f"{name} {usec:.1f}" for usec, name in top))
 
 
 def measure_ray(python: str, repeats: int, tasks: int, calls: int) -> dict[str, Any]:
@@ -200,6 +251,7 @@ def main() -> None:
         vs_tps = f"{tps / ray_row[1]:8.2f}x" if ray_row else "        -"
         print(f"{name:<42}{rt * 1e3:9.3f} ms{vs_rt}{tps:11.0f}{vs_tps}")
     print_cpu(ours)
+    print_commandstats(ours, args.tasks)
     print("\ntargets (cluster mode): round trip < 1 ms, >= 8000 tasks/s, ahead of Ray")
     for name, (rt, tps) in rows.items():
         if not name.startswith(CLUSTER):

@@ -247,6 +247,13 @@ impl PyListener {
     fn next(&self, py: Python<'_>, max: usize, timeout_s: f64) -> PyResult<Vec<String>> {
         block(py, self.listener.next(max, seconds(timeout_s)?))
     }
+
+    /// Like `next`, with the outcomes that travelled with the ids, as JSON text: a list of
+    /// `{"id"}`, or `{"id", "state", "result", "error"}` when the outcome was small enough
+    /// to travel with its notification (otherwise read it with `Queue.statuses`).
+    fn next_finished(&self, py: Python<'_>, max: usize, timeout_s: f64) -> PyResult<String> {
+        to_json(&block(py, self.listener.next_finished(max, seconds(timeout_s)?))?)
+    }
 }
 
 /// A task a `Consumer` fetched and started; its lease lasts while the consumer heartbeats.

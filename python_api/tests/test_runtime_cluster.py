@@ -249,6 +249,25 @@ def test_finished_tasks_notify_their_channel(client):
         _core.Listener(queue, "has space")
 
 
+def test_notifications_carry_the_outcome_the_record_holds(client):
+    from ferrocluster import _core
+    from ferrocluster.runtime.api import backend
+
+    queue = backend().queue
+    listener = _core.Listener(queue, "outcome-channel")
+    payload = {"v": 1, "fn": "test_runtime_tasks:add", "args": [2, 3], "kwargs": {}, "retry_on": False}
+    done, new = queue.enqueue("py", "py.call", json.dumps(payload), notify="outcome-channel")
+    assert new
+    heard = []
+    for _ in range(50):
+        heard += json.loads(listener.next_finished(10, 0.5))
+        if heard:
+            break
+    [note] = heard
+    record = json.loads(queue.statuses([done]))[0]
+    assert (note["id"], note["state"], note["result"]) == (done, "succeeded", record["result"])
+
+
 def test_oversize_calls_and_bad_blob_threshold_fail_at_once(client):
     with pytest.raises(ValueError, match="envelope cap"):
         tasks.add.remote(list(range(200_000)), [])  # ~1.3 MB of JSON: plain lists are not blobs

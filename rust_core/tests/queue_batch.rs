@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use ferrocluster_core::queue::{BlobRef, CancelOutcome, Consumer, Listener, Queue, TaskSpec, TaskState, Transition};
+use ferrocluster_core::queue::{
+    BlobRef, CancelOutcome, Consumer, Lease, Listener, Outcome, Queue, QueueConfig, TaskSpec, TaskState, Transition,
+};
 use serde_json::json;
 use support::redis::{counter, fast_config, wait_all, RedisServer, WorkerProcess};
 
@@ -57,20 +59,16 @@ async fn scripts_flushed_by_a_restart_are_loaded_again_by_pipelines() {
 #[tokio::test]
 async fn complete_many_records_each_result_once_and_refuses_lost_leases() {
     let server = RedisServer::start();
-    let q = connect(&server).await;
+    let config = QueueConfig { lease: Duration::from_millis(200), ..fast_config() };
+    let q = Queue::connect(&server.url(), config).await.unwrap();
     q.enqueue_many(&[spec("x", None), spec("y", None)]).await.unwrap();
     let one = Consumer::join(&q, "one", &["default".to_owned()]).await.unwrap();
     let fetched = one.fetch(2, NO_WAIT).await.unwrap();
     assert_eq!(fetched.len(), 2);
-    // Another consumer owns y's entry now, as after its lease was reclaimed.
-    let _: () = redis::cmd("XCLAIM")
-        .arg(&fetched[1].stream)
-        .arg("workers")
-        .arg("other")
-        .arg(0)
-        .arg(&fetched[1].entry)
-        .query(&mut server.sync())
-        .unwrap();
+    // x's lease is kept and y's lost: the sweeper puts y back for another worker.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(one.heartbeat(&fetched[0], (0, 0)).await.unwrap(), Lease::Held { cancel_requested: false });
+    assert_eq!(q.sweep().await.unwrap().reclaimed, 1);
     let (rx, ry) = (json!({"r": "x"}), json!({"r": "y"}));
     let done = one.complete_many(&[(&fetched[0], &rx), (&fetched[1], &ry)]).await.unwrap();
     assert_eq!(done, [Transition::Applied, Transition::Refused]);
@@ -80,8 +78,9 @@ async fn complete_many_records_each_result_once_and_refuses_lost_leases() {
     let statuses = q.statuses(&["x".to_owned(), "y".to_owned()]).await.unwrap();
     let x = statuses[0].as_ref().unwrap();
     assert_eq!((x.state, x.result.clone()), (TaskState::Succeeded, Some(rx)));
-    assert_eq!(statuses[1].as_ref().unwrap().state, TaskState::Running);
-    assert_eq!(q.stats().await.unwrap().counters.get("succeeded"), Some(&1));
+    assert_eq!(statuses[1].as_ref().unwrap().state, TaskState::Pending);
+    let counters = q.stats().await.unwrap().counters;
+    assert_eq!((counters.get("succeeded"), counters.get("refused")), (Some(&1), Some(&1)));
 }
 
 #[tokio::test]
@@ -108,6 +107,57 @@ async fn every_way_of_finishing_notifies_the_channel_and_nothing_else_does() {
     let started = std::time::Instant::now();
     assert!(listener.next(10, Duration::from_millis(100)).await.unwrap().is_empty());
     assert!(started.elapsed() >= Duration::from_millis(90), "it blocked for the timeout");
+}
+
+#[tokio::test]
+async fn notifications_carry_small_outcomes_and_the_ids_of_the_others() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let listener = Listener::new(&q, "me").unwrap();
+    let ids = ["small", "large", "failed", "older"];
+    q.enqueue_many(&ids.map(|id| spec(id, Some("me")))).await.unwrap();
+    // A task of a submitter that reads ids only (it did not ask for outcomes).
+    let _: () = redis::cmd("HDEL").arg("fc:task:older").arg("notify_outcome").query(&mut server.sync()).unwrap();
+    let consumer = Consumer::join(&q, "c", &["default".to_owned()]).await.unwrap();
+    let fetched = consumer.fetch(10, NO_WAIT).await.unwrap();
+    let by_id = |id: &str| fetched.iter().find(|d| d.envelope.id == id).unwrap();
+    let (small, large) = (json!({"a": [1, "two words"]}), json!("x".repeat(2000)));
+    let done = [(by_id("small"), &small), (by_id("large"), &large), (by_id("older"), &small)];
+    consumer.complete_many(&done).await.unwrap();
+    consumer.fail(by_id("failed"), "a long error", false).await.unwrap();
+    let finished = listener.next_finished(10, Duration::from_secs(1)).await.unwrap();
+    let heard: Vec<(&str, Option<&Outcome>)> = finished.iter().map(|f| (f.id.as_str(), f.outcome.as_ref())).collect();
+    let succeeded = Outcome { state: TaskState::Succeeded, result: Some(small.clone()), error: None };
+    let failed = Outcome { state: TaskState::Failed, result: None, error: Some("a long error".to_owned()) };
+    assert_eq!(heard, [("small", Some(&succeeded)), ("large", None), ("older", None), ("failed", Some(&failed))]);
+    // What a notification carries is what the record says.
+    let records = q.known_statuses(&["small".to_owned(), "failed".to_owned()]).await.unwrap();
+    assert_eq!((records[0].state, records[0].result.clone()), (succeeded.state, succeeded.result));
+    assert_eq!((records[1].state, records[1].error.clone()), (failed.state, failed.error));
+}
+
+#[tokio::test]
+async fn batches_larger_than_one_script_call_keep_their_order_and_dedup() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let mut specs: Vec<TaskSpec> = (0..1100).map(|i| spec(&format!("t{i}"), Some("me"))).collect();
+    specs.push(spec("t3", Some("me")));
+    let added = q.enqueue_many(&specs).await.unwrap();
+    assert_eq!(added.len(), 1101);
+    assert!(added[..1100].iter().enumerate().all(|(i, (id, new))| *id == format!("t{i}") && *new));
+    assert_eq!(added[1100], ("t3".to_owned(), false));
+    let consumer = Consumer::join(&q, "c", &["default".to_owned()]).await.unwrap();
+    let fetched = consumer.fetch(2000, NO_WAIT).await.unwrap();
+    let order: Vec<&str> = fetched.iter().map(|d| d.envelope.id.as_str()).collect();
+    assert_eq!(order, specs[..1100].iter().map(|s| s.id.as_deref().unwrap()).collect::<Vec<_>>());
+    let result = json!(true);
+    let done: Vec<(&ferrocluster_core::queue::Delivery, &serde_json::Value)> =
+        fetched.iter().map(|d| (d, &result)).collect();
+    let transitions = consumer.complete_many(&done).await.unwrap();
+    assert!(transitions.iter().all(|t| *t == Transition::Applied));
+    assert_eq!(q.stats().await.unwrap().counters.get("succeeded"), Some(&1100));
+    let listener = Listener::new(&q, "me").unwrap();
+    assert_eq!(listener.next(2000, NO_WAIT).await.unwrap().len(), 1100);
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@ and bytes larger than `inline_max_bytes` travel as blobs kept in Redis.
 
 Fast paths (the queue's no-op round trip is a few Redis round trips): submissions are sent
 by a background thread in pipelined batches; every task notifies this client's channel when
-it finishes, so `get`/`wait` block on one notification read instead of polling, and read
-many statuses in one round trip."""
+it finishes, so `get`/`wait` block on one notification read instead of polling; a small
+outcome travels with its notification, and other statuses are read many in one round trip."""
 
 import builtins
 import collections
@@ -28,7 +28,8 @@ KIND = "py.call"
 #: buffered so that an oversize call fails at `.remote()`.
 MAX_ENVELOPE_BYTES = 512 * 1024
 
-#: Ids of finished tasks remembered from notifications (older ones are re-read from Redis).
+#: Ids of finished tasks remembered from notifications (older ones are re-read from Redis),
+#: with the outcome their notification carried until it is taken.
 _HEARD_MAX = 100_000
 
 #: However quiet the notifications, statuses are re-read this often (a safety net: a task
@@ -99,7 +100,7 @@ class ClusterBackend:
         self.result_ttl_s = result_ttl_s
         self.channel = f"client-{uuid.uuid4().hex}"
         self._listener = _core.Listener(self.queue, self.channel)
-        self._heard: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._heard: collections.OrderedDict[str, dict[str, Any] | None] = collections.OrderedDict()
         self._heard_cond = threading.Condition()
         self._listening = False
         self._outbox: list[tuple[Any, ...]] = []
@@ -243,10 +244,17 @@ class ClusterBackend:
             pause = min(pause * 2, 0.05)
 
     def _statuses(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The statuses of `ids`: outcomes their notifications carried (each taken once, so
+        that they do not pile up; a later read goes to Redis), the others read in one round trip."""
         if not ids:
             return []
-        records = json.loads(self.queue.statuses(ids))
-        return [_status(task_id, record, self._unsent.get(task_id)) for task_id, record in zip(ids, records)]
+        with self._heard_cond:
+            carried = {i: self._heard[i] for i in ids if self._heard.get(i) is not None}
+            for task_id in carried:
+                self._heard[task_id] = None
+        unread = [i for i in ids if i not in carried]
+        records = dict(zip(unread, json.loads(self.queue.statuses(unread)))) if unread else {}
+        return [_status(i, carried.get(i) or records.get(i), self._unsent.get(i)) for i in ids]
 
     def _heard_of(self, waiting: list[str], remaining: float | None, recheck: float) -> list[str]:
         """Which of `waiting` finished, by the notifications: blocks until one did, or for at
@@ -268,12 +276,12 @@ class ClusterBackend:
                 self._listening = True
                 self._heard_cond.release()
                 try:
-                    ids = self._listener.next(1000, left)
+                    notes = json.loads(self._listener.next_finished(1000, left))
                 finally:
                     self._heard_cond.acquire()
                     self._listening = False
-                for task_id in ids:
-                    self._heard[task_id] = None
+                for note in notes:
+                    self._heard[note["id"]] = note if "state" in note else None
                 while len(self._heard) > _HEARD_MAX:
                     self._heard.popitem(last=False)
                 self._heard_cond.notify_all()

@@ -100,35 +100,43 @@ impl Queue {
         Ok(added.pop().expect("one outcome per spec"))
     }
 
-    /// Adds many tasks in one round trip (a pipeline of the atomic enqueue), in order. Each
-    /// is de-duplicated as by [`Queue::enqueue`]; returns (id, whether it was new) per spec.
+    /// Adds many tasks in one round trip (one atomic enqueue script per [`scripts::BATCH`]
+    /// tasks), in order. Each is de-duplicated as by [`Queue::enqueue`]; returns (id, whether
+    /// it was new) per spec.
     ///
     /// # Errors
     /// As [`Queue::enqueue`], for the first bad spec, before anything is sent.
     pub async fn enqueue_many(&self, specs: &[TaskSpec]) -> Result<Vec<(String, bool)>> {
-        let mut pipe = redis::pipe();
-        let mut ids = Vec::with_capacity(specs.len());
+        let mut tasks = Vec::with_capacity(specs.len());
         for spec in specs {
             let envelope = Envelope::from_spec(spec)?;
             let text = envelope.to_json(self.config.max_envelope_bytes)?;
-            let keys = [self.keys.task(&envelope.id), self.keys.stream(&spec.queue, spec.priority), self.keys.queues()];
-            let mut cmd = eval_cmd(&scripts::ENQUEUE, &keys);
-            cmd.arg(&envelope.id)
-                .arg(&spec.queue)
-                .arg(&spec.kind)
-                .arg(spec.priority.as_str())
-                .arg(text)
-                .arg(&self.config.group)
-                .arg(spec.result_ttl_s)
-                .arg(spec.notify.as_deref().map(|channel| self.keys.notify(channel)).unwrap_or_default());
-            pipe.add_command(cmd);
-            ids.push(envelope.id);
+            tasks.push((spec, envelope.id, text));
         }
-        if specs.is_empty() {
+        if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let added: Vec<i64> = self.conn.invoke_all(&scripts::ENQUEUE, &pipe).await?;
-        Ok(ids.into_iter().zip(added).map(|(id, added)| (id, added == 1)).collect())
+        let mut pipe = redis::pipe();
+        for chunk in tasks.chunks(scripts::BATCH) {
+            let mut keys = vec![self.keys.queues()];
+            for (spec, id, _) in chunk {
+                keys.extend([self.keys.task(id), self.keys.stream(&spec.queue, spec.priority)]);
+            }
+            let mut cmd = eval_cmd(&scripts::ENQUEUE, &keys);
+            cmd.arg(&self.config.group);
+            for (spec, id, text) in chunk {
+                cmd.arg(id)
+                    .arg(&spec.queue)
+                    .arg(&spec.kind)
+                    .arg(spec.priority.as_str())
+                    .arg(text)
+                    .arg(spec.result_ttl_s)
+                    .arg(spec.notify.as_deref().map(|channel| self.keys.notify(channel)).unwrap_or_default());
+            }
+            pipe.add_command(cmd);
+        }
+        let added: Vec<Vec<i64>> = self.conn.invoke_all(&scripts::ENQUEUE, &pipe).await?;
+        Ok(tasks.into_iter().zip(added.into_iter().flatten()).map(|((_, id, _), added)| (id, added == 1)).collect())
     }
 
     /// A task's status.

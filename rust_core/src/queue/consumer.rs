@@ -151,7 +151,7 @@ impl Consumer {
     }
 
     /// Reads new entries into `entries` up to `max`: the streams in turn, most urgent first (one
-    /// script, one round trip), then one blocking read over all when none was found. What was
+    /// script, one round trip), then a blocking read of one entry over all when none was found. What was
     /// read stays in `entries` when a later read fails.
     async fn read_into(&self, entries: &mut VecDeque<Entry>, max: usize, block: Duration) -> Result<()> {
         let streams: Vec<String> = self.queues.iter().flat_map(|q| self.queue.keys.streams(q)).collect();
@@ -159,7 +159,9 @@ impl Consumer {
             entries.extend(self.read(&streams, max - entries.len(), None).await?);
         }
         if entries.is_empty() {
-            entries.extend(self.read(&streams, max, Some(block)).await?);
+            // Woken from an empty queue, take one task: tasks enqueued together (one script
+            // call) then spread over the idle consumers instead of queueing behind each other.
+            entries.extend(self.read(&streams, 1, Some(block)).await?);
         }
         Ok(())
     }
@@ -225,30 +227,25 @@ impl Consumer {
                 return Ok(None);
             }
         };
-        let mut call = scripts::START.prepare_invoke();
-        call.key(stream)
-            .key(self.queue.keys.task(&envelope.id))
-            .arg(&self.queue.config.group)
-            .arg(&self.name)
-            .arg(&entry.id);
-        let reply: Vec<String> = self.queue.conn.invoke(&call).await?;
+        let replies = self.start_all(&[(stream, entry.id.as_str(), envelope.id.as_str())]).await?;
+        let reply = replies.into_iter().next().unwrap_or_default();
         self.settle(stream, &entry.id, envelope, &raw, &reply).await
     }
 
-    /// Starts every entry in one round trip (a pipeline of the START script). `None` when an
-    /// entry is not a well-formed task or Redis refused the batch: the caller then goes entry
-    /// by entry, which pins each refusal on its own entry.
+    /// Starts every entry in one round trip (the START script, which takes many). `None` when
+    /// an entry is not a well-formed task or Redis refused the batch: the caller then goes
+    /// entry by entry, which pins each refusal on its own entry.
     async fn start_batch(&self, entries: &VecDeque<Entry>) -> Option<Vec<Delivery>> {
         let mut parsed = Vec::with_capacity(entries.len());
-        let mut pipe = redis::pipe();
         for (stream, entry) in entries {
             let (envelope, raw) = envelope_of(entry).ok()?;
-            let mut cmd = eval_cmd(&scripts::START, &[stream.clone(), self.queue.keys.task(&envelope.id)]);
-            cmd.arg(&self.queue.config.group).arg(&self.name).arg(&entry.id);
-            pipe.add_command(cmd);
             parsed.push((stream, &entry.id, envelope, raw));
         }
-        let replies: Vec<Vec<String>> = self.queue.conn.invoke_all(&scripts::START, &pipe).await.ok()?;
+        let calls: Vec<(&str, &str, &str)> = parsed
+            .iter()
+            .map(|(stream, entry, envelope, _)| (stream.as_str(), entry.as_str(), envelope.id.as_str()))
+            .collect();
+        let replies = self.start_all(&calls).await.ok()?;
         let mut started = Vec::with_capacity(parsed.len());
         for ((stream, entry, envelope, raw), reply) in parsed.into_iter().zip(replies) {
             match self.settle(stream, entry, envelope, &raw, &reply).await {
@@ -259,6 +256,24 @@ impl Consumer {
             }
         }
         Some(started)
+    }
+
+    /// START of each (stream, entry, task id), [`scripts::BATCH`] per script call, all in one
+    /// round trip; its replies in order.
+    async fn start_all(&self, entries: &[(&str, &str, &str)]) -> Result<Vec<Vec<String>>> {
+        let mut pipe = redis::pipe();
+        for chunk in entries.chunks(scripts::BATCH) {
+            let keys: Vec<String> =
+                chunk.iter().flat_map(|&(stream, _, id)| [stream.to_owned(), self.queue.keys.task(id)]).collect();
+            let mut cmd = eval_cmd(&scripts::START, &keys);
+            cmd.arg(&self.queue.config.group).arg(&self.name);
+            for &(_, entry, _) in chunk {
+                cmd.arg(entry);
+            }
+            pipe.add_command(cmd);
+        }
+        let replies: Vec<Vec<Vec<String>>> = self.queue.conn.invoke_all(&scripts::START, &pipe).await?;
+        Ok(replies.into_iter().flatten().collect())
     }
 
     /// What START's reply makes of a fetched entry: a running delivery, a dead letter (no
@@ -428,23 +443,24 @@ impl Consumer {
         Ok(self.finish_many(&[(delivery, state, field, value.to_owned())]).await?[0])
     }
 
-    /// The fenced FINISH of each (delivery, state, field, value), pipelined.
+    /// The fenced FINISH of each (delivery, state, field, value): [`scripts::BATCH`] per script
+    /// call, all in one round trip.
     async fn finish_many(&self, outcomes: &[(&Delivery, &str, &str, String)]) -> Result<Vec<Transition>> {
         let mut pipe = redis::pipe();
-        for (delivery, state, field, value) in outcomes {
-            let keys = [delivery.stream.clone(), self.queue.keys.task(&delivery.envelope.id), self.queue.keys.stats()];
+        for chunk in outcomes.chunks(scripts::BATCH) {
+            let mut keys = vec![self.queue.keys.stats()];
+            for (delivery, ..) in chunk {
+                keys.extend([delivery.stream.clone(), self.queue.keys.task(&delivery.envelope.id)]);
+            }
             let mut cmd = eval_cmd(&scripts::FINISH, &keys);
-            cmd.arg(&self.queue.config.group)
-                .arg(&self.name)
-                .arg(&delivery.entry)
-                .arg(*state)
-                .arg(*field)
-                .arg(value)
-                .arg(delivery.envelope.result_ttl_s);
+            cmd.arg(&self.queue.config.group).arg(&self.name);
+            for (delivery, state, field, value) in chunk {
+                cmd.arg(&delivery.entry).arg(*state).arg(*field).arg(value);
+            }
             pipe.add_command(cmd);
         }
-        let replies: Vec<i64> = self.queue.conn.invoke_all(&scripts::FINISH, &pipe).await?;
-        Ok(replies.into_iter().map(transition).collect())
+        let replies: Vec<Vec<i64>> = self.queue.conn.invoke_all(&scripts::FINISH, &pipe).await?;
+        Ok(replies.into_iter().flatten().map(transition).collect())
     }
 
     async fn release_entry(&self, stream: &str, entry: &str, id: &str) -> Result<Transition> {

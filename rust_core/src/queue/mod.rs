@@ -46,6 +46,6 @@ pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};
 pub use error::{Error, Result};
 pub use keys::inbox;
-pub use listener::Listener;
+pub use listener::{Finished, Listener, Outcome};
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};

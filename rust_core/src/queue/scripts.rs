@@ -12,6 +12,11 @@ macro_rules! script {
     };
 }
 
+/// Tasks per call of the scripts that take many (ENQUEUE, START, FINISH): one call then
+/// holds Redis for about a millisecond. Larger calls cost Redis more per task, not less
+/// (an enqueue measured 9 µs per task in calls of 100, 25–50 µs in calls of 500).
+pub(crate) const BATCH: usize = 100;
+
 script!(ENQUEUE, "lua/enqueue.lua");
 script!(READ, "lua/read.lua");
 script!(START, "lua/start.lua");

@@ -1,25 +1,39 @@
 -- Helpers shared by every script (prepended to each one). Keys of task records are built
 -- here from the namespace prefix, so the queue needs a single Redis, not a Redis Cluster.
 
+-- Redis's clock, read once per script: every write of one script carries the same time.
+local clock
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock
 end
 
--- Whether `consumer` holds stream entry `entry` in the group's pending list: the fence of
--- every transition a worker makes.
+-- The fields of a task record the scripts decide on, read in one call (never the envelope
+-- or the result, which may be large).
+local function record(task_key)
+  local r = redis.call('HMGET', task_key, 'state', 'entry', 'worker', 'fence', 'stream', 'id', 'notify',
+    'result_ttl_s', 'attempts', 'deliveries', 'cancel', 'notify_outcome')
+  return {state = r[1], entry = r[2], worker = r[3], fence = r[4], stream = r[5], id = r[6], notify = r[7],
+    ttl_s = tonumber(r[8]) or 0, attempts = tonumber(r[9]) or 0, deliveries = tonumber(r[10]) or 0, cancel = r[11],
+    notify_outcome = r[12] == '1'}
+end
+
+-- Whether `consumer` holds stream entry `entry` in the group's pending list.
 local function owns(stream, group, entry, consumer)
   local p = redis.call('XPENDING', stream, group, entry, entry, 1)
   return #p == 1 and p[1][2] == consumer
 end
 
--- Counts an event in the namespace's counters and in those of the stream's queue, whose key
--- is the stream's with the priority replaced by 'stats' ({ns}:q:{queue}:stats).
-local function count(stats_key, stream, field)
-  redis.call('HINCRBY', stats_key, field, 1)
-  if stream and stream ~= '' then
-    redis.call('HINCRBY', (string.gsub(stream, '[^:]+$', 'stats')), field, 1)
-  end
+-- Whether `consumer` runs the task from `entry`, by the task's record: the fence of the
+-- completions. It says the same as the pending list, because every script that hands an
+-- entry to another consumer (the sweeper's XAUTOCLAIM) or acks it rewrites the record's
+-- entry or state in the same atomic step, and a worker's read is followed by START, which
+-- checks the entry before it writes the worker's name.
+local function runs(rec, entry, consumer)
+  return rec.state == 'running' and rec.entry == entry and rec.worker == consumer
 end
 
 -- Acks and deletes an entry. Scripts call it after their other writes: a script that fails
@@ -30,59 +44,125 @@ local function ack(stream, group, entry)
   redis.call('XDEL', stream, entry)
 end
 
--- Runs `apply` only while `consumer` owns `entry`. A call whose earlier copy already landed
--- (its reply was lost and the client retried) is recognised by the fence it left: 2.
-local function fenced(stream, group, entry, consumer, task_key, apply)
-  local fence = entry .. '@' .. consumer
-  if not owns(stream, group, entry, consumer) then
-    if redis.call('HGET', task_key, 'fence') == fence then return 2 end
-    return 0
+-- What a script's transitions write to keys they share (counters, notification lists, the
+-- acks of a stream), gathered as it goes and written once at its end by `send`: one call per
+-- key rather than one per task.
+local Batch = {}
+Batch.__index = Batch
+
+local function batch(stats_key, group)
+  return setmetatable({stats_key = stats_key, group = group, counts = {}, notes = {}, acks = {}, order = {}}, Batch)
+end
+
+-- Counts an event in the namespace's counters and in those of the stream's queue, whose key
+-- is the stream's with the priority replaced by 'stats' ({ns}:q:{queue}:stats).
+function Batch:count(stream, field)
+  local keys = {self.stats_key}
+  if stream and stream ~= '' then keys[2] = (string.gsub(stream, '[^:]+$', 'stats')) end
+  for _, key in ipairs(keys) do
+    local fields = self.counts[key] or {}
+    self.counts[key] = fields
+    fields[field] = (fields[field] or 0) + 1
   end
-  apply()
-  redis.call('HSET', task_key, 'fence', fence)
-  ack(stream, group, entry)
-  return 1
+end
+
+-- Outcomes up to this size travel with their notification (see `Batch:notify`).
+local NOTE_OUTCOME_MAX = 1024
+
+-- Tells the task's submitter, blocked on its notification list, that the task finished: its
+-- id, followed by ' state value' (the result, or the error) when the submitter asked for the
+-- outcome and it is small, so that it need not read the record. The list lives as long as
+-- the outcome (ttl_s, 0: kept).
+function Batch:notify(rec, state, value)
+  if not rec.notify or rec.notify == '' then return end
+  local note = self.notes[rec.notify]
+  if not note then
+    note = {ids = {}, ttl_s = 0}
+    self.notes[rec.notify] = note
+    self.order[#self.order + 1] = rec.notify
+  end
+  local text = rec.id
+  if rec.notify_outcome and state and #value <= NOTE_OUTCOME_MAX then text = text .. ' ' .. state .. ' ' .. value end
+  note.ids[#note.ids + 1] = text
+  if rec.ttl_s > 0 then note.ttl_s = rec.ttl_s end
+end
+
+function Batch:ack(stream, entry)
+  local entries = self.acks[stream] or {}
+  self.acks[stream] = entries
+  entries[#entries + 1] = entry
+end
+
+-- Writes what was gathered: counters and notifications, then the acks (last, as `ack` says).
+function Batch:send()
+  for key, fields in pairs(self.counts) do
+    for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+  end
+  for _, list in ipairs(self.order) do
+    local note = self.notes[list]
+    redis.call('RPUSH', list, unpack(note.ids))
+    if note.ttl_s > 0 then redis.call('EXPIRE', list, note.ttl_s) end
+  end
+  for stream, entries in pairs(self.acks) do
+    redis.call('XACK', stream, self.group, unpack(entries))
+    redis.call('XDEL', stream, unpack(entries))
+  end
 end
 
 -- Puts the task's envelope back on its stream as a fresh entry, so any worker can fetch it.
 local function requeue(task_key)
-  local stream, envelope = unpack(redis.call('HMGET', task_key, 'stream', 'envelope'))
-  local entry = redis.call('XADD', stream, '*', 'id', redis.call('HGET', task_key, 'id'), 'task', envelope)
+  local stream, envelope, id = unpack(redis.call('HMGET', task_key, 'stream', 'envelope', 'id'))
+  local entry = redis.call('XADD', stream, '*', 'id', id, 'task', envelope)
   redis.call('HSET', task_key, 'state', 'pending', 'entry', entry, 'worker', '', 'updated_ms', now_ms())
   return entry
 end
 
--- Tells the task's submitter, blocked on its notification list, that the task finished. The
--- list lives as long as the outcome (ttl_s, 0: kept).
-local function notify(task_key, ttl_s)
-  local list, id = unpack(redis.call('HMGET', task_key, 'notify', 'id'))
-  if list and list ~= '' then
-    redis.call('RPUSH', list, id)
-    if tonumber(ttl_s) > 0 then redis.call('EXPIRE', list, ttl_s) end
-  end
-end
-
--- Moves a task (or a raw entry of `stream` that is not one) to the dead-letter stream with
--- its reason.
-local function dead_letter(dead_key, stats_key, stream, task_key, id, reason, raw)
+-- Moves a task (or a raw entry of `stream` that is not one: `rec` nil) to the dead-letter
+-- stream with its reason.
+local function dead_letter(b, dead_key, stream, task_key, rec, id, reason, raw)
   local at = now_ms()
-  local known = task_key ~= '' and redis.call('EXISTS', task_key) == 1
-  local deliveries = known and redis.call('HGET', task_key, 'deliveries') or ''
   local entry = redis.call('XADD', dead_key, 'MAXLEN', '~', '100000', '*',
-    'id', id, 'reason', reason, 'task', raw, 'at_ms', at, 'stream', stream, 'deliveries', deliveries)
-  if known then
+    'id', id, 'reason', reason, 'task', raw, 'at_ms', at, 'stream', stream,
+    'deliveries', rec and rec.state and rec.deliveries or '')
+  if rec and rec.state then
     redis.call('HSET', task_key, 'state', 'dead', 'error', reason, 'dead_entry', entry, 'entry', '',
       'worker', '', 'finished_ms', at, 'updated_ms', at)
-    notify(task_key, redis.call('HGET', task_key, 'result_ttl_s') or 0)
+    b:notify(rec)
   end
-  count(stats_key, stream, 'dead')
+  b:count(stream, 'dead')
 end
 
-local function finish(task_key, stats_key, state, field, value, ttl_s)
+-- Records a task's outcome (and `fence`, the call that recorded it, when given); the caller
+-- acks the entry.
+local function finish(b, task_key, rec, state, field, value, fence)
   local at = now_ms()
-  redis.call('HSET', task_key, 'state', state, field, value, 'entry', '', 'worker', '',
-    'finished_ms', at, 'updated_ms', at)
-  count(stats_key, redis.call('HGET', task_key, 'stream'), state)
-  if tonumber(ttl_s) > 0 then redis.call('EXPIRE', task_key, ttl_s) end
-  notify(task_key, ttl_s)
+  local fields = {'state', state, field, value, 'entry', '', 'worker', '', 'finished_ms', at, 'updated_ms', at}
+  if fence then
+    fields[#fields + 1] = 'fence'
+    fields[#fields + 1] = fence
+  end
+  redis.call('HSET', task_key, unpack(fields))
+  b:count(rec.stream, state)
+  if rec.ttl_s > 0 then redis.call('EXPIRE', task_key, rec.ttl_s) end
+  b:notify(rec, state, value)
+end
+
+-- Runs `apply(rec, fence)` when `consumer` runs the task from `entry` (see `runs`), then acks
+-- the entry: 1. A call whose earlier copy already landed (its reply was lost and the client
+-- retried) is recognised by the fence it left: 2, and its ack is made again in case that
+-- copy stopped before it. Otherwise 0, counted as refused: nothing is written.
+local function fenced(b, stream, task_key, entry, consumer, apply)
+  local rec = record(task_key)
+  local fence = entry .. '@' .. consumer
+  local applied = 1
+  if runs(rec, entry, consumer) then
+    apply(rec, fence)
+  elseif rec.fence == fence then
+    applied = 2
+  else
+    b:count(stream, 'refused')
+    return 0
+  end
+  b:ack(stream, entry)
+  return applied
 end

@@ -1,13 +1,33 @@
--- KEYS: task record, stream, queues set. ARGV: id, queue, kind, priority, envelope, group,
--- result ttl in seconds (0: kept until deleted), notification list ('' for none).
--- Returns 1 when added, 0 when a task with this id already exists (a de-duplicated enqueue).
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
--- The group starts at 0 so that no entry added before the first worker joined is skipped.
-redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[6], '0', 'MKSTREAM')
-local at = now_ms()
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'queue', ARGV[2], 'kind', ARGV[3], 'priority', ARGV[4],
-  'envelope', ARGV[5], 'stream', KEYS[2], 'attempts', 0, 'deliveries', 0, 'cancel', 0,
-  'result_ttl_s', ARGV[7], 'notify', ARGV[8], 'created_ms', at)
-requeue(KEYS[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1
+-- KEYS: queue names set, then per task its record and stream. ARGV: group, then per task its
+-- id, queue, kind, priority, envelope, result ttl in seconds (0: kept until deleted) and
+-- notification list ('' for none). Adds the tasks in order; per task 1 when added, 0 when a
+-- task with its id already exists (a de-duplicated enqueue).
+local group = ARGV[1]
+local added, named = {}, {}
+for i = 1, (#KEYS - 1) / 2 do
+  local task_key, stream = KEYS[2 * i], KEYS[2 * i + 1]
+  local id, queue, kind, priority, envelope, ttl_s, notify = unpack(ARGV, 7 * i - 5, 7 * i + 1)
+  if redis.call('EXISTS', task_key) == 1 then
+    added[i] = 0
+  else
+    local entry = redis.call('XADD', stream, 'NOMKSTREAM', '*', 'id', id, 'task', envelope)
+    if not entry then
+      -- A new stream gets its group at 0, so that no entry added before the first worker
+      -- joined is skipped.
+      redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+      entry = redis.call('XADD', stream, '*', 'id', id, 'task', envelope)
+    end
+    local at = now_ms()
+    -- notify_outcome: this submitter reads notifications that carry the outcome (see notify).
+    redis.call('HSET', task_key, 'id', id, 'queue', queue, 'kind', kind, 'priority', priority,
+      'envelope', envelope, 'stream', stream, 'attempts', 0, 'deliveries', 0, 'cancel', 0,
+      'result_ttl_s', ttl_s, 'notify', notify, 'notify_outcome', 1, 'created_ms', at,
+      'state', 'pending', 'entry', entry, 'worker', '', 'updated_ms', at)
+    if not named[queue] then
+      redis.call('SADD', KEYS[1], queue)
+      named[queue] = true
+    end
+    added[i] = 1
+  end
+end
+return added
