@@ -349,33 +349,14 @@ pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
 macro_rules! routines {
     ($name:ident, $lanes:ty, $narrow:ty, $t:ty, $mr:literal, $mrw:literal, $nmrw:literal, $nv:literal, $feature:literal) => {
         pub(super) const $name: super::Routines<$t> = {
-            use super::{lanes, Listed, Packed};
+            use super::lanes::{self, trials_entry};
+            use super::{Listed, Packed};
             #[target_feature(enable = $feature)]
             unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
                 lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
             }
-            #[target_feature(enable = $feature)]
-            unsafe fn trials(
-                x: &[$t],
-                c: &Packed<$t>,
-                listed: &Listed<'_, $t>,
-                stride: usize,
-                dists: &mut [$t],
-                pots: &mut [f64],
-            ) {
-                lanes::trials::<$lanes, $mr, $mrw, $nv>(x, c, listed, stride, dists, pots)
-            }
-            #[target_feature(enable = $feature)]
-            unsafe fn trials_narrow(
-                x: &[$t],
-                c: &Packed<$t>,
-                listed: &Listed<'_, $t>,
-                stride: usize,
-                dists: &mut [$t],
-                pots: &mut [f64],
-            ) {
-                lanes::trials::<$narrow, $mr, $nmrw, $nv>(x, c, listed, stride, dists, pots)
-            }
+            trials_entry!(trials, $feature, $t, $lanes, $mr, $mrw, $nv);
+            trials_entry!(trials_narrow, $feature, $t, $narrow, $mr, $nmrw, $nv);
             #[target_feature(enable = $feature)]
             unsafe fn gather(x: &[$t], d: usize, rows: super::Rows<'_>, shift: Option<&[$t]>, out: &mut [$t]) {
                 lanes::gather::<$lanes>(x, d, rows, shift, out)
@@ -405,3 +386,15 @@ macro_rules! routines {
     };
 }
 pub(super) use routines;
+
+/// Defines `$name`, an entry point of [`trials`] for `$lanes` with those block sizes, compiled
+/// with `#[target_feature(enable = $feature)]` (for [`routines!`]).
+macro_rules! trials_entry {
+    ($name:ident, $feature:literal, $t:ty, $lanes:ty, $mr:literal, $mrw:literal, $nv:literal) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(x: &[$t], c: &Packed<$t>, l: &Listed<'_, $t>, stride: usize, d: &mut [$t], p: &mut [f64]) {
+            lanes::trials::<$lanes, $mr, $mrw, $nv>(x, c, l, stride, d, p)
+        }
+    };
+}
+pub(super) use trials_entry;

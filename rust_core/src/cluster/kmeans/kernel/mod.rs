@@ -194,7 +194,9 @@ impl Kernel {
         };
         let (len, last) = match rows {
             Rows::Range { start, len } => (len, start + len),
-            Rows::List { rows, then } => (rows.len(), rows.iter().chain(then).map(|&i| i as usize + 1).max().unwrap_or(0)),
+            Rows::List { rows, then } => {
+                (rows.len(), rows.iter().chain(then).map(|&i| i as usize + 1).max().unwrap_or(0))
+            }
         };
         assert!(last * d <= x.len() && out.len() == len * d && shift.is_none_or(|m| m.len() == d));
         // SAFETY: as in `nearest`; every row read lies in `x` and `out` holds them all (checked above).
@@ -322,7 +324,8 @@ mod tests {
 
     /// Every variant agrees with a direct computation, for shapes around the block sizes.
     fn variants_agree<T: Real>(tol: f64) {
-        let shapes = [(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40), (70, 64, 6)];
+        let shapes =
+            [(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40), (70, 64, 6)];
         for &(n, d, k) in &shapes {
             let x = random::<T>(n, d, (n * d * k) as u64);
             let c = random::<T>(k, d, 7 + k as u64);
@@ -336,7 +339,8 @@ mod tests {
                     (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum()
                 };
                 let norm = |i: usize| -> f64 { x.row(i).iter().map(|v| v.to_f64_exact().powi(2)).sum() };
-                let scale = |i: usize| norm(i) + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
+                let scale =
+                    |i: usize| norm(i) + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
                 for i in 0..n {
                     let best = (0..k).map(|j| exact(i, j)).fold(f64::INFINITY, f64::min);
                     let (value, label) = (norm(i) + values[i].to_f64_exact(), labels[i] as usize);
