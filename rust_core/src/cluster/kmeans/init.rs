@@ -1,22 +1,23 @@
 //! Initial centres: greedy k-means++ (scikit-learn's `_kmeans_plusplus`) and random rows.
 
-use std::ops::Range;
+use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
-use super::kernel::{Kernel, Packed};
+use super::kernel::{Kernel, Listed, Packed};
 use super::lloyd::{Data, DataView};
 use super::rows_of;
 use crate::cluster::validate_data;
 use crate::{Error, Real, Result};
 
-/// Rows per kernel call in a k-means++ step: a multiple of every micro-kernel height (6, 4).
-const SUB_ROWS: usize = 252;
+/// Listed rows per kernel call in a k-means++ step: a multiple of every micro-kernel height.
+/// Small, so that the rows the gather prefetches arrive while the kernel computes a block.
+const SUB_ROWS: usize = 48;
 /// Rows per parallel chunk of a k-means++ step (and per chunk potential that sampling walks).
-const CHUNK_ROWS: usize = 16 * SUB_ROWS;
+const CHUNK_ROWS: usize = 4032;
 /// A point is skipped when every candidate is at least `2·√(1 + SKIP_MARGIN)` times as far from
 /// its current centre as the point is: its distance then cannot drop, with a margin that
 /// dwarfs rounding, so skipping changes nothing but the time taken.
@@ -86,13 +87,13 @@ pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
 /// Greedy k-means++ over contiguous data; returns the chosen row indices.
 ///
 /// The state is, per row, its squared norm, its squared distance to the nearest centre so far
-/// (with that centre's position), and its distances to this step's candidates (`trials` values).
-/// Each step is one parallel pass that reads each row it must compute once (gathered, shifted if
-/// the data is) and computes its distances to all candidates with the kernel, the candidates'
-/// potentials in the same pass; the winner is then applied from the stored distances, without
-/// reading X again. Rows that no candidate can bring closer are skipped (triangle inequality
-/// against the row's nearest centre, see [`SKIP_MARGIN`]), which changes nothing but the time
-/// taken. Sampling walks the chunk potentials, then the rows of one chunk.
+/// (with that centre's position), and its distances to the last step's candidates. Each step is
+/// one parallel pass that first applies the last step's winner to each row from the stored
+/// distances, then reads each row it must compute once (gathered, shifted if the data is) and
+/// computes its distances to all candidates and the candidates' potentials with the kernel. Rows
+/// that no candidate can bring closer are skipped (triangle inequality against the row's
+/// nearest centre, see [`SKIP_MARGIN`]), which changes nothing but the time taken. Sampling walks
+/// the chunk potentials, then the rows of one chunk.
 pub(crate) fn plusplus<'a, T: Real>(
     kernel: Kernel,
     data: impl Into<DataView<'a, T>>,
@@ -101,33 +102,25 @@ pub(crate) fn plusplus<'a, T: Real>(
     rng: &mut Pcg64Mcg,
 ) -> Result<Vec<usize>> {
     let data = data.into();
-    let n = data.n();
     let total = total_weight(&data)?;
     let mut chosen = vec![weighted_row(&data, total, rng)];
     if k == 1 {
         return Ok(chosen);
     }
-    let mut state = Nearest {
-        norms: row_norms(kernel, &data),
-        closest: vec![T::infinity(); n],
-        owner: vec![u32::MAX; n],
-        computed: vec![true; n],
-        dists: vec![T::zero(); n * trials],
-        trials,
-        chunk_pot: Vec::new(),
-    };
+    let mut state = Nearest::new(kernel, &data, trials);
     let mut centres = rows_of(data, &chosen);
     // The first centre is a pass's only candidate, applied to every row.
-    let pots = Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
-    state.apply(0, 0, &pots);
+    Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
+    state.won(0, 0);
+    // One step per centre: a check between steps (e.g. for cancellation) belongs in this loop.
     while chosen.len() < k {
         let pot: f64 = state.chunk_pot.iter().sum();
         let candidates: Vec<usize> = (0..trials).map(|_| state.sample(&data, rng.random::<f64>() * pot)).collect();
         let rows = rows_of(data, &candidates);
-        let pots = Step::new(kernel, data, centres.view(), rows.view()).run(&mut state);
-        let pot = |t: usize| pots.iter().map(|p| p[t]).sum::<f64>();
+        Step::new(kernel, data, centres.view(), rows.view()).run(&mut state);
+        let pot = |t: usize| state.pots.chunks_exact(state.stride).map(|p| p[t]).sum::<f64>();
         let best = (0..candidates.len()).fold(0, |b, t| if pot(t) < pot(b) { t } else { b });
-        state.apply(best, chosen.len() as u32, &pots);
+        state.won(best, chosen.len() as u32);
         chosen.push(candidates[best]);
         centres.push_row(rows.row(best)).expect("same width");
     }
@@ -150,43 +143,57 @@ fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
     norms
 }
 
-/// Per row: squared norm, squared distance to the nearest chosen centre and that centre's
-/// position, whether the last pass computed it, and then its distances to the pass's candidates
-/// (`trials` slots). Per chunk: the sum of `weight × closest`.
+/// The state of k-means++ between passes. Per row: squared norm, squared distance to the
+/// nearest chosen centre and that centre's position. Per chunk: the rows the last pass computed
+/// (in order, positions in the chunk) and their distances to that pass's candidates (`stride`
+/// slots a row), each candidate's potential in the last pass (`stride` slots) and the potential
+/// after its winner. Buffers of the passes, one per thread, are made once.
 struct Nearest<T> {
     norms: Vec<T>,
     closest: Vec<T>,
     owner: Vec<u32>,
-    computed: Vec<bool>,
+    listed: Vec<u32>,
+    listed_len: Vec<usize>,
     dists: Vec<T>,
-    trials: usize,
+    stride: usize,
+    pots: Vec<f64>,
     chunk_pot: Vec<f64>,
+    /// The last pass's winner (candidate, centre position), not yet applied to `closest`.
+    pending: Option<(usize, u32)>,
+    scratch: Vec<Mutex<Vec<T>>>,
 }
 
 impl<T: Real> Nearest<T> {
-    /// Makes candidate `best` of the last pass the centre at position `centre`: every row that
-    /// pass computed takes its stored distance if it is closer (a skipped row cannot be).
-    fn apply(&mut self, best: usize, centre: u32, pots: &[Vec<f64>]) {
-        let trials = self.trials;
-        self.closest
-            .par_chunks_mut(CHUNK_ROWS)
-            .zip(self.owner.par_chunks_mut(CHUNK_ROWS))
-            .zip(self.computed.par_chunks(CHUNK_ROWS))
-            .zip(self.dists.par_chunks(CHUNK_ROWS * trials))
-            .for_each(|(((closest, owner), computed), dists)| {
-                for (r, _) in computed.iter().enumerate().filter(|(_, &c)| c) {
-                    let d = dists[r * trials + best];
-                    if d < closest[r] {
-                        closest[r] = d;
-                        owner[r] = centre;
-                    }
-                }
-            });
-        self.chunk_pot = pots.iter().map(|p| p[best]).collect();
+    fn new(kernel: Kernel, data: &DataView<'_, T>, trials: usize) -> Self {
+        let (n, d) = (data.n(), data.d);
+        let stride = kernel.trials_stride::<T>(trials);
+        let chunks = n.div_ceil(CHUNK_ROWS);
+        let threads = rayon::current_num_threads();
+        Nearest {
+            norms: row_norms(kernel, data),
+            closest: vec![T::infinity(); n],
+            owner: vec![u32::MAX; n],
+            listed: vec![0; n],
+            listed_len: vec![0; chunks],
+            dists: vec![T::zero(); n * stride],
+            stride,
+            pots: vec![0.0; chunks * stride],
+            chunk_pot: vec![0.0; chunks],
+            pending: None,
+            scratch: (0..threads).map(|_| Mutex::new(vec![T::zero(); SUB_ROWS * d])).collect(),
+        }
+    }
+
+    /// Makes candidate `best` of the last pass the centre at position `centre`; the rows take
+    /// their stored distance to it in the next pass (or when sampled).
+    fn won(&mut self, best: usize, centre: u32) {
+        self.pending = Some((best, centre));
+        let stride = self.stride;
+        self.chunk_pot.iter_mut().zip(self.pots.chunks_exact(stride)).for_each(|(c, p)| *c = p[best]);
     }
 
     /// The first row whose cumulative `weight × closest` reaches `target` (scikit-learn's
-    /// `searchsorted` on the cumulative sum).
+    /// `searchsorted` on the cumulative sum), the pending winner included.
     fn sample(&self, data: &DataView<'_, T>, mut target: f64) -> usize {
         let last = self.chunk_pot.len() - 1;
         let mut ci = 0;
@@ -195,64 +202,21 @@ impl<T: Real> Nearest<T> {
             ci += 1;
         }
         let (start, end) = (ci * CHUNK_ROWS, (ci * CHUNK_ROWS + CHUNK_ROWS).min(self.closest.len()));
-        let mut cum = 0.0;
+        let listed = &self.listed[start..start + self.listed_len[ci]];
+        let dists = &self.dists[start * self.stride..];
+        let (mut cum, mut j) = (0.0, 0);
         for i in start..end {
-            cum += data.weight(i) * self.closest[i].to_f64_exact();
+            let mut closest = self.closest[i];
+            if let Some((best, _)) = self.pending.filter(|_| listed.get(j) == Some(&((i - start) as u32))) {
+                closest = closer(closest, dists[j * self.stride + best]);
+                j += 1;
+            }
+            cum += data.weight(i) * closest.to_f64_exact();
             if cum >= target {
                 return i;
             }
         }
         end - 1
-    }
-}
-
-/// Buffers of a pass, made once per thread: the rows of a kernel call, gathered, and their
-/// distances.
-struct Scratch<T> {
-    kernel: Kernel,
-    select: Vec<u32>,
-    rows: Vec<T>,
-    dists: Vec<T>,
-    stride: usize,
-}
-
-impl<T: Real> Scratch<T> {
-    fn new(kernel: Kernel, d: usize, stride: usize) -> Self {
-        Scratch {
-            kernel,
-            select: vec![0; SUB_ROWS],
-            rows: vec![T::zero(); SUB_ROWS * d],
-            dists: vec![T::zero(); SUB_ROWS * stride],
-            stride,
-        }
-    }
-
-    /// Lists the rows of `rows` (at most [`SUB_ROWS`]) that `keep` selects, gathers them (one
-    /// read of each) and writes their squared distances (`‖x‖² + ‖c‖² − 2 x·c`, at least 0) to
-    /// the packed centres into `dists`, a row of `stride` each; returns how many rows it listed.
-    fn compute(
-        &mut self,
-        data: &DataView<'_, T>,
-        norms: &[T],
-        rows: Range<usize>,
-        keep: impl Fn(usize) -> bool,
-        packed: &Packed<T>,
-    ) -> usize {
-        // Branch-free compaction: which rows are kept is as random as the data's order.
-        let mut listed = 0;
-        for i in rows {
-            self.select[listed] = i as u32;
-            listed += usize::from(keep(i));
-        }
-        let select = &self.select[..listed];
-        let (x, dists) = (&mut self.rows[..listed * data.d], &mut self.dists[..listed * self.stride]);
-        data.gather(self.kernel, select, x);
-        self.kernel.dists(x, packed, dists);
-        for (&i, out) in select.iter().zip(dists.chunks_exact_mut(self.stride)) {
-            let norm = norms[i as usize];
-            out[..packed.k].iter_mut().for_each(|v| *v = (norm + *v).max(T::zero()));
-        }
-        listed
     }
 }
 
@@ -277,6 +241,18 @@ struct Step<'a, T> {
     skip_factor: T,
 }
 
+/// The rows of one chunk, as a pass sees and updates them.
+struct Chunk<'c, T> {
+    start: usize,
+    norms: &'c [T],
+    closest: &'c mut [T],
+    owner: &'c mut [u32],
+    listed: &'c mut [u32],
+    listed_len: &'c mut usize,
+    dists: &'c mut [T],
+    pots: &'c mut [f64],
+}
+
 impl<'a, T: Real> Step<'a, T> {
     /// A pass for the `candidates` (rows as the data reads them), given the `chosen` centres.
     fn new(kernel: Kernel, data: DataView<'a, T>, chosen: ArrayView2<'_, T>, candidates: ArrayView2<'_, T>) -> Self {
@@ -292,7 +268,7 @@ impl<'a, T: Real> Step<'a, T> {
         Step {
             kernel,
             data,
-            packed: kernel.pack(candidates),
+            packed: kernel.pack_trials(candidates),
             bound,
             skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
         }
@@ -305,68 +281,69 @@ impl<'a, T: Real> Step<'a, T> {
         self.bound.get(owner as usize).is_some_and(|&b| b > self.skip_factor * closest)
     }
 
-    /// Runs the pass, storing each computed row's distances; per chunk, each candidate's
-    /// potential (`Σ weight × min(closest, distance)`).
-    fn run(&self, state: &mut Nearest<T>) -> Vec<Vec<f64>> {
-        let Nearest { norms, closest, computed, dists, trials, owner, .. } = state;
-        let (norms, closest, owner, trials): (&[T], &[T], &[u32], usize) = (norms, closest, owner, *trials);
-        computed
+    /// Runs the pass: applies the pending winner, stores each computed row's distances and,
+    /// per chunk, each candidate's potential (`Σ weight × min(closest, distance)`).
+    fn run(&self, state: &mut Nearest<T>) {
+        let stride = state.stride;
+        let Nearest { norms, closest, owner, listed, listed_len, dists, pots, pending, scratch, .. } = state;
+        let (norms, pending, scratch): (&[T], _, &[Mutex<Vec<T>>]) = (norms, *pending, scratch);
+        closest
             .par_chunks_mut(CHUNK_ROWS)
-            .zip(dists.par_chunks_mut(CHUNK_ROWS * trials))
+            .zip(owner.par_chunks_mut(CHUNK_ROWS))
+            .zip(listed.par_chunks_mut(CHUNK_ROWS))
+            .zip(listed_len.par_iter_mut())
+            .zip(dists.par_chunks_mut(CHUNK_ROWS * stride))
+            .zip(pots.par_chunks_mut(stride))
             .enumerate()
-            .map_init(
-                || Scratch::new(self.kernel, self.data.d, self.packed.stride()),
-                |scratch, (ci, (computed, dists))| {
-                    let start = ci * CHUNK_ROWS;
-                    let rows = start..start + computed.len();
-                    let chunk = Chunk { norms, closest: &closest[rows.clone()], owner: &owner[rows], trials };
-                    self.chunk(scratch, start, &chunk, computed, dists)
-                },
-            )
-            .collect()
+            .for_each(|(ci, (((((closest, owner), listed), listed_len), dists), pots))| {
+                let start = ci * CHUNK_ROWS;
+                let norms = &norms[start..start + closest.len()];
+                let mut chunk = Chunk { start, norms, closest, owner, listed, listed_len, dists, pots };
+                // Each thread has its own buffer; the pass makes no nested parallel calls, so the
+                // lock is never contended.
+                let slot = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+                let mut rows = scratch[slot].lock().expect("a pass never panics holding its buffer");
+                self.chunk(&mut rows, &mut chunk, pending, stride);
+            });
     }
 
-    /// [`Step::run`] on the chunk of rows from `start`.
-    fn chunk(
-        &self,
-        scratch: &mut Scratch<T>,
-        start: usize,
-        chunk: &Chunk<'_, T>,
-        computed: &mut [bool],
-        dists: &mut [T],
-    ) -> Vec<f64> {
-        let (closest, trials, candidates) = (chunk.closest, chunk.trials, self.packed.k);
-        let mut pots = vec![0.0; candidates];
-        for s in (0..closest.len()).step_by(SUB_ROWS) {
-            let rows = s..(s + SUB_ROWS).min(closest.len());
-            let mut skipped = 0.0;
-            for r in rows.clone() {
-                let keep = !self.skip(closest[r], chunk.owner[r]);
-                computed[r] = keep;
-                skipped += if keep { 0.0 } else { self.data.weight(start + r) * closest[r].to_f64_exact() };
+    /// [`Step::run`] on one chunk of rows: applies the pending winner to the rows the last pass
+    /// computed, lists the rows this pass must compute, then gathers and computes them in blocks
+    /// (the gather of one block prefetching the next).
+    fn chunk(&self, buf: &mut [T], chunk: &mut Chunk<'_, T>, pending: Option<(usize, u32)>, stride: usize) {
+        if let Some((best, centre)) = pending {
+            let last = &chunk.listed[..*chunk.listed_len];
+            for (&r, dists) in last.iter().zip(chunk.dists.chunks_exact(stride)) {
+                // Selects, not branches: whether the winner comes closer is as random as the data.
+                let (r, dist) = (r as usize, dists[best]);
+                let nearer = dist < chunk.closest[r];
+                chunk.owner[r] = if nearer { centre } else { chunk.owner[r] };
+                chunk.closest[r] = closer(chunk.closest[r], dist);
             }
-            let range = start + rows.start..start + rows.end;
-            let listed = scratch.compute(&self.data, chunk.norms, range, |i| computed[i - start], &self.packed);
-            for (&i, d) in scratch.select[..listed].iter().zip(scratch.dists.chunks_exact(scratch.stride)) {
-                let r = i as usize - start;
-                let (w, cl) = (self.data.weight(i as usize), closest[r]);
-                dists[r * trials..r * trials + candidates].copy_from_slice(&d[..candidates]);
-                for (pot, &dt) in pots.iter_mut().zip(&d[..candidates]) {
-                    *pot += w * closer(cl, dt).to_f64_exact();
-                }
-            }
-            pots.iter_mut().for_each(|p| *p += skipped);
         }
-        pots
+        let weights = self.data.w.map(|w| &w[chunk.start..chunk.start + chunk.norms.len()]);
+        let (mut skipped, mut len) = (0.0, 0);
+        for r in 0..chunk.norms.len() {
+            let keep = !self.skip(chunk.closest[r], chunk.owner[r]);
+            // Branch-free compaction: which rows are kept is as random as the data's order.
+            chunk.listed[len] = r as u32;
+            len += usize::from(keep);
+            let weighted = weights.map_or(1.0, |w| w[r].to_f64_exact()) * chunk.closest[r].to_f64_exact();
+            skipped += if keep { 0.0 } else { weighted };
+        }
+        *chunk.listed_len = len;
+        chunk.pots.fill(0.0);
+        let listed = &chunk.listed[..len];
+        for (b, rows) in listed.chunks(SUB_ROWS).enumerate() {
+            let then = &listed[b * SUB_ROWS + rows.len()..];
+            let x = &mut buf[..rows.len() * self.data.d];
+            self.data.gather(self.kernel, chunk.start, rows, then, x);
+            let rows = Listed { rows, norms: chunk.norms, closest: chunk.closest, weights };
+            let dists = &mut chunk.dists[b * SUB_ROWS * stride..][..rows.rows.len() * stride];
+            self.kernel.trials(x, &self.packed, &rows, stride, dists, chunk.pots);
+        }
+        chunk.pots.iter_mut().for_each(|p| *p += skipped);
     }
-}
-
-/// What a pass reads of one chunk's rows.
-struct Chunk<'c, T> {
-    norms: &'c [T],
-    closest: &'c [T],
-    owner: &'c [u32],
-    trials: usize,
 }
 
 /// `k` distinct rows drawn without replacement with probability proportional to their weight

@@ -95,9 +95,10 @@ impl<'a, T: Real> DataView<'a, T> {
         }
     }
 
-    /// Rows `list` as seen, into `out` (`list.len() · d` values).
-    pub(crate) fn gather(&self, kernel: Kernel, list: &[u32], out: &mut [T]) {
-        kernel.gather(self.x, self.d, Rows::List(list), self.shift, out);
+    /// Rows `start + list[r]` as seen, into `out` (`list.len() · d` values), prefetching the
+    /// rows `start + then[r]` that the caller gathers next.
+    pub(crate) fn gather(&self, kernel: Kernel, start: usize, list: &[u32], then: &[u32], out: &mut [T]) {
+        kernel.gather(&self.x[start * self.d..], self.d, Rows::List { rows: list, then }, self.shift, out);
     }
 
     /// Value `q` of row `i` as seen (the same rounding as [`DataView::block`]).

@@ -61,6 +61,14 @@ impl Lanes for F32x8 {
         _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
+    unsafe fn add_scaled_f64(acc: *mut f64, v: __m256, w: f64) {
+        let w = _mm256_set1_pd(w);
+        let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
+        _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_mul_pd(w, lo)));
+        _mm256_storeu_pd(acc.add(4), _mm256_add_pd(_mm256_loadu_pd(acc.add(4)), _mm256_mul_pd(w, hi)));
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m256) -> f32 {
         let mut vs = [0f32; 8];
         _mm256_storeu_ps(vs.as_mut_ptr(), v);
@@ -119,6 +127,10 @@ impl Lanes for F64x4 {
         _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
+    unsafe fn add_scaled_f64(acc: *mut f64, v: __m256d, w: f64) {
+        _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_mul_pd(_mm256_set1_pd(w), v)));
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m256d) -> f64 {
         let mut vs = [0f64; 4];
         _mm256_storeu_pd(vs.as_mut_ptr(), v);
@@ -134,5 +146,5 @@ fn lowest<T: crate::Real>(values: &[T], idx: &[T]) -> (T, T) {
     (min, at)
 }
 
-routines!(F32, F32x8, f32, 6, 12, 2, "avx2,fma");
-routines!(F64, F64x4, f64, 6, 12, 2, "avx2,fma");
+routines!(F32, F32x8, F32x8, f32, 6, 12, 12, 2, "avx2,fma");
+routines!(F64, F64x4, F64x4, f64, 6, 12, 12, 2, "avx2,fma");

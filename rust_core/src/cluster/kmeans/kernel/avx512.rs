@@ -60,6 +60,14 @@ impl Lanes for F32x16 {
         _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
+    unsafe fn add_scaled_f64(acc: *mut f64, v: __m512, w: f64) {
+        let w = _mm512_set1_pd(w);
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+        _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), _mm512_mul_pd(w, lo)));
+        _mm512_storeu_pd(acc.add(8), _mm512_add_pd(_mm512_loadu_pd(acc.add(8)), _mm512_mul_pd(w, hi)));
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {
         _mm512_reduce_add_ps(v)
     }
@@ -115,10 +123,14 @@ impl Lanes for F64x8 {
         _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
+    unsafe fn add_scaled_f64(acc: *mut f64, v: __m512d, w: f64) {
+        _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), _mm512_mul_pd(_mm512_set1_pd(w), v)));
+    }
+    #[inline(always)]
     unsafe fn sum(v: __m512d) -> f64 {
         _mm512_reduce_add_pd(v)
     }
 }
 
-routines!(F32, F32x16, f32, 6, 12, 4, "avx512f");
-routines!(F64, F64x8, f64, 6, 12, 4, "avx512f");
+routines!(F32, F32x16, super::avx2::F32x8, f32, 6, 12, 12, 4, "avx512f,avx512vl,avx2,fma");
+routines!(F64, F64x8, super::avx2::F64x4, f64, 6, 12, 12, 4, "avx512f,avx512vl,avx2,fma");

@@ -7,7 +7,7 @@
 
 use num_traits::{Float, One, Zero};
 
-use super::Packed;
+use super::{Listed, Packed};
 use crate::Real;
 
 /// A SIMD vector of `W` values of `T` and the operations the kernel needs.
@@ -37,6 +37,8 @@ pub(super) trait Lanes {
     unsafe fn argmin(v: Self::V, idx: Self::V) -> (Self::T, Self::T);
     /// Sum of the lanes.
     unsafe fn sum(v: Self::V) -> Self::T;
+    /// `acc[i] += w · v[i]` in f64 for the W lanes (a product, then a sum: no fused rounding).
+    unsafe fn add_scaled_f64(acc: *mut f64, v: Self::V, w: f64);
     /// Hints that the cache line holding `p` will be read soon.
     #[inline(always)]
     unsafe fn prefetch(_p: *const Self::T) {}
@@ -106,28 +108,6 @@ unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
     }
 }
 
-/// Stores `‖c‖² − 2·acc` (centres `col..col + NV·W`) for MR rows into `out` (row stride `stride`).
-///
-/// # Safety
-/// `norms` is valid for reads of `col + NV·W` values, `out` for writes of MR rows of `stride`.
-#[inline(always)]
-unsafe fn store_block<L: Lanes, const MR: usize, const NV: usize>(
-    acc: &[[L::V; NV]; MR],
-    norms: *const L::T,
-    col: usize,
-    out: *mut L::T,
-    stride: usize,
-) {
-    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
-    for v in 0..NV {
-        let c = col + v * L::W;
-        let norm = L::load(norms.add(c));
-        for (r, acc) in acc.iter().enumerate() {
-            L::store(out.add(r * stride + c), L::mul_add(acc[v], minus_two, norm));
-        }
-    }
-}
-
 /// Runs `$body` with `const $nv` = the number of vectors panel `$p` of `$c` needs (at most
 /// `$nvmax`), so that a short last panel costs only what it holds.
 macro_rules! with_panel_width {
@@ -182,61 +162,75 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     }
 }
 
-/// See [`super::Kernel::dists`]: panels of one vector take `MRW` rows at a time, wider ones `MR`.
+/// See [`super::Kernel::trials`]: panels of one vector take `MRW` rows at a time, wider ones `MR`.
 ///
 /// # Safety
-/// As [`nearest`], with `x` holding `out.len() / c.stride()` rows (checked by [`super::Kernel::dists`]).
+/// As [`nearest`], with `x` holding `listed.rows.len()` rows, every listed row below
+/// `listed.norms.len()`, `dists` holding `listed.rows.len()` rows of `stride ≥ c.stride()` values and
+/// `pots` at least `c.stride()` values (checked by [`super::Kernel::trials`]).
 #[inline(always)]
-pub(super) unsafe fn dists<L: Lanes, const MR: usize, const MRW: usize, const NVMAX: usize>(
+pub(super) unsafe fn trials<L: Lanes, const MR: usize, const MRW: usize, const NVMAX: usize>(
     x: &[L::T],
     c: &Packed<L::T>,
-    out: &mut [L::T],
+    listed: &Listed<'_, L::T>,
+    stride: usize,
+    dists: &mut [L::T],
+    pots: &mut [f64],
 ) {
     for p in 0..c.panels() {
         with_panel_width!(c, p, NVMAX, |NV| {
             if NV == 1 {
-                dists_panel::<L, MRW, 1>(x, c, p, out);
+                trials_panel::<L, MRW, 1>(x, c, p, listed, stride, dists, pots);
             } else {
-                dists_panel::<L, MR, NV>(x, c, p, out);
+                trials_panel::<L, MR, NV>(x, c, p, listed, stride, dists, pots);
             }
         });
     }
 }
 
-/// [`dists`] for panel `p`, whose centres take `NV` vectors.
+/// [`trials`] for panel `p`, whose candidates take `NV` vectors: the dot products stay in
+/// registers until each row's distances are stored and its potentials added.
 ///
 /// # Safety
-/// As [`dists`].
+/// As [`trials`].
 #[inline(always)]
-unsafe fn dists_panel<L: Lanes, const MR: usize, const NV: usize>(
+unsafe fn trials_panel<L: Lanes, const MR: usize, const NV: usize>(
     x: &[L::T],
     c: &Packed<L::T>,
     p: usize,
-    out: &mut [L::T],
+    listed: &Listed<'_, L::T>,
+    stride: usize,
+    dists: &mut [L::T],
+    pots: &mut [f64],
 ) {
-    let (d, nr, stride) = (c.d, c.nr, c.stride());
+    let (d, nr) = (c.d, c.nr);
     let (panel, norms, col) = (c.data().as_ptr().add(p * d * nr), c.norms.as_ptr(), p * nr);
-    let n = out.len() / stride;
-    // A short last block is written here first: the micro-kernel always stores MR rows.
-    let mut tail = vec![L::T::zero(); MR * stride];
+    let (zero, minus_two) = (L::splat(L::T::zero()), L::splat(L::T::from_f64_lossy(-2.0)));
+    let n = listed.rows.len();
     for r0 in (0..n).step_by(MR) {
         let m = MR.min(n - r0);
         let rows = row_block::<L::T, MR>(x, d, r0, m);
         let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
-        if m == MR {
-            store_block::<L, MR, NV>(&acc, norms, col, out[r0 * stride..(r0 + MR) * stride].as_mut_ptr(), stride);
-        } else {
-            store_block::<L, MR, NV>(&acc, norms, col, tail.as_mut_ptr(), stride);
-            for r in 0..m {
-                let cols = r * stride + col..r * stride + (col + NV * L::W).min(stride);
-                out[(r0 + r) * stride + col..][..cols.len()].copy_from_slice(&tail[cols]);
+        // Rows past `m` repeat the last one: their results are dropped.
+        for (r, acc) in acc.iter().enumerate().take(m) {
+            let i = *listed.rows.get_unchecked(r0 + r) as usize;
+            let norm = L::splat(*listed.norms.get_unchecked(i));
+            let closest = L::splat(*listed.closest.get_unchecked(i));
+            let w = listed.weights.map_or(1.0, |w| w.get_unchecked(i).to_f64_exact());
+            for (v, &acc) in acc.iter().enumerate() {
+                let cc = col + v * L::W;
+                // ‖x‖² + (‖c‖² − 2 x·c), at least 0: the rounding may take it below.
+                let dist = L::add(norm, L::mul_add(acc, minus_two, L::load(norms.add(cc))));
+                let dist = L::select_lt(dist, zero, zero, dist);
+                L::store(dists.as_mut_ptr().add((r0 + r) * stride + cc), dist);
+                L::add_scaled_f64(pots.as_mut_ptr().add(cc), L::select_lt(dist, closest, dist, closest), w);
             }
         }
     }
 }
 
 /// How far ahead (in rows) [`gather`] prefetches the rows of a list.
-const PREFETCH_ROWS: usize = 16;
+pub(super) const PREFETCH_ROWS: usize = 24;
 
 /// See [`super::Kernel::gather`].
 ///
@@ -257,11 +251,12 @@ pub(super) unsafe fn gather<L: Lanes>(
                 copy_row::<L>(x.as_ptr().add((start + r) * d), d, shift, out.as_mut_ptr().add(r * d));
             }
         }
-        super::Rows::List(list) => {
+        super::Rows::List { rows: list, then } => {
             for (r, &i) in list.iter().enumerate() {
                 // Listed rows are scattered, too short for the hardware prefetcher: ask ahead,
                 // so that the memory-bound k-means++ pass keeps several rows in flight.
-                if let Some(&ahead) = list.get(r + PREFETCH_ROWS) {
+                let ahead = r + PREFETCH_ROWS;
+                if let Some(&ahead) = list.get(ahead).or_else(|| then.get(ahead - list.len())) {
                     let row = x.as_ptr().add(ahead as usize * d);
                     for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
                         L::prefetch(row.add(line));
@@ -349,19 +344,19 @@ pub(super) unsafe fn sq_dist<L: Lanes>(a: &[L::T], b: &[L::T]) -> L::T {
 
 /// Defines `const $name: Routines<$t>` whose entry points run the generic routines with
 /// `$lanes`, `MR = $mr` rows (`$mrw` against panels of one vector) and panels of `$nv` vectors,
-/// compiled with `#[target_feature(enable = $feature)]`.
+/// compiled with `#[target_feature(enable = $feature)]`; k-means++ candidates also get the
+/// narrower `$narrow` vectors (`$nmrw` rows at a time), which waste fewer lanes on a handful.
 macro_rules! routines {
-    ($name:ident, $lanes:ty, $t:ty, $mr:literal, $mrw:literal, $nv:literal, $feature:literal) => {
+    ($name:ident, $lanes:ty, $narrow:ty, $t:ty, $mr:literal, $mrw:literal, $nmrw:literal, $nv:literal, $feature:literal) => {
         pub(super) const $name: super::Routines<$t> = {
-            use super::{lanes, Packed};
+            use super::lanes::{self, trials_entry};
+            use super::{Listed, Packed};
             #[target_feature(enable = $feature)]
             unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
                 lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
             }
-            #[target_feature(enable = $feature)]
-            unsafe fn dists(x: &[$t], c: &Packed<$t>, out: &mut [$t]) {
-                lanes::dists::<$lanes, $mr, $mrw, $nv>(x, c, out)
-            }
+            trials_entry!(trials, $feature, $t, $lanes, $mr, $mrw, $nv);
+            trials_entry!(trials_narrow, $feature, $t, $narrow, $mr, $nmrw, $nv);
             #[target_feature(enable = $feature)]
             unsafe fn gather(x: &[$t], d: usize, rows: super::Rows<'_>, shift: Option<&[$t]>, out: &mut [$t]) {
                 lanes::gather::<$lanes>(x, d, rows, shift, out)
@@ -374,11 +369,15 @@ macro_rules! routines {
             unsafe fn sq_dist(a: &[$t], b: &[$t]) -> $t {
                 lanes::sq_dist::<$lanes>(a, b)
             }
+            let (wide, narrow) = (<$lanes as lanes::Lanes>::W, <$narrow as lanes::Lanes>::W);
             super::Routines {
-                lanes: <$lanes as lanes::Lanes>::W,
-                panel: $nv * <$lanes as lanes::Lanes>::W,
+                lanes: wide,
+                panel: $nv * wide,
                 nearest,
-                dists,
+                trials: [
+                    super::TrialsVariant { lanes: narrow, panel: narrow, run: trials_narrow },
+                    super::TrialsVariant { lanes: wide, panel: $nv * wide, run: trials },
+                ],
                 gather,
                 accumulate,
                 sq_dist,
@@ -387,3 +386,15 @@ macro_rules! routines {
     };
 }
 pub(super) use routines;
+
+/// Defines `$name`, an entry point of [`trials`] for `$lanes` with those block sizes, compiled
+/// with `#[target_feature(enable = $feature)]` (for [`routines!`]).
+macro_rules! trials_entry {
+    ($name:ident, $feature:literal, $t:ty, $lanes:ty, $mr:literal, $mrw:literal, $nv:literal) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(x: &[$t], c: &Packed<$t>, l: &Listed<'_, $t>, stride: usize, d: &mut [$t], p: &mut [f64]) {
+            lanes::trials::<$lanes, $mr, $mrw, $nv>(x, c, l, stride, d, p)
+        }
+    };
+}
+pub(super) use trials_entry;

@@ -39,7 +39,7 @@ pub(crate) struct Kernel {
 }
 
 type NearestFn<T> = unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]);
-type DistsFn<T> = unsafe fn(&[T], &Packed<T>, &mut [T]);
+type TrialsFn<T> = unsafe fn(&[T], &Packed<T>, &Listed<'_, T>, usize, &mut [T], &mut [f64]);
 type GatherFn<T> = unsafe fn(&[T], usize, Rows<'_>, Option<&[T]>, &mut [T]);
 type AccumulateFn<T> = unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]);
 
@@ -52,14 +52,24 @@ pub(super) struct Routines<T: 'static> {
     panel: usize,
     /// See [`Kernel::nearest`].
     nearest: NearestFn<T>,
-    /// See [`Kernel::dists`].
-    dists: DistsFn<T>,
+    /// See [`Kernel::trials`]: a narrow variant, then the full width.
+    trials: [TrialsVariant<T>; 2],
     /// See [`Kernel::gather`].
     gather: GatherFn<T>,
     /// See [`Kernel::accumulate`].
     accumulate: AccumulateFn<T>,
     /// See [`Kernel::sq_dist`].
     sq_dist: unsafe fn(&[T], &[T]) -> T,
+}
+
+/// One width of [`Kernel::trials`].
+#[derive(Clone, Copy)]
+pub(super) struct TrialsVariant<T: 'static> {
+    /// Vector width in elements.
+    lanes: usize,
+    /// Candidates per packed panel.
+    panel: usize,
+    run: TrialsFn<T>,
 }
 
 impl Kernel {
@@ -73,7 +83,8 @@ impl Kernel {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            // VL gives the narrow (ymm) k-means++ kernel all 32 vector registers.
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
                 all.push(Kernel { isa: Isa::Avx512 });
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -108,8 +119,7 @@ impl Kernel {
         table.and_then(|t| t.downcast_ref::<Routines<T>>()).copied().unwrap_or_else(portable::routines::<T>)
     }
 
-    /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`] and
-    /// [`Kernel::dists`].
+    /// Packs the rows of `centres` (k × d) into panels for [`Kernel::nearest`].
     pub(crate) fn pack<T: Real>(self, centres: ArrayView2<'_, T>) -> Packed<T> {
         Packed::new(centres, self.routines::<T>().panel, self.routines::<T>().lanes, self)
     }
@@ -118,30 +128,75 @@ impl Kernel {
     /// (the lowest index among equals) and its `‖c‖² − 2 x·c` (add `‖x‖²` for the squared distance).
     pub(crate) fn nearest<T: Real>(self, x: &[T], packed: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
         assert_eq!(packed.kernel, self, "centres packed for another kernel");
+        let routines = self.routines::<T>();
+        assert!(packed.lanes == routines.lanes && packed.nr == routines.panel, "not packed by pack");
         assert!(x.len() == labels.len() * packed.d && values.len() == labels.len());
         // SAFETY: `self` was made by `available()`, so the CPU has the variant's instruction set;
         // the slice lengths were checked above.
         unsafe { (self.routines::<T>().nearest)(x, packed, labels, values) }
     }
 
-    /// `out[i · packed.stride() + j] = ‖c_j‖² − 2 x_i·c_j` for the rows of `x` (row-major,
-    /// `packed.d` columns) and every centre `j` (columns past `packed.k` hold padding). With a
-    /// handful of centres (one vector) the micro-kernel takes twice as many rows, so that enough
-    /// independent FMA chains hide their latency.
-    pub(crate) fn dists<T: Real>(self, x: &[T], packed: &Packed<T>, out: &mut [T]) {
-        assert_eq!(packed.kernel, self, "centres packed for another kernel");
-        let rows = out.len() / packed.stride();
-        assert!(out.len() == rows * packed.stride() && x.len() == rows * packed.d);
-        // SAFETY: as in `nearest`; the lengths were checked above.
-        unsafe { (self.routines::<T>().dists)(x, packed, out) }
+    /// The variant of [`Kernel::trials`] for `count` candidates: the narrowest that holds them.
+    fn trials_variant<T: Real>(self, count: usize) -> TrialsVariant<T> {
+        let [narrow, wide] = self.routines::<T>().trials;
+        if count <= narrow.lanes {
+            narrow
+        } else {
+            wide
+        }
+    }
+
+    /// Packs k-means++ candidates (a handful of rows) for [`Kernel::trials`].
+    pub(crate) fn pack_trials<T: Real>(self, candidates: ArrayView2<'_, T>) -> Packed<T> {
+        let variant = self.trials_variant::<T>(candidates.nrows());
+        Packed::new(candidates, variant.panel, variant.lanes, self)
+    }
+
+    /// The row stride [`Kernel::trials`] needs for up to `count` candidates.
+    pub(crate) fn trials_stride<T: Real>(self, count: usize) -> usize {
+        count.div_ceil(self.trials_variant::<T>(count).lanes) * self.trials_variant::<T>(count).lanes
+    }
+
+    /// The k-means++ step for the rows of `x` (row-major, `packed.d` columns), row `r` being row
+    /// `listed.rows[r]` of `listed`: writes its squared distances to the candidates
+    /// (`‖x‖² + ‖c‖² − 2 x·c`, at least 0) to row `r` of `dists` (`stride` values a row; columns
+    /// past `packed.k` hold padding) and adds `w · min(closest, distance)` to `pots` per candidate.
+    /// A handful of candidates takes narrow vectors (fewer idle lanes) and twice as many rows
+    /// at a time, so that enough independent FMA chains hide their latency.
+    pub(crate) fn trials<T: Real>(
+        self,
+        x: &[T],
+        packed: &Packed<T>,
+        listed: &Listed<'_, T>,
+        stride: usize,
+        dists: &mut [T],
+        pots: &mut [f64],
+    ) {
+        assert_eq!(packed.kernel, self, "candidates packed for another kernel");
+        let variant = self.trials_variant::<T>(packed.k);
+        assert!(packed.lanes == variant.lanes && packed.nr == variant.panel, "not packed by pack_trials");
+        let n = listed.norms.len();
+        assert!(listed.closest.len() == n && listed.weights.is_none_or(|w| w.len() == n));
+        assert!(x.len() == listed.rows.len() * packed.d && listed.rows.iter().all(|&r| (r as usize) < n));
+        let rows = listed.rows.len();
+        assert!(stride >= packed.stride() && dists.len() == rows * stride && pots.len() >= packed.stride());
+        // SAFETY: as in `nearest`; the lengths and listed rows were checked above.
+        unsafe { (variant.run)(x, packed, listed, stride, dists, pots) }
     }
 
     /// Copies `rows` of `x` (row-major, `d` columns) into `out`, minus `shift` if given: one
     /// read of each row, prefetched ahead when the rows are a scattered list.
     pub(crate) fn gather<T: Real>(self, x: &[T], d: usize, rows: Rows<'_>, shift: Option<&[T]>, out: &mut [T]) {
+        // Only the first rows of `then` are prefetched.
+        let rows = match rows {
+            Rows::List { rows, then } => Rows::List { rows, then: &then[..then.len().min(lanes::PREFETCH_ROWS)] },
+            range => range,
+        };
         let (len, last) = match rows {
             Rows::Range { start, len } => (len, start + len),
-            Rows::List(list) => (list.len(), list.iter().map(|&i| i as usize + 1).max().unwrap_or(0)),
+            Rows::List { rows, then } => {
+                (rows.len(), rows.iter().chain(then).map(|&i| i as usize + 1).max().unwrap_or(0))
+            }
         };
         assert!(last * d <= x.len() && out.len() == len * d && shift.is_none_or(|m| m.len() == d));
         // SAFETY: as in `nearest`; every row read lies in `x` and `out` holds them all (checked above).
@@ -173,20 +228,34 @@ impl Kernel {
     }
 }
 
+/// What [`Kernel::trials`] reads per row of a k-means++ pass (the rows of one chunk).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed<'a, T> {
+    /// The rows whose distances are computed, in the order they were gathered.
+    pub(crate) rows: &'a [u32],
+    /// Per row: squared norm.
+    pub(crate) norms: &'a [T],
+    /// Per row: squared distance to the nearest centre so far.
+    pub(crate) closest: &'a [T],
+    /// Per row: weight (1 if `None`).
+    pub(crate) weights: Option<&'a [T]>,
+}
+
 /// Which rows of a matrix [`Kernel::gather`] copies.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rows<'a> {
     /// `len` consecutive rows from `start`.
     Range { start: usize, len: usize },
-    /// These rows, in this order.
-    List(&'a [u32]),
+    /// These rows, in this order; `then` lists the rows the caller gathers next, which are
+    /// prefetched as the list runs out, so that the memory stays busy across calls.
+    List { rows: &'a [u32], then: &'a [u32] },
 }
 
 fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
 }
 
-/// Centres laid out for the micro-kernel: panels of `nr` centres, each panel `d × nr` with the
+/// Centres (or candidates) laid out for the micro-kernel: panels of `nr` centres, each panel `d × nr` with the
 /// `nr` values of one feature contiguous, 64-byte aligned; norms padded with +∞ so that padding
 /// columns never win an argmin.
 #[derive(Debug, Clone)]
@@ -234,7 +303,7 @@ impl<T: Real> Packed<T> {
         self.k.div_ceil(self.nr)
     }
 
-    /// Row stride of [`Kernel::dists`]' output: k rounded up to whole vectors.
+    /// Smallest row stride of [`Kernel::trials`]' output: k rounded up to whole vectors.
     pub(crate) fn stride(&self) -> usize {
         self.k.div_ceil(self.lanes) * self.lanes
     }
@@ -255,7 +324,9 @@ mod tests {
 
     /// Every variant agrees with a direct computation, for shapes around the block sizes.
     fn variants_agree<T: Real>(tol: f64) {
-        for &(n, d, k) in &[(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40)] {
+        let shapes =
+            [(1, 1, 1), (5, 3, 2), (13, 7, 17), (37, 64, 64), (50, 5, 33), (25, 100, 9), (49, 17, 40), (70, 64, 6)];
+        for &(n, d, k) in &shapes {
             let x = random::<T>(n, d, (n * d * k) as u64);
             let c = random::<T>(k, d, 7 + k as u64);
             let xs = x.as_slice().unwrap();
@@ -263,26 +334,48 @@ mod tests {
                 let packed = kernel.pack(c.view());
                 let (mut labels, mut values) = (vec![0; n], vec![T::zero(); n]);
                 kernel.nearest(xs, &packed, &mut labels, &mut values);
-                let mut dists = vec![T::zero(); n * packed.stride()];
-                kernel.dists(xs, &packed, &mut dists);
+                let name = kernel.name();
+                let exact = |i: usize, j: usize| -> f64 {
+                    (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum()
+                };
+                let norm = |i: usize| -> f64 { x.row(i).iter().map(|v| v.to_f64_exact().powi(2)).sum() };
+                let scale =
+                    |i: usize| norm(i) + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
                 for i in 0..n {
-                    let exact: Vec<f64> = (0..k)
-                        .map(|j| (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum())
-                        .collect();
-                    let xn: f64 = x.row(i).iter().map(|v| v.to_f64_exact().powi(2)).sum();
-                    let scale = xn + 1.0 + c.outer_iter().map(|r| r.dot(&r).to_f64_exact()).fold(0.0, f64::max);
-                    let best = exact.iter().copied().fold(f64::INFINITY, f64::min);
-                    let name = kernel.name();
-                    assert!((xn + values[i].to_f64_exact() - best).abs() <= tol * scale, "{name} value row {i}");
-                    assert!(exact[labels[i] as usize] - best <= 2.0 * tol * scale, "{name} label row {i}");
+                    let best = (0..k).map(|j| exact(i, j)).fold(f64::INFINITY, f64::min);
+                    let (value, label) = (norm(i) + values[i].to_f64_exact(), labels[i] as usize);
+                    assert!((value - best).abs() <= tol * scale(i), "{name} value row {i}");
+                    assert!(exact(i, label) - best <= 2.0 * tol * scale(i), "{name} label row {i}");
                     for j in 0..k {
-                        let got = xn + dists[i * packed.stride() + j].to_f64_exact();
-                        assert!((got - exact[j]).abs() <= tol * scale, "{name} dist ({i}, {j})");
                         let sq = kernel.sq_dist(x.row(i).as_slice().unwrap(), c.row(j).as_slice().unwrap());
-                        assert!((sq.to_f64_exact() - exact[j]).abs() <= tol * scale, "{name} sq_dist");
+                        assert!((sq.to_f64_exact() - exact(i, j)).abs() <= tol * scale(i), "{name} sq_dist");
                     }
                 }
+                // k-means++ candidates: every other row, listed backwards, weighted.
+                let rows: Vec<u32> = (0..n as u32).rev().step_by(2).collect();
+                let mut gathered = vec![T::zero(); rows.len() * d];
+                kernel.gather(xs, d, Rows::List { rows: &rows, then: &[] }, None, &mut gathered);
+                let norms: Vec<T> = (0..n).map(|i| T::from_f64_lossy(norm(i))).collect();
+                let closest: Vec<T> = (0..n).map(|i| T::from_f64_lossy(0.5 * norm(i) + i as f64)).collect();
                 let w: Vec<T> = (0..n).map(|i| T::from_f64_lossy(0.5 + i as f64)).collect();
+                let listed = Listed { rows: &rows, norms: &norms, closest: &closest, weights: Some(&w) };
+                let trials = kernel.pack_trials(c.view());
+                let stride = kernel.trials_stride::<T>(k);
+                let (mut dists, mut pots) = (vec![T::zero(); rows.len() * stride], vec![0.0; stride]);
+                kernel.trials(&gathered, &trials, &listed, stride, &mut dists, &mut pots);
+                for (r, &i) in rows.iter().enumerate() {
+                    let i = i as usize;
+                    for j in 0..k {
+                        let got = dists[r * stride + j].to_f64_exact();
+                        assert!((got - exact(i, j)).abs() <= tol * scale(i), "{name} trial dist ({i}, {j})");
+                    }
+                }
+                for (j, &pot) in pots.iter().enumerate().take(k) {
+                    let wmin = |i: usize| w[i].to_f64_exact() * exact(i, j).min(closest[i].to_f64_exact());
+                    let want: f64 = rows.iter().map(|&i| wmin(i as usize)).sum();
+                    let bound: f64 = rows.iter().map(|&i| w[i as usize].to_f64_exact() * scale(i as usize)).sum();
+                    assert!((pot - want).abs() <= tol * bound, "{name} potential {j}");
+                }
                 let (mut sums, mut weights) = (vec![T::zero(); k * d], vec![0.0; k]);
                 kernel.accumulate(xs, Some(&w), &labels, &mut sums, &mut weights);
                 for j in 0..k {
@@ -323,14 +416,13 @@ mod tests {
                 (labels, values)
             };
             let (labels, values) = run(portable);
-            let packed = portable.pack(c.view());
-            let mut all = vec![0.0; n * packed.stride()];
-            portable.dists(x.as_slice().unwrap(), &packed, &mut all);
+            // `‖c_j‖² − 2 x_i·c_j`, the value `nearest` minimises.
+            let value = |i: usize, j: usize| c.row(j).dot(&c.row(j)) - 2.0 * x.row(i).dot(&c.row(j));
             for kernel in Kernel::available() {
                 let (l, v) = run(kernel);
                 for i in 0..n {
                     let tol = 1e-4 * (1.0 + values[i].abs() + 9.0 * d as f32);
-                    let chosen = all[i * packed.stride() + l[i] as usize];
+                    let chosen = value(i, l[i] as usize);
                     proptest::prop_assert!((v[i] - values[i]).abs() <= tol, "{} row {i}", kernel.name());
                     proptest::prop_assert!(l[i] == labels[i] || chosen - values[i] <= tol, "{} row {i}", kernel.name());
                 }
@@ -351,7 +443,8 @@ mod tests {
                     let x = &x;
                     let expect = |i: usize| (0..d).map(move |q| x[[i, q]] - shift.map_or(0.0, |m| m[q]));
                     let mut out = vec![f32::NAN; list.len() * d];
-                    kernel.gather(xs, d, Rows::List(&list), shift, &mut out);
+                    kernel.gather(xs, d, Rows::List { rows: &list[..3], then: &list[3..] }, shift, &mut out[..3 * d]);
+                    kernel.gather(xs, d, Rows::List { rows: &list[3..], then: &[] }, shift, &mut out[3 * d..]);
                     let want: Vec<f32> = list.iter().flat_map(|&i| expect(i as usize)).collect();
                     assert_eq!(out, want, "{} list d={d}", kernel.name());
                     let mut out = vec![f32::NAN; 9 * d];

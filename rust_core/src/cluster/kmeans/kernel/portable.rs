@@ -2,7 +2,7 @@
 //! which the compiler vectorises as far as the baseline target allows.
 
 use super::lanes::{self, Lanes};
-use super::{Packed, Routines, Rows};
+use super::{Listed, Packed, Routines, Rows, TrialsVariant};
 use crate::Real;
 
 /// 8 values of `T` in an array.
@@ -55,6 +55,13 @@ impl<T: Real> Lanes for Array8<T> {
         (min, at)
     }
     #[inline(always)]
+    unsafe fn add_scaled_f64(acc: *mut f64, v: [T; W], w: f64) {
+        for (i, v) in v.iter().enumerate() {
+            // SAFETY: the callers in `lanes.rs` pass pointers valid for W reads and writes.
+            unsafe { *acc.add(i) += w * v.to_f64_exact() };
+        }
+    }
+    #[inline(always)]
     unsafe fn sum(v: [T; W]) -> T {
         v.iter().copied().sum()
     }
@@ -65,9 +72,9 @@ fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]
     unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
 }
 
-fn dists<T: Real>(x: &[T], c: &Packed<T>, out: &mut [T]) {
+fn trials<T: Real>(x: &[T], c: &Packed<T>, listed: &Listed<'_, T>, stride: usize, dists: &mut [T], pots: &mut [f64]) {
     // SAFETY: as in `nearest`.
-    unsafe { lanes::dists::<Array8<T>, 4, 8, 2>(x, c, out) }
+    unsafe { lanes::trials::<Array8<T>, 4, 8, 2>(x, c, listed, stride, dists, pots) }
 }
 
 fn gather<T: Real>(x: &[T], d: usize, rows: Rows<'_>, shift: Option<&[T]>, out: &mut [T]) {
@@ -87,5 +94,6 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 
 /// The portable routines for `T`.
 pub(super) fn routines<T: Real>() -> Routines<T> {
-    Routines { lanes: W, panel: 2 * W, nearest, dists, gather, accumulate, sq_dist }
+    let variant = TrialsVariant { lanes: W, panel: 2 * W, run: trials };
+    Routines { lanes: W, panel: 2 * W, nearest, trials: [variant; 2], gather, accumulate, sq_dist }
 }
