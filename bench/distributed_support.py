@@ -173,7 +173,8 @@ def print_scaling(title: str, threads: dict[int, Timing], workers: dict[int, Tim
     distributed run spent beyond the one in process (the queue's cost, which load does not hide)."""
     print(title)
     print(f"  ({FAIRNESS})")
-    print("                                    wall s    CPU s")
+    with_cpu = any(s.cpu is not None for s in [*threads.values(), *workers.values()])
+    print("                                    wall s" + ("    CPU s" if with_cpu else ""))
 
     def cpu(s: Timing) -> str:
         return "" if s.cpu is None else f" {s.cpu:8.3f}"

@@ -335,7 +335,8 @@ impl ClusterShards {
             Ok::<_, Error>(MatrixRef { at: DataRef::Key(key), rows: m.nrows(), cols: m.ncols() })
         })?;
         let kept_keys: Vec<&String> = kept.values().map(|(key, _)| key).collect();
-        let stale: Vec<&String> = self.broadcast.values().map(|(key, _)| key).filter(|k| !kept_keys.contains(k)).collect();
+        let stale: Vec<&String> =
+            self.broadcast.values().map(|(key, _)| key).filter(|k| !kept_keys.contains(k)).collect();
         if !stale.is_empty() {
             pipe.cmd("DEL").arg(stale).ignore();
         }
@@ -567,7 +568,9 @@ impl ClusterShards {
         let shards = &self.in_flight[id].shards;
         let reason = match read {
             Ok(answers) if answers.len() == shards.len() => return Ok(answers),
-            Ok(answers) => format!("{} replies for {} shards: is the worker of another version?", answers.len(), shards.len()),
+            Ok(answers) => {
+                format!("{} replies for {} shards: is the worker of another version?", answers.len(), shards.len())
+            }
             Err(e) => format!("unreadable reply: {e}"),
         };
         Err(Error::Shard { shard: shards[0].1, reason })
