@@ -243,13 +243,12 @@ async fn store(
             validate_data(x, None, params.n_clusters)?;
             let plan = params.plan(x.nrows(), x.ncols())?;
             let prefix = job_key(queue, job, "x");
+            let ttl_ms = kept.ttl().as_millis() as u64;
             for s in 0..plan.shards() {
-                let rows = x.slice(s![plan.range(s), ..]).to_owned();
-                let at = ShardSource::shard_ref(&prefix, &plan, s).at;
-                if let DataRef::Key(key) = &at {
-                    kept.add([key.clone()]);
-                }
-                MatrixRef::write_expiring(queue, at, &rows, Some(kept.ttl())).await?;
+                let key = ShardSource::shard_key(&prefix, s);
+                kept.add([key.clone()]);
+                let bytes = le_bytes(x.slice(s![plan.range(s), ..]));
+                queue.conn.query::<()>(redis::cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms)).await?;
             }
             (plan, ShardSource::Keys(prefix))
         }
@@ -277,6 +276,15 @@ async fn store(
             (plan, ShardSource::Parts(manifest))
         }
     })
+}
+
+/// The raw little-endian float32 values of `m`, row-major: what a [`MatrixRef`] reads.
+fn le_bytes(m: ArrayView2<'_, f32>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(m.len() * 4);
+    for v in m {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
 }
 
 impl ShardExecutor<f32> for ClusterShards {
@@ -321,8 +329,7 @@ impl ClusterShards {
                 None => {
                     let key = format!("{prefix}:{written}");
                     written += 1;
-                    let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).ignore();
+                    pipe.cmd("SET").arg(&key).arg(le_bytes(m.view())).arg("PX").arg(ttl_ms).ignore();
                     key
                 }
             };
