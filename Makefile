@@ -79,8 +79,9 @@ $(RAY_VENV)/.installed: Makefile
 bench-queue: python-package worker-binary $(RAY_VENV)/.installed
 	$(PY) bench/bench_queue.py --ray-python $(RAY_VENV)/bin/python
 
-## Distributed feature extraction and k-means: 1..N local workers against 1..N threads in one
-## process, medians and ratios measured in one run. WORKERS=1,2,4,8,14 on a 16-core machine.
+## Distributed feature extraction and k-means: 1..N local single-threaded workers against 1..N
+## threads in one process, medians (wall and CPU) and ratios measured in one run.
+## WORKERS=1,2,4,8,14 on a 16-core machine; BENCH_ARGS=--quick for a quick check.
 WORKERS ?= 1,2
 bench-distributed: python-package system-deps
 	$(CARGO) build --quiet --release -p ferrocluster-core --bin ferrocluster --bin ferrocluster-worker

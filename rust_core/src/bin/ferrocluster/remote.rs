@@ -15,7 +15,7 @@ use ferrocluster_core::distributed::kmeans::{ClusterData, ClusterFit, ShardedKMe
 use ferrocluster_core::distributed::{KeptKeys, DATA_TTL};
 use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::DecodeLimits;
-use ferrocluster_core::queue::{DataRef, Queue, TaskSpec, TaskState, TaskStatus};
+use ferrocluster_core::queue::{DataRef, Listener, Queue, TaskSpec, TaskState, TaskStatus};
 use ndarray::{Array2, Axis};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -28,6 +28,10 @@ use crate::Failure;
 /// How long to wait for a worker to pick up the first task before warning that none serves
 /// the queue.
 const NO_WORKER_WARNING: Duration = Duration::from_secs(5);
+
+/// How often the progress bar shows the progress of the tasks still running (and a failed
+/// task is noticed, should its notification be lost): tasks that end wake the wait at once.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// The longest a k-means fit on the workers may take (Ctrl-C stops it sooner).
 const FIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -188,6 +192,8 @@ impl Drop for RemoteJob {
 /// The tasks of one extraction.
 #[derive(Default)]
 struct Job {
+    /// The notification channel of its tasks.
+    channel: String,
     ids: Vec<String>,
     /// The matrix key of each task.
     keys: Vec<String>,
@@ -209,7 +215,7 @@ impl Job {
             .collect::<Result<_, _>>()?;
         // A fresh name per run: task ids and matrix keys never meet an earlier run's.
         let name = format!("cluster-{:016x}", rand::random::<u64>());
-        let mut job = Job::default();
+        let mut job = Job { channel: name.clone(), ..Job::default() };
         let mut specs = Vec::new();
         for (i, files) in absolute.chunks(args.chunk as usize).enumerate() {
             let key = format!("{}:data:{name}:{i}", args.namespace);
@@ -224,6 +230,7 @@ impl Job {
             specs.push(TaskSpec {
                 id: Some(format!("{name}-{i}")),
                 result_ttl_s: 3600,
+                notify: Some(job.channel.clone()),
                 ..TaskSpec::new(&args.queue, "extract", payload)
             });
             job.keys.push(key);
@@ -234,7 +241,8 @@ impl Job {
     }
 
     /// Shows progress until every task succeeded; fails on the first task that ended
-    /// otherwise, or on Ctrl-C.
+    /// otherwise, or on Ctrl-C. Waits on the tasks' notifications, not by polling: the
+    /// statuses are read when every task has ended and every [`PROGRESS_EVERY`] meanwhile.
     async fn follow(
         &self,
         queue: &Queue,
@@ -243,41 +251,53 @@ impl Job {
     ) -> Result<Vec<TaskStatus>, Failure> {
         let total: usize = self.spans.iter().map(|s| s.1).sum();
         let bar = bars.bar(total, "features");
+        let listener = Listener::new(queue, &self.channel)?;
         let started = Instant::now();
         let mut warned = false;
+        let mut ended = std::collections::HashSet::new();
+        let mut checked = Instant::now();
         loop {
-            let statuses = queue.known_statuses(&self.ids).await?;
-            let mut done = 0;
-            for (status, (_, files)) in statuses.iter().zip(&self.spans) {
-                done += match status.state {
-                    TaskState::Succeeded => *files,
-                    TaskState::Pending | TaskState::Running => status.progress.map_or(0, |(d, _)| d as usize),
-                    state => {
-                        let error = status.error.as_deref().unwrap_or("no reason given");
-                        return Err(Failure::Job(format!("extract task {} ended {state:?}: {error}", status.id)));
-                    }
-                };
-            }
-            bar.set_position(done as u64);
-            if statuses.iter().all(|s| s.state == TaskState::Succeeded) {
-                bar.finish();
-                return Ok(statuses);
-            }
-            if !warned
-                && started.elapsed() > NO_WORKER_WARNING
-                && statuses.iter().all(|s| s.state == TaskState::Pending)
-            {
-                warned = true;
-                let stats = queue.stats().await?;
-                let name = &statuses[0].queue;
-                if stats.queues.iter().any(|q| &q.name == name && q.workers == 0) {
-                    bar.suspend(|| {
-                        eprintln!("warning: no worker serves queue `{name}`: start one with `ferrocluster worker --redis URL --queues {name}`")
-                    });
+            let tick = ended.len() == self.ids.len() || checked.elapsed() >= PROGRESS_EVERY;
+            if tick {
+                checked = Instant::now();
+                let statuses = queue.known_statuses(&self.ids).await?;
+                let mut done = 0;
+                for (status, (_, files)) in statuses.iter().zip(&self.spans) {
+                    done += match status.state {
+                        TaskState::Succeeded => *files,
+                        TaskState::Pending | TaskState::Running => status.progress.map_or(0, |(d, _)| d as usize),
+                        state => {
+                            let error = status.error.as_deref().unwrap_or("no reason given");
+                            return Err(Failure::Job(format!("extract task {} ended {state:?}: {error}", status.id)));
+                        }
+                    };
                 }
+                bar.set_position(done as u64);
+                if statuses.iter().all(|s| s.state == TaskState::Succeeded) {
+                    // Notifications not read yet are already in the list: take them, so that
+                    // the list goes with its last entry.
+                    listener.next(self.ids.len() - ended.len(), Duration::ZERO).await?;
+                    bar.finish();
+                    return Ok(statuses);
+                }
+                if !warned
+                    && started.elapsed() > NO_WORKER_WARNING
+                    && statuses.iter().all(|s| s.state == TaskState::Pending)
+                {
+                    warned = true;
+                    let stats = queue.stats().await?;
+                    let name = &statuses[0].queue;
+                    if stats.queues.iter().any(|q| &q.name == name && q.workers == 0) {
+                        bar.suspend(|| {
+                            eprintln!("warning: no worker serves queue `{name}`: start one with `ferrocluster worker --redis URL --queues {name}`")
+                        });
+                    }
+                }
+                continue;
             }
+            let wait = PROGRESS_EVERY.saturating_sub(checked.elapsed());
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                ids = listener.next(self.ids.len() - ended.len(), wait) => ended.extend(ids?),
                 Ok(_) = interrupted.wait_for(|i| *i) => return Err(Failure::Job("interrupted".to_owned())),
             }
         }

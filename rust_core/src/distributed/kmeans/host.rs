@@ -82,49 +82,54 @@ fn block_on<T>(future: impl std::future::Future<Output = crate::queue::Result<T>
     tokio::runtime::Handle::current().block_on(future).map_err(|e| TaskError::Failed(e.to_string()))
 }
 
-/// Runs one step of one shard, loading the shard first if this worker does not hold it.
+/// Runs one step on every shard of the task (those this worker holds), loading a shard first
+/// if this worker does not hold it. The broadcast matrices are read once for all of them, and
+/// the replies, in the task's shard order, go back in one result.
 fn run_step(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
     let task: ShardTask = serde_json::from_value(payload).map_err(|e| TaskError::Invalid(format!("payload: {e}")))?;
-    let op: ShardOp<Array2<f32>> = task.op.try_map(&mut |m| block_on(m.read(queue)))?;
-    let resident = resident(queue, ctx, &task)?;
-    let reply = {
-        let mut state = lock(&resident.state);
-        if let Some(mean) = &task.mean {
-            state.centre(mean).map_err(invalid)?;
-        }
-        state.apply(&op).map_err(invalid)?
-    };
-    *lock(&resident.touched) = Instant::now();
-    let reply = serde_json::to_value(&reply).map_err(|e| TaskError::Failed(e.to_string()))?;
-    let text = reply.to_string();
+    let op: ShardOp<Array2<f32>> = task.op.try_map(&mut |_, m| block_on(m.read(queue)))?;
+    let mut replies = Vec::with_capacity(task.shards.len());
+    for &shard in &task.shards {
+        ctx.check_cancelled()?;
+        let resident = resident(queue, ctx, &task, shard)?;
+        let reply = {
+            let mut state = lock(&resident.state);
+            if let Some(mean) = &task.mean {
+                state.centre(mean).map_err(invalid)?;
+            }
+            state.apply(&op).map_err(invalid)?
+        };
+        *lock(&resident.touched) = Instant::now();
+        replies.push(reply);
+    }
+    let replies = serde_json::to_value(&replies).map_err(|e| TaskError::Failed(e.to_string()))?;
+    let text = replies.to_string();
     // Small replies travel in the result (no extra round trips); large ones (k × d partial
     // sums) by reference, as no envelope cap applies to a key.
     if text.len() <= queue.config().max_envelope_bytes / 4 {
-        return Ok(json!({ "inline": reply }));
+        return Ok(json!({ "inline": replies }));
     }
     let key = job_key(queue, &task.job, &format!("reply:{}", ctx.id));
     block_on(queue.conn.query::<()>(redis::cmd("SET").arg(&key).arg(text).arg("EX").arg(REPLY_TTL_S)))?;
     Ok(json!({ "reply": key }))
 }
 
-/// The shard of `task` as this worker holds it, loaded from its source if needed.
-fn resident(queue: &Queue, ctx: &TaskContext, task: &ShardTask) -> Result<Arc<Resident>, TaskError> {
-    let id = (task.job.clone(), task.shard);
+/// Shard `shard` of `task` as this worker holds it, loaded from its source if needed.
+fn resident(queue: &Queue, ctx: &TaskContext, task: &ShardTask, shard: usize) -> Result<Arc<Resident>, TaskError> {
+    let id = (task.job.clone(), shard);
     if let Some(r) = lock(&RESIDENT).get(&id).filter(|r| r.holder == ctx.worker) {
         return Ok(r.clone());
     }
-    ctx.check_cancelled()?;
-    let range = task.plan.range(task.shard);
+    let range = task.plan.range(shard);
     if range.is_empty() {
-        return Err(TaskError::Invalid(format!("shard {} is outside the plan {:?}", task.shard, task.plan)));
+        return Err(TaskError::Invalid(format!("shard {shard} is outside the plan {:?}", task.plan)));
     }
-    let x =
-        tokio::runtime::Handle::current().block_on(task.source.load(queue, &task.plan, task.shard)).map_err(invalid)?;
-    tracing::info!(job = task.job, shard = task.shard, rows = range.len(), "loaded a k-means shard");
+    let x = tokio::runtime::Handle::current().block_on(task.source.load(queue, &task.plan, shard)).map_err(invalid)?;
+    tracing::info!(job = task.job, shard, rows = range.len(), "loaded a k-means shard");
     let resident = Arc::new(Resident {
         holder: ctx.worker.clone(),
-        lease_key: job_key(queue, &task.job, &format!("lease:{}", task.shard)),
-        state: Mutex::new(ShardState::new(task.shard, range.start, task.plan.d, x)),
+        lease_key: job_key(queue, &task.job, &format!("lease:{shard}")),
+        state: Mutex::new(ShardState::new(shard, range.start, task.plan.d, x)),
         touched: Mutex::new(Instant::now()),
     });
     // The lease is taken when the shard is loaded and renewed in the background from then on.

@@ -109,13 +109,14 @@ impl<M> ShardOp<M> {
         "kmeans.finish",
     ];
 
-    /// The same step with every matrix converted by `f`, in a fixed order.
+    /// The same step with every matrix converted by `f`, in a fixed order. `f` also sees the
+    /// version of a [`Versioned`] matrix (`None` for the others).
     ///
     /// # Errors
     /// The first error of `f`.
-    pub fn try_map<N, E>(&self, f: &mut impl FnMut(&M) -> Result<N, E>) -> Result<ShardOp<N>, E> {
+    pub fn try_map<N, E>(&self, f: &mut impl FnMut(Option<u64>, &M) -> Result<N, E>) -> Result<ShardOp<N>, E> {
         let mut v = |c: &Versioned<M>| -> Result<Versioned<N>, E> {
-            Ok(Versioned { version: c.version, centres: f(&c.centres)? })
+            Ok(Versioned { version: c.version, centres: f(Some(c.version), &c.centres)? })
         };
         Ok(match self {
             ShardOp::Load => ShardOp::Load,
@@ -140,7 +141,7 @@ impl<M> ShardOp<M> {
             }
             ShardOp::Finish { centres, labels_from } => {
                 let labels_from = v(labels_from)?;
-                ShardOp::Finish { centres: f(centres)?, labels_from }
+                ShardOp::Finish { centres: f(None, centres)?, labels_from }
             }
         })
     }

@@ -92,7 +92,8 @@ impl std::fmt::Debug for ClusterFit<'_> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShardTask {
     pub(crate) job: String,
-    pub(crate) shard: usize,
+    /// The shards of the step this worker holds (or is to load), in reply order.
+    pub(crate) shards: Vec<usize>,
     pub(crate) plan: ShardPlan,
     pub(crate) source: ShardSource,
     /// The column mean once known: a worker that loads the shard later centres it with it.
@@ -121,12 +122,12 @@ struct Holder {
     confirmed: bool,
 }
 
-/// A step sent to one shard and not answered yet.
+/// A step sent to one holder for its shards and not answered yet.
 #[derive(Debug)]
 struct Outstanding {
-    index: usize,
-    shard: usize,
-    attempt: u32,
+    holder: String,
+    /// The shards, each with the position of its reply among the step's replies.
+    shards: Vec<(usize, usize)>,
 }
 
 /// Shards resident in the workers of a queue.
@@ -140,6 +141,11 @@ pub struct ClusterShards {
     mean: Option<Vec<f64>>,
     holders: Vec<Option<Holder>>,
     seq: u64,
+    /// Step tasks sent so far (their ids are numbered).
+    sent: u64,
+    /// Versioned broadcast matrices stored in Redis (key, values), by version: kept while
+    /// steps name them.
+    broadcast: BTreeMap<u64, (String, Array2<f32>)>,
     deadline: Instant,
     timeout: Duration,
     stop: Option<watch::Receiver<bool>>,
@@ -206,6 +212,8 @@ impl ShardedKMeans {
             mean: None,
             holders: vec![None; plan.shards()],
             seq: 0,
+            sent: 0,
+            broadcast: BTreeMap::new(),
             deadline: Instant::now() + fit.timeout,
             timeout: fit.timeout,
             stop: fit.stop.cloned(),
@@ -235,13 +243,12 @@ async fn store(
             validate_data(x, None, params.n_clusters)?;
             let plan = params.plan(x.nrows(), x.ncols())?;
             let prefix = job_key(queue, job, "x");
+            let ttl_ms = kept.ttl().as_millis() as u64;
             for s in 0..plan.shards() {
-                let rows = x.slice(s![plan.range(s), ..]).to_owned();
-                let at = ShardSource::shard_ref(&prefix, &plan, s).at;
-                if let DataRef::Key(key) = &at {
-                    kept.add([key.clone()]);
-                }
-                MatrixRef::write_expiring(queue, at, &rows, Some(kept.ttl())).await?;
+                let key = ShardSource::shard_key(&prefix, s);
+                kept.add([key.clone()]);
+                let bytes = le_bytes(x.slice(s![plan.range(s), ..]));
+                queue.conn.query::<()>(redis::cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms)).await?;
             }
             (plan, ShardSource::Keys(prefix))
         }
@@ -271,6 +278,15 @@ async fn store(
     })
 }
 
+/// The raw little-endian float32 values of `m`, row-major: what a [`MatrixRef`] reads.
+fn le_bytes(m: ArrayView2<'_, f32>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(m.len() * 4);
+    for v in m {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
 impl ShardExecutor<f32> for ClusterShards {
     type Error = Error;
 
@@ -286,37 +302,63 @@ impl ClusterShards {
         if let ShardOp::Centre { mean } = op {
             self.mean = Some(mean.clone());
         }
-        // Matrices are broadcast by reference: written once, read by every holder, deleted
-        // after the step (and expiring anyway, should this process die meanwhile).
-        let mut matrices = Vec::new();
-        let prefix = job_key(&self.queue, &self.job, &format!("m:{}", self.seq));
-        let wire = op.try_map(&mut |m: &Array2<f32>| {
-            let key = format!("{prefix}:{}", matrices.len());
-            matrices.push((key.clone(), m.clone()));
-            Ok::<_, Error>(MatrixRef { at: DataRef::Key(key), rows: m.nrows(), cols: m.ncols() })
-        })?;
-        for (key, m) in &matrices {
-            MatrixRef::write_expiring(&self.queue, DataRef::Key(key.clone()), m, Some(DATA_TTL)).await?;
-        }
+        let (wire, once) = self.broadcast(op).await?;
         let replies = self.gather(&wire, shards).await;
-        let keys: Vec<&String> = matrices.iter().map(|(key, _)| key).collect();
-        if !keys.is_empty() {
-            self.queue.conn.query::<()>(redis::cmd("DEL").arg(&keys)).await?;
+        if !once.is_empty() {
+            self.queue.conn.query::<()>(redis::cmd("DEL").arg(&once)).await?;
         }
         replies
     }
 
-    /// Sends the step to every shard and waits for their replies, reassigning the shards of
-    /// lost holders.
-    async fn gather(&mut self, wire: &ShardOp<MatrixRef>, shards: &[usize]) -> Result<Vec<ShardReply>, Error> {
-        let mut specs = Vec::with_capacity(shards.len());
-        for (index, &shard) in shards.iter().enumerate() {
-            let mut o = Outstanding { index, shard, attempt: 0 };
-            let spec = self.spec(&mut o, wire)?;
-            self.in_flight.insert(spec.id.clone().expect("step tasks are named"), o);
-            specs.push(spec);
+    /// Stores the matrices of `op` for the holders to read, in one round trip, and returns
+    /// the step as sent with the keys of the matrices that live for this step only. Matrices
+    /// are broadcast by reference: written once, read once by each holder. A versioned one
+    /// (centres, candidates) stays stored while steps name it, so the previous centres a
+    /// Lloyd step names are not sent again (candidates grow under one version: a changed
+    /// matrix is stored anew); those no step names any more are deleted. All expire anyway,
+    /// should this process die meanwhile.
+    async fn broadcast(&mut self, op: &ShardOp<Array2<f32>>) -> Result<(ShardOp<MatrixRef>, Vec<String>), Error> {
+        let prefix = job_key(&self.queue, &self.job, &format!("m:{}", self.seq));
+        let ttl_ms = DATA_TTL.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        let (mut kept, mut once, mut written) = (BTreeMap::new(), Vec::new(), 0usize);
+        let wire = op.try_map(&mut |version: Option<u64>, m: &Array2<f32>| {
+            let stored = version.and_then(|v| self.broadcast.get(&v)).filter(|(_, held)| held == m);
+            let key = match stored {
+                Some((key, _)) => key.clone(),
+                None => {
+                    let key = format!("{prefix}:{written}");
+                    written += 1;
+                    pipe.cmd("SET").arg(&key).arg(le_bytes(m.view())).arg("PX").arg(ttl_ms).ignore();
+                    key
+                }
+            };
+            match version {
+                Some(v) => {
+                    kept.insert(v, (key.clone(), m.clone()));
+                }
+                None => once.push(key.clone()),
+            }
+            Ok::<_, Error>(MatrixRef { at: DataRef::Key(key), rows: m.nrows(), cols: m.ncols() })
+        })?;
+        let kept_keys: Vec<&String> = kept.values().map(|(key, _)| key).collect();
+        let stale: Vec<&String> =
+            self.broadcast.values().map(|(key, _)| key).filter(|k| !kept_keys.contains(k)).collect();
+        if !stale.is_empty() {
+            pipe.cmd("DEL").arg(stale).ignore();
         }
-        self.queue.enqueue_many(&specs).await?;
+        if !pipe.is_empty() {
+            self.queue.conn.pipeline::<()>(&pipe).await?;
+        }
+        self.broadcast = kept;
+        Ok((wire, once))
+    }
+
+    /// Sends the step to every shard, one task per holder for all its shards, and waits for
+    /// the replies, reassigning the shards of lost holders.
+    async fn gather(&mut self, wire: &ShardOp<MatrixRef>, shards: &[usize]) -> Result<Vec<ShardReply>, Error> {
+        let asked: Vec<(usize, usize)> = shards.iter().copied().enumerate().collect();
+        self.send(&asked, wire).await?;
         let mut replies: Vec<Option<ShardReply>> = vec![None; shards.len()];
         let check_every = self.queue.config().lease / 3;
         while !self.in_flight.is_empty() {
@@ -362,24 +404,26 @@ impl ClusterShards {
             match state {
                 Some(TaskState::Succeeded) => succeeded.push((id.clone(), status.expect("a record"))),
                 Some(TaskState::Failed) => {
-                    let shard = self.in_flight[id].shard;
+                    let shard = self.in_flight[id].shards[0].1;
                     return Err(failure(shard, status.and_then(|s| s.error).unwrap_or_default()));
                 }
                 Some(TaskState::Cancelled | TaskState::Dead) | None => self.reassign(id, wire).await?,
                 _ => {
-                    if check_holders && self.lost(self.in_flight[id].shard).await? {
+                    if check_holders && self.lost(&self.in_flight[id]).await? {
                         self.queue.cancel(id).await?;
                         self.reassign(id, wire).await?;
                     }
                 }
             }
         }
-        for (id, reply) in self.take_replies(&succeeded).await? {
+        for (id, answers) in self.take_replies(&succeeded).await? {
             let o = self.in_flight.remove(&id).expect("in flight");
-            if let Some(h) = &mut self.holders[o.shard] {
-                h.confirmed = true;
+            for ((index, shard), reply) in o.shards.into_iter().zip(answers) {
+                if let Some(h) = &mut self.holders[shard] {
+                    h.confirmed = true;
+                }
+                replies[index] = Some(reply);
             }
-            replies[o.index] = Some(reply);
         }
         Ok(())
     }
@@ -401,112 +445,142 @@ impl ClusterShards {
         Ok(())
     }
 
-    /// Whether the holder of `shard` is gone: no longer a live worker, or it took the
-    /// shard's lease and let it lapse.
-    async fn lost(&self, shard: usize) -> Result<bool, Error> {
-        let Some(holder) = &self.holders[shard] else { return Ok(true) };
-        if !self.live.contains(&holder.consumer) {
+    /// Whether the holder of a task's shards is gone: no longer a live worker, or it took
+    /// the lease of one of them and let it lapse.
+    async fn lost(&self, task: &Outstanding) -> Result<bool, Error> {
+        if !self.live.contains(&task.holder) {
             return Ok(true);
         }
-        if !holder.confirmed {
-            return Ok(false);
+        for &(_, shard) in &task.shards {
+            let Some(holder) = &self.holders[shard] else { return Ok(true) };
+            if !holder.confirmed {
+                continue;
+            }
+            let lease: Option<String> = self.queue.conn.query(redis::cmd("GET").arg(self.lease_key(shard))).await?;
+            if lease.as_deref() != Some(holder.consumer.as_str()) {
+                return Ok(true);
+            }
         }
-        let lease: Option<String> = self.queue.conn.query(redis::cmd("GET").arg(self.lease_key(shard))).await?;
-        Ok(lease.as_deref() != Some(holder.consumer.as_str()))
+        Ok(false)
     }
 
     fn lease_key(&self, shard: usize) -> String {
         job_key(&self.queue, &self.job, &format!("lease:{shard}"))
     }
 
-    /// Gives the shard of task `id` to another live worker than its lost holder and sends
+    /// Gives the shards of task `id` to other live workers than its lost holder and sends
     /// the step again.
     async fn reassign(&mut self, id: &str, wire: &ShardOp<MatrixRef>) -> Result<(), Error> {
-        let mut o = self.in_flight.remove(id).expect("in flight");
-        let lost = self.holders[o.shard].take().map(|h| h.consumer);
-        if let Some(holder) = &lost {
-            tracing::warn!(shard = o.shard, holder, "shard holder lost: giving the shard to another worker");
-            self.live.retain(|w| w != holder);
+        let o = self.in_flight.remove(id).expect("in flight");
+        tracing::warn!(shards = ?o.shards, holder = o.holder, "shard holder lost: giving its shards to other workers");
+        self.live.retain(|w| *w != o.holder);
+        for &(_, shard) in &o.shards {
+            self.holders[shard] = None;
         }
-        let spec = self.spec(&mut o, wire)?;
-        self.queue.enqueue(&spec).await?;
-        self.in_flight.insert(spec.id.expect("step tasks are named"), o);
+        self.send(&o.shards, wire).await
+    }
+
+    /// Sends the step of `shards` (each with the position of its reply) to their holders,
+    /// one task per holder, in one round trip.
+    async fn send(&mut self, shards: &[(usize, usize)], wire: &ShardOp<MatrixRef>) -> Result<(), Error> {
+        let mut by_holder: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+        for &(index, shard) in shards {
+            by_holder.entry(self.holder(shard)?).or_default().push((index, shard));
+        }
+        let mut specs = Vec::with_capacity(by_holder.len());
+        for (holder, shards) in by_holder {
+            self.sent += 1;
+            let task = ShardTask {
+                job: self.job.clone(),
+                shards: shards.iter().map(|&(_, shard)| shard).collect(),
+                plan: self.plan,
+                source: self.source.clone(),
+                mean: self.mean.clone(),
+                op: wire.clone(),
+            };
+            let spec = TaskSpec {
+                id: Some(format!("kmeans-{}-{}-{}", self.job, self.seq, self.sent)),
+                queue: inbox(&holder),
+                kind: wire.kind().to_owned(),
+                payload: serde_json::to_value(&task).map_err(crate::queue::Error::from)?,
+                max_retries: 2,
+                retry_on_error: true,
+                priority: Priority::Normal,
+                result_ttl_s: 3600,
+                notify: Some(channel(&self.job)),
+            };
+            self.in_flight.insert(spec.id.clone().expect("step tasks are named"), Outstanding { holder, shards });
+            specs.push(spec);
+        }
+        self.queue.enqueue_many(&specs).await?;
         Ok(())
     }
 
-    /// The task of the step of `o` for the holder of its shard, choosing one if it has none:
-    /// the live worker holding the fewest shards (ties by name, so assignment is stable).
-    fn spec(&mut self, o: &mut Outstanding, wire: &ShardOp<MatrixRef>) -> Result<TaskSpec, Error> {
-        let holder = match &self.holders[o.shard] {
-            Some(h) if self.live.contains(&h.consumer) => h.consumer.clone(),
-            _ => {
-                let mut load: BTreeMap<&str, usize> = self.live.iter().map(|w| (w.as_str(), 0)).collect();
-                for h in self.holders.iter().flatten() {
-                    if let Some(n) = load.get_mut(h.consumer.as_str()) {
-                        *n += 1;
-                    }
-                }
-                let chosen = load.iter().min_by_key(|(w, n)| (**n, **w)).map(|(w, _)| (*w).to_owned());
-                let chosen = chosen.ok_or(Error::NoWorkers)?;
-                self.holders[o.shard] = Some(Holder { consumer: chosen.clone(), confirmed: false });
-                chosen
+    /// The holder of `shard`, choosing one if it has none (or a lost one): the live worker
+    /// holding the fewest shards (ties by name, so assignment is stable).
+    fn holder(&mut self, shard: usize) -> Result<String, Error> {
+        if let Some(h) = &self.holders[shard] {
+            if self.live.contains(&h.consumer) {
+                return Ok(h.consumer.clone());
             }
-        };
-        o.attempt += 1;
-        let task = ShardTask {
-            job: self.job.clone(),
-            shard: o.shard,
-            plan: self.plan,
-            source: self.source.clone(),
-            mean: self.mean.clone(),
-            op: wire.clone(),
-        };
-        Ok(TaskSpec {
-            id: Some(format!("kmeans-{}-{}-{}-{}", self.job, self.seq, o.shard, o.attempt)),
-            queue: inbox(&holder),
-            kind: wire.kind().to_owned(),
-            payload: serde_json::to_value(&task).map_err(crate::queue::Error::from)?,
-            max_retries: 2,
-            retry_on_error: true,
-            priority: Priority::Normal,
-            result_ttl_s: 3600,
-            notify: Some(channel(&self.job)),
-        })
+        }
+        let mut load: BTreeMap<&str, usize> = self.live.iter().map(|w| (w.as_str(), 0)).collect();
+        for h in self.holders.iter().flatten() {
+            if let Some(n) = load.get_mut(h.consumer.as_str()) {
+                *n += 1;
+            }
+        }
+        let chosen = load.iter().min_by_key(|(w, n)| (**n, **w)).map(|(w, _)| (*w).to_owned());
+        let chosen = chosen.ok_or(Error::NoWorkers)?;
+        self.holders[shard] = Some(Holder { consumer: chosen.clone(), confirmed: false });
+        Ok(chosen)
     }
 
-    /// The replies of the tasks that succeeded: in their result when small, else under the
-    /// key it names (read and deleted in one round trip).
-    async fn take_replies(&self, succeeded: &[(String, TaskStatus)]) -> Result<Vec<(String, ShardReply)>, Error> {
+    /// The replies of the tasks that succeeded, one per shard of each: in their result when
+    /// small, else under the key it names (read and deleted in one round trip).
+    async fn take_replies(&self, succeeded: &[(String, TaskStatus)]) -> Result<Vec<(String, Vec<ShardReply>)>, Error> {
         let mut replies = Vec::with_capacity(succeeded.len());
         let mut by_key = Vec::new();
         let mut pipe = redis::pipe();
         for (id, status) in succeeded {
-            let shard = self.in_flight[id].shard;
             let result = status.result.as_ref();
             if let Some(inline) = result.and_then(|r| r.get("inline")) {
-                let reply = serde_json::from_value(inline.clone())
-                    .map_err(|e| Error::Shard { shard, reason: format!("unreadable reply: {e}") })?;
-                replies.push((id.clone(), reply));
+                let answers = serde_json::from_value(inline.clone()).map_err(|e| e.to_string());
+                replies.push((id.clone(), self.answers(id, answers)?));
                 continue;
             }
             let key = result.and_then(|r| r.get("reply")).and_then(Value::as_str).ok_or_else(|| Error::Shard {
-                shard,
+                shard: self.in_flight[id].shards[0].1,
                 reason: format!("the worker's result {result:?} names no reply"),
             })?;
             pipe.cmd("GETDEL").arg(key);
-            by_key.push((id.clone(), shard, key.to_owned()));
+            by_key.push((id.clone(), key.to_owned()));
         }
         if by_key.is_empty() {
             return Ok(replies);
         }
         let texts: Vec<Option<String>> = self.queue.conn.pipeline(&pipe).await?;
-        for ((id, shard, key), text) in by_key.into_iter().zip(texts) {
-            let text = text.ok_or_else(|| Error::Shard { shard, reason: format!("the reply key {key} is gone") })?;
-            let reply = serde_json::from_str(&text)
-                .map_err(|e| Error::Shard { shard, reason: format!("unreadable reply: {e}") })?;
-            replies.push((id, reply));
+        for ((id, key), text) in by_key.into_iter().zip(texts) {
+            let answers = match text {
+                Some(text) => serde_json::from_str(&text).map_err(|e| e.to_string()),
+                None => Err(format!("the reply key {key} is gone")),
+            };
+            replies.push((id.clone(), self.answers(&id, answers)?));
         }
         Ok(replies)
+    }
+
+    /// The replies of task `id`, checked to be one per shard it was sent.
+    fn answers(&self, id: &str, read: Result<Vec<ShardReply>, String>) -> Result<Vec<ShardReply>, Error> {
+        let shards = &self.in_flight[id].shards;
+        let reason = match read {
+            Ok(answers) if answers.len() == shards.len() => return Ok(answers),
+            Ok(answers) => {
+                format!("{} replies for {} shards: is the worker of another version?", answers.len(), shards.len())
+            }
+            Err(e) => format!("unreadable reply: {e}"),
+        };
+        Err(Error::Shard { shard: shards[0].1, reason })
     }
 
     /// Cancels the steps still in flight, tells the holders to drop the job's shards, and
@@ -528,6 +602,10 @@ impl ClusterShards {
             })
             .collect();
         self.queue.enqueue_many(&specs).await?;
+        let broadcast: Vec<String> = std::mem::take(&mut self.broadcast).into_values().map(|(key, _)| key).collect();
+        if !broadcast.is_empty() {
+            self.queue.conn.query::<()>(redis::cmd("DEL").arg(broadcast)).await?;
+        }
         self.kept.delete().await?;
         let notifications = self.queue.keys.notify(&channel(&self.job));
         self.queue.conn.query::<()>(redis::cmd("DEL").arg(notifications)).await?;

@@ -25,9 +25,14 @@ pub enum ShardSource {
 }
 
 impl ShardSource {
+    /// The Redis key of shard `s` of a `Keys` source.
+    pub(crate) fn shard_key(prefix: &str, s: usize) -> String {
+        format!("{prefix}:{s}")
+    }
+
     /// The Redis reference of shard `s` of a `Keys` source.
     pub(crate) fn shard_ref(prefix: &str, plan: &ShardPlan, s: usize) -> MatrixRef {
-        MatrixRef { at: DataRef::Key(format!("{prefix}:{s}")), rows: plan.range(s).len(), cols: plan.d }
+        MatrixRef { at: DataRef::Key(Self::shard_key(prefix, s)), rows: plan.range(s).len(), cols: plan.d }
     }
 
     /// Reads shard `s` of `plan`.
