@@ -11,7 +11,7 @@ use super::kernel::{Kernel, Packed};
 use super::lloyd::{Data, DataView};
 use super::rows_of;
 use crate::cluster::validate_data;
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// Rows per kernel call in a k-means++ step: a multiple of every micro-kernel height (6, 4).
 const SUB_ROWS: usize = 252;
@@ -51,7 +51,7 @@ pub fn kmeans_plusplus<T: Real>(
     let data = Data::new(x.view(), w.as_deref());
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let trials = n_local_trials.unwrap_or_else(|| default_trials(n_clusters));
-    let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng)?;
+    let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng, &CancelToken::new())?;
     Ok((x.select(Axis(0), &indices), indices))
 }
 
@@ -92,13 +92,15 @@ pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
 /// potentials in the same pass; the winner is then applied from the stored distances, without
 /// reading X again. Rows that no candidate can bring closer are skipped (triangle inequality
 /// against the row's nearest centre, see [`SKIP_MARGIN`]), which changes nothing but the time
-/// taken. Sampling walks the chunk potentials, then the rows of one chunk.
+/// taken. Sampling walks the chunk potentials, then the rows of one chunk. `cancel` is checked
+/// before each new centre.
 pub(crate) fn plusplus<'a, T: Real>(
     kernel: Kernel,
     data: impl Into<DataView<'a, T>>,
     k: usize,
     trials: usize,
     rng: &mut Pcg64Mcg,
+    cancel: &CancelToken,
 ) -> Result<Vec<usize>> {
     let data = data.into();
     let n = data.n();
@@ -121,6 +123,7 @@ pub(crate) fn plusplus<'a, T: Real>(
     let pots = Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
     state.apply(0, 0, &pots);
     while chosen.len() < k {
+        cancel.check()?;
         let pot: f64 = state.chunk_pot.iter().sum();
         let candidates: Vec<usize> = (0..trials).map(|_| state.sample(&data, rng.random::<f64>() * pot)).collect();
         let rows = rows_of(data, &candidates);
@@ -462,7 +465,7 @@ mod tests {
             for kernel in Kernel::available() {
                 let stored = Data::new(x.view(), weights);
                 let data = if moved { DataView::shifted(stored, &shift) } else { DataView::from(&stored) };
-                let ours = plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9)).unwrap();
+                let ours = plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9), &CancelToken::new()).unwrap();
                 let seen = if moved { &shifted } else { &x };
                 let expected =
                     reference(seen, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
