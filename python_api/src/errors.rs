@@ -4,8 +4,8 @@ use ferrocluster_core::distributed::kmeans::Error as DistributedError;
 use ferrocluster_core::queue::Error as QueueError;
 use ferrocluster_core::Error;
 use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyTimeoutError,
-    PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::PyErr;
 

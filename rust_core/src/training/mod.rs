@@ -304,12 +304,7 @@ mod tests {
 
     impl Recorder {
         fn new(cancel_at: Option<(Stage, usize)>) -> Self {
-            Recorder {
-                seen: Mutex::default(),
-                cancel_at,
-                reports: AtomicUsize::new(0),
-                cancel: CancelToken::new(),
-            }
+            Recorder { seen: Mutex::default(), cancel_at, reports: AtomicUsize::new(0), cancel: CancelToken::new() }
         }
     }
 
@@ -383,10 +378,19 @@ mod tests {
         drop(seen);
 
         let observer = Recorder::new(Some((Stage::Fit, 2)));
-        let outcome = train(&paths[..EXTRACT_CHUNK], &TrainRequest { k: 8, algorithm: Algorithm::Kmeans, ..request }, &DecodeLimits::default(), &observer);
+        let outcome = train(
+            &paths[..EXTRACT_CHUNK],
+            &TrainRequest { k: 8, algorithm: Algorithm::Kmeans, ..request },
+            &DecodeLimits::default(),
+            &observer,
+        );
         assert_eq!(outcome.unwrap_err(), TrainError::Cancelled);
         let seen = observer.seen.lock().unwrap();
-        assert_eq!(seen.iter().filter(|(s, _, _)| *s == Stage::Fit).collect::<Vec<_>>(), [&(Stage::Fit, 0, 0), &(Stage::Fit, 1, 300)], "Lloyd stops after the iteration that saw the cancel");
+        assert_eq!(
+            seen.iter().filter(|(s, _, _)| *s == Stage::Fit).collect::<Vec<_>>(),
+            [&(Stage::Fit, 0, 0), &(Stage::Fit, 1, 300)],
+            "Lloyd stops after the iteration that saw the cancel"
+        );
     }
 
     #[test]

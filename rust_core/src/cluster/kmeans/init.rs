@@ -465,7 +465,9 @@ mod tests {
             for kernel in Kernel::available() {
                 let stored = Data::new(x.view(), weights);
                 let data = if moved { DataView::shifted(stored, &shift) } else { DataView::from(&stored) };
-                let ours = plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9), &CancelToken::new()).unwrap();
+                let ours =
+                    plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9), &CancelToken::new())
+                        .unwrap();
                 let seen = if moved { &shifted } else { &x };
                 let expected =
                     reference(seen, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
