@@ -4,8 +4,8 @@ use ferrocluster_core::distributed::kmeans::Error as DistributedError;
 use ferrocluster_core::queue::Error as QueueError;
 use ferrocluster_core::Error;
 use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyKeyError, PyOSError, PyPermissionError, PyRuntimeError, PyTimeoutError,
-    PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::PyErr;
 
@@ -26,6 +26,8 @@ pub fn to_py(err: Error) -> PyErr {
             PyFileNotFoundError::new_err(err.to_string())
         }
         Error::Io { .. } => PyOSError::new_err(err.to_string()),
+        // Nothing in the bindings cancels a computation; should one be, it is an interruption.
+        Error::Cancelled => PyKeyboardInterrupt::new_err(err.to_string()),
         Error::InvalidInput(_) | Error::InvalidParameter { .. } | Error::NotFitted => {
             PyValueError::new_err(err.to_string())
         }

@@ -30,7 +30,8 @@ pub struct Settings {
     pub batching: bool,
     /// Most images in one inference batch (default 16).
     pub max_batch_size: usize,
-    /// How long the first request of a batch waits for others, in milliseconds (default 5).
+    /// While another batch runs, how long a batch may wait for more requests after its first,
+    /// in milliseconds (default 5); with none running, a batch starts at once.
     pub batch_wait_timeout_ms: u64,
     /// Most predict requests in flight; more get 503 with `Retry-After` (default 64).
     pub max_in_flight: usize,

@@ -151,7 +151,7 @@ impl From<ferrocluster_core::Error> for ApiError {
             E::Image { .. } => ProblemKind::InvalidImage,
             E::InvalidParameter { .. } => ProblemKind::InvalidParameter,
             E::InvalidInput(_) => ProblemKind::InvalidInput,
-            E::Model { .. } | E::NotFitted | E::Io { .. } => ProblemKind::Internal,
+            E::Model { .. } | E::NotFitted | E::Io { .. } | E::Cancelled => ProblemKind::Internal,
         };
         ApiError::new(kind, e.to_string())
     }

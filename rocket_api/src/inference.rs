@@ -1,8 +1,10 @@
 //! Inference like Ray Serve: models cached in memory and reloaded when a new version is
 //! stored; requests gathered into batches (`max_batch_size`, `batch_wait_timeout`) that run
-//! on blocking threads; a bound on requests in flight, past which callers get 503.
+//! on blocking threads, a batch starting at once when nothing else runs; a bound on
+//! requests in flight, past which callers get 503.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,7 @@ use ferrocluster_core::pipeline::extract_images;
 use ferrocluster_core::report::{contact_sheet, ContactSheet};
 use ndarray::{Array2, ArrayView1};
 use rayon::prelude::*;
-use rocket::tokio::sync::{mpsc, oneshot, Semaphore};
+use rocket::tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use rocket::tokio::{self, time::Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -217,24 +219,57 @@ fn join_error(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal(format!("a blocking task failed: {e}"))
 }
 
-/// Gathers requests until `max_batch_size` images or `wait` after the first, then hands the
-/// batch to a blocking thread and starts gathering the next.
+/// Batches running on blocking threads, and a wake-up each time one ends.
+#[derive(Default)]
+struct Running {
+    batches: AtomicUsize,
+    ended: Notify,
+}
+
+/// Gathers requests into batches: a batch takes every request already queued, then starts at
+/// once unless another batch is running. While one runs, it waits for more until
+/// `max_batch_size` images, `wait` after its first request, or the running batches end,
+/// whichever comes first. A lone request thus costs no wait, and under load batches fill
+/// while the previous ones compute (the policy of Triton's dynamic batcher).
 async fn batcher(mut inbox: mpsc::UnboundedReceiver<Pending>, max_batch_size: usize, wait: Duration, job: BatchJob) {
+    let running = Arc::new(Running::default());
     while let Some(first) = inbox.recv().await {
         let deadline = Instant::now() + wait;
         let mut images = first.images.len();
         let mut batch = vec![first];
-        while images < max_batch_size {
-            match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                Ok(Some(next)) => {
-                    images += next.images.len();
-                    batch.push(next);
+        let mut add = |next: Pending, batch: &mut Vec<Pending>| {
+            images += next.images.len();
+            batch.push(next);
+            images >= max_batch_size
+        };
+        loop {
+            let mut full = false;
+            while !full {
+                let Ok(next) = inbox.try_recv() else { break };
+                full = add(next, &mut batch);
+            }
+            if full || running.batches.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                next = inbox.recv() => {
+                    let Some(next) = next else { break };
+                    if add(next, &mut batch) {
+                        break;
+                    }
                 }
-                _ => break,
+                () = running.ended.notified() => {}
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let job = job.clone();
-        tokio::task::spawn_blocking(move || job.run(batch));
+        let (job, running) = (job.clone(), running.clone());
+        running.batches.fetch_add(1, Ordering::AcqRel);
+        tokio::task::spawn_blocking(move || {
+            job.run(batch);
+            running.batches.fetch_sub(1, Ordering::AcqRel);
+            // A permit is kept when the batcher is not waiting yet, so no end is missed.
+            running.ended.notify_one();
+        });
     }
 }
 

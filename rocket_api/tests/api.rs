@@ -977,6 +977,24 @@ fn concurrent_predicts_are_batched_and_batching_can_be_switched_off() {
 }
 
 #[test]
+fn a_lone_predict_runs_at_once_whatever_the_batch_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_id = model_on_disk(dir.path());
+    run_async(async {
+        // Ten minutes' wait for a batch to fill: a lone request must not pay it.
+        let client = async_client(dir.path(), json!({"max_batch_size": 8, "batch_wait_timeout_ms": 600_000})).await;
+        for _ in 0..3 {
+            let answered = rocket::tokio::time::timeout(
+                std::time::Duration::from_secs(120),
+                concurrent_predicts(&client, &model_id, 1),
+            );
+            let (statuses, _) = answered.await.expect("a lone request waited for its batch to fill");
+            assert_eq!(statuses[0].0, 200);
+        }
+    });
+}
+
+#[test]
 fn past_the_in_flight_bound_predict_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let model_id = model_on_disk(dir.path());

@@ -1,12 +1,15 @@
 //! The real `ferrocluster-api` binary with a real `redis-server` and real `ferrocluster-worker`
-//! processes: training jobs run on the workers, are cancelled there, outlive a restart of the
-//! service and a worker killed mid-training.
+//! processes: training jobs run on the workers, are cancelled there (at once, not at the next
+//! heartbeat), outlive a restart of the service and a worker killed mid-training, and leave no
+//! result blobs in Redis once collected, cancelled or deleted.
 
 mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferrocluster_core::training::task::unpack_progress;
+use ferrocluster_core::training::Stage;
 use serde_json::{json, Value};
 use support::cluster::{RedisServer, Worker, LEASE_MS};
 use support::server::{delete, free_port, get_json, images, post_json, start, wait_job, wait_succeeded, Server};
@@ -86,6 +89,7 @@ fn upload_train_on_a_worker_and_predict_as_the_embedded_executor_does() {
     let job = train(&server, &request(&upload(&server, 30, 32)));
     let job = wait_succeeded(&server, job["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(job["attempts"], 1, "{job}");
+    wait_no_blobs(&redis);
     for stage in ["features", "fit", "metrics", "store"] {
         assert!(job["timings_ms"][stage].is_u64(), "{job}");
     }
@@ -154,6 +158,89 @@ fn a_cancel_stops_the_training_on_its_worker() {
     wait_succeeded(&server, next["id"].as_str().unwrap(), Duration::from_secs(60));
 }
 
+/// Where a task stopped, from the progress its worker recorded with the outcome.
+fn stopped_at(redis: &RedisServer, id: &str) -> (Stage, usize, usize) {
+    let field = |name: &str| redis.task_field(id, name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    unpack_progress((field("progress_done"), field("progress_total"))).expect("a progress with its stage")
+}
+
+/// Waits until the task record of `id` says one of `states`.
+fn wait_task(redis: &RedisServer, id: &str, states: &[&str], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !redis.task_field(id, "state").is_some_and(|state| states.contains(&state.as_str())) {
+        assert!(Instant::now() < deadline, "task {id} is {:?}, not {states:?}", redis.task_field(id, "state"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until Redis holds no blob (the service deletes them just after it records the job).
+fn wait_no_blobs(redis: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis.blob_keys().is_empty() {
+        assert!(Instant::now() < deadline, "blobs left: {:?}", redis.blob_keys());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_cancel_reaches_the_worker_at_its_next_iteration_not_its_next_heartbeat() {
+    let redis = RedisServer::start();
+    // A minute's lease: a heartbeat every 20 s, longer than the whole training.
+    let _worker = Worker::with_lease(&redis, "w1", 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_queued(dir.path(), free_port(), &redis);
+    wait_ready(&server, 1);
+    // Cheap features, a fit of many clusters: most of the training is the fit.
+    let request = json!({"dataset_id": upload(&server, 900, 32), "k": 60, "seed": 3, "max_iter": 300,
+                         "features": {"size": [32, 32], "hog": {"cells_per_block": [2, 2]}}});
+
+    // The oracle: the same training, not cancelled, and the iterations its fit takes.
+    let whole = wait_succeeded(&server, train(&server, &request)["id"].as_str().unwrap(), Duration::from_secs(120));
+    let model = get_json(&server, &format!("/v1/models/{}", whole["model_id"].as_str().unwrap())).1;
+    let n_iter = model["metrics"]["n_iter"].as_u64().unwrap() as usize;
+
+    let id = train(&server, &request)["id"].as_str().unwrap().to_owned();
+    wait_task(&redis, &id, &["running"], Duration::from_secs(30));
+    let (status, cancelled) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    assert_eq!(status, 200, "{cancelled}");
+    wait_task(&redis, &id, &["cancelled"], Duration::from_secs(120));
+    let (stage, done, total) = stopped_at(&redis, &id);
+    match stage {
+        Stage::Features => assert!(done < total, "extraction went through all {total} images"),
+        Stage::Fit => assert!(done < n_iter, "the fit ran {done} of its {n_iter} iterations"),
+        Stage::Metrics => panic!("the fit ran to its end ({n_iter} iterations) before the cancel came"),
+    }
+    wait_no_blobs(&redis);
+}
+
+#[test]
+fn the_blobs_of_a_task_that_succeeded_after_its_job_was_cancelled_are_deleted() {
+    let redis = RedisServer::start();
+    let _worker = Worker::start(&redis, "w1");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_queued(dir.path(), port, &redis);
+    wait_ready(&server, 1);
+    let request = json!({"dataset_id": upload(&server, 30, 32), "k": 2, "features": {"size": [16, 16]}});
+    let id = train(&server, &request)["id"].as_str().unwrap().to_owned();
+    wait_task(&redis, &id, &["running", "succeeded"], Duration::from_secs(30));
+    drop(server); // SIGKILL: nobody collects the model.
+    wait_task(&redis, &id, &["succeeded"], Duration::from_secs(60));
+    assert_eq!(redis.blob_keys().len(), 2, "the model and its features wait in Redis");
+
+    // The job was cancelled but the service died before passing the cancel on.
+    let record = dir.path().join("jobs").join(format!("{id}.json"));
+    let mut job: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    job["state"] = json!("cancelled");
+    std::fs::write(&record, job.to_string()).unwrap();
+    let server = start_queued(dir.path(), port, &redis);
+    wait_no_blobs(&redis);
+    let job = get_json(&server, &format!("/v1/jobs/{id}")).1;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    assert_eq!(status, 404, "a cancelled job stores no model");
+}
+
 #[test]
 fn a_job_outlives_a_restart_of_the_service() {
     let redis = RedisServer::start();
@@ -171,6 +258,7 @@ fn a_job_outlives_a_restart_of_the_service() {
     let server = start_queued(dir.path(), port, &redis);
     let job = wait_succeeded(&server, &id, Duration::from_secs(180));
     assert_eq!(job["attempts"], 1, "the worker's one run is collected, not restarted: {job}");
+    wait_no_blobs(&redis);
     let path = format!("/v1/models/{}/predict", job["model_id"].as_str().unwrap());
     let (status, predicted) = post_json(&server, &path, READ_KEY, &json_images(&images(2, 64), json!({})));
     assert_eq!(status, 200, "{predicted}");

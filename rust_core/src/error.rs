@@ -17,6 +17,9 @@ pub enum Error {
     /// A saved model could not be read.
     #[error("model file {path}: {reason}")]
     Model { path: PathBuf, reason: String },
+    /// The computation was stopped through its [`crate::CancelToken`].
+    #[error("cancelled")]
+    Cancelled,
     /// A model was used before `fit`.
     #[error("model is not fitted yet: call fit first")]
     NotFitted,

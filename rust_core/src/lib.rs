@@ -24,6 +24,7 @@
 //! # Ok::<(), ferrocluster_core::Error>(())
 //! ```
 
+pub mod cancel;
 pub mod cluster;
 pub mod data;
 pub mod distributed;
@@ -38,5 +39,6 @@ pub mod real;
 pub mod report;
 pub mod training;
 
+pub use cancel::CancelToken;
 pub use error::{Error, Result};
 pub use real::Real;

@@ -165,9 +165,9 @@ pub async fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<
 #[rocket::delete("/v1/models/<id>")]
 pub async fn delete(_key: Admin, id: &str, service: &State<Service>) -> ApiResult<Status> {
     let id = checked_id("model", id)?.to_owned();
-    let (store, cache) = (service.store.clone(), service.cache.clone());
+    let (jobs, cache) = (service.jobs.clone(), service.cache.clone());
     blocking(move || {
-        let deleted = store.delete_model(&id)?;
+        let deleted = jobs.delete_model(&id)?;
         cache.evict(&id);
         if deleted {
             Ok(Status::NoContent)

@@ -1,11 +1,11 @@
 //! The embedded executor: a few threads off the async runtime take job ids from a channel
 //! and train in this process.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
 
 use ferrocluster_core::training::{train, Observer, Stage, TrainError, Trained};
+use ferrocluster_core::CancelToken;
 
 use super::Jobs;
 use crate::store::jobs::{JobProgress, JobState};
@@ -79,7 +79,7 @@ fn run(jobs: &Jobs, id: &str) {
 struct JobObserver<'a> {
     jobs: &'a Jobs,
     id: &'a str,
-    cancel: &'a AtomicBool,
+    cancel: &'a CancelToken,
 }
 
 impl Observer for JobObserver<'_> {
@@ -87,7 +87,7 @@ impl Observer for JobObserver<'_> {
         self.jobs.report(self.id, stage, done, total);
     }
 
-    fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+    fn cancel_token(&self) -> &CancelToken {
+        self.cancel
     }
 }

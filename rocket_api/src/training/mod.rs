@@ -13,7 +13,6 @@ mod embedded;
 mod queued;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -21,6 +20,7 @@ use ferrocluster_core::image::DecodeLimits;
 use ferrocluster_core::model::{Model, SavedModel};
 pub use ferrocluster_core::training::{Algorithm, ModelMetrics, TrainRequest};
 use ferrocluster_core::training::{Stage, TrainError, Trained};
+use ferrocluster_core::CancelToken;
 
 pub use self::queued::QueueHealth;
 use crate::config::Settings;
@@ -42,7 +42,7 @@ pub enum CancelError {
 
 struct Entry {
     job: Job,
-    cancel: Arc<AtomicBool>,
+    cancel: CancelToken,
     saved_at: Instant,
 }
 
@@ -74,7 +74,7 @@ impl Jobs {
         let table = store
             .jobs()?
             .into_iter()
-            .map(|job| (job.id.clone(), Entry { job, cancel: Arc::default(), saved_at: Instant::now() }))
+            .map(|job| (job.id.clone(), Entry { job, cancel: CancelToken::new(), saved_at: Instant::now() }))
             .collect();
         let executor = match &settings.redis_url {
             None => Executor::Embedded(embedded::Embedded::new()),
@@ -99,8 +99,9 @@ impl Jobs {
         for entry in table.values_mut() {
             let job = &mut entry.job;
             if job.state == JobState::Cancelled {
-                // Its task may still run on a worker if the cancel was not passed on.
-                self.executor.cancel(&job.id);
+                // Its task may still run on a worker if the cancel was not passed on, or have
+                // left result blobs.
+                self.executor.release(&job.id);
                 continue;
             }
             if job.state.is_final() {
@@ -136,7 +137,7 @@ impl Jobs {
         };
         self.store.save_job(&job)?;
         self.lock()
-            .insert(job.id.clone(), Entry { job: job.clone(), cancel: Arc::default(), saved_at: Instant::now() });
+            .insert(job.id.clone(), Entry { job: job.clone(), cancel: CancelToken::new(), saved_at: Instant::now() });
         self.executor.submit(&job.id);
         Ok(job)
     }
@@ -187,14 +188,24 @@ impl Jobs {
         if entry.job.state.is_final() {
             return Err(CancelError::Finished(entry.job.state));
         }
-        entry.cancel.store(true, Ordering::SeqCst);
+        entry.cancel.cancel();
         entry.job.state = JobState::Cancelled;
         entry.job.finished_at_ms = Some(now_ms());
         if let Err(e) = self.store.save_job(&entry.job) {
             tracing::error!(job = id, "could not record the cancellation: {e}");
         }
-        self.executor.cancel(id);
+        self.executor.release(id);
         Ok(entry.job.clone())
+    }
+
+    /// Deletes model `id`, and whatever its job's task left in Redis. Returns whether it existed.
+    pub fn delete_model(&self, id: &str) -> std::io::Result<bool> {
+        let job_id = self.store.model_meta(id)?.map(|meta| meta.job_id);
+        let deleted = self.store.delete_model(id)?;
+        if let Some(job_id) = job_id {
+            self.executor.release(&job_id);
+        }
+        Ok(deleted)
     }
 
     /// Changes an unfinished job's record under the lock and writes it when `change` says
@@ -301,12 +312,12 @@ impl Executor {
         }
     }
 
-    /// A job was cancelled (its record already says so).
-    fn cancel(&self, id: &str) {
+    /// A job was cancelled (its record already says so), or its model deleted.
+    fn release(&self, id: &str) {
         match self {
-            // The training thread polls the job's flag.
+            // The training thread checks the job's token; nothing is kept elsewhere.
             Executor::Embedded(_) => {}
-            Executor::Queued(queued) => queued.cancel(id),
+            Executor::Queued(queued) => queued.release(id),
         }
     }
 }

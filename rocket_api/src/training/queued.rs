@@ -2,8 +2,11 @@
 //! run by `ferrocluster-worker` processes. One thread here, with its own small runtime,
 //! keeps the job records in step with the tasks: it enqueues new and resumed jobs (a
 //! repeated enqueue of an id is a no-op), passes cancels on, copies state and progress from
-//! the task records, and stores the model of a task that succeeded. Woken at once by a new
-//! job or a cancel, it otherwise looks every [`POLL`].
+//! the task records, stores the model of a task that succeeded and deletes the blobs that
+//! brought it. Woken at once by a new job or a cancel, it otherwise looks every [`POLL`].
+//!
+//! Blobs no job will collect are deleted too, not left to expire: those of a task that
+//! succeeded although its job was cancelled, and those left by a job whose model is deleted.
 //!
 //! The worker reads the images from the data directory (mounted at the same path on every
 //! worker) and returns the model by reference: see `ferrocluster_core::training::task`.
@@ -12,7 +15,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ferrocluster_core::queue::{Error as QueueError, Queue, QueueConfig, TaskSpec, TaskState, TaskStatus};
+use ferrocluster_core::queue::{
+    CancelOutcome, Error as QueueError, Queue, QueueConfig, TaskSpec, TaskState, TaskStatus,
+};
 use ferrocluster_core::training::task::{unpack_progress, TrainOutput, TrainTask, KIND};
 use ferrocluster_core::training::TrainError;
 use tokio::sync::Notify;
@@ -51,7 +56,8 @@ pub(super) struct Queued {
     config: QueueConfig,
     queue: String,
     wake: Arc<Notify>,
-    cancels: Mutex<BTreeSet<String>>,
+    /// Tasks to let go of: cancelled if they still run, their result blobs deleted.
+    releases: Mutex<BTreeSet<String>>,
     health: Mutex<QueueHealth>,
 }
 
@@ -69,7 +75,7 @@ impl Queued {
             config,
             queue: settings.training_queue.clone(),
             wake: Arc::default(),
-            cancels: Mutex::default(),
+            releases: Mutex::default(),
             health: Mutex::new(health),
         }
     }
@@ -89,8 +95,10 @@ impl Queued {
         self.wake.notify_one();
     }
 
-    pub(super) fn cancel(&self, id: &str) {
-        lock(&self.cancels).insert(id.to_owned());
+    /// Lets go of the task of job `id` (cancelled, or its model deleted): it is cancelled if
+    /// it still runs, and its result blobs are deleted whenever it ends.
+    pub(super) fn release(&self, id: &str) {
+        lock(&self.releases).insert(id.to_owned());
         self.wake();
     }
 
@@ -124,6 +132,8 @@ struct Round {
     enqueued: HashSet<String>,
     /// When the workers were last counted.
     counted_at: Option<Instant>,
+    /// Released tasks asked to stop, followed until they end (one may succeed first).
+    stopping: HashSet<String>,
 }
 
 /// The thread's loop: connect, then follow the tasks round after round.
@@ -154,18 +164,10 @@ async fn follow(jobs: Weak<Jobs>, url: String, config: QueueConfig, wake: Arc<No
     }
 }
 
-/// One round: cancels, new jobs, task states, and (every second) the live workers.
+/// One round: releases, new jobs, task states, and (every second) the live workers.
 async fn step(jobs: &Jobs, queue: &Queue, round: &mut Round) -> Result<(), QueueError> {
     let executor = jobs.queued();
-    let cancels: Vec<String> = lock(&executor.cancels).iter().cloned().collect();
-    for id in cancels {
-        match queue.cancel(&id).await {
-            Ok(_) | Err(QueueError::NoSuchTask(_)) => {
-                lock(&executor.cancels).remove(&id);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    release(queue, executor, round).await?;
 
     let unfinished = jobs.unfinished();
     let fresh: Vec<&Job> = unfinished.iter().filter(|job| !round.enqueued.contains(&job.id)).collect();
@@ -203,6 +205,43 @@ async fn step(jobs: &Jobs, queue: &Queue, round: &mut Round) -> Result<(), Queue
         None
     };
     executor.answered(workers);
+    Ok(())
+}
+
+/// Cancels the released tasks that still run and deletes the result blobs of those that
+/// succeeded, now or (for one asked to stop) when it ends.
+async fn release(queue: &Queue, executor: &Queued, round: &mut Round) -> Result<(), QueueError> {
+    let releases: Vec<String> = lock(&executor.releases).iter().cloned().collect();
+    for id in releases {
+        match queue.cancel(&id).await {
+            Ok(CancelOutcome::Requested) => {
+                round.stopping.insert(id.clone());
+            }
+            Ok(CancelOutcome::AlreadyFinished(TaskState::Succeeded)) => {
+                discard(queue, &id, queue.status(&id).await?.result).await?;
+            }
+            Ok(_) | Err(QueueError::NoSuchTask(_)) => {}
+            Err(e) => return Err(e),
+        }
+        lock(&executor.releases).remove(&id);
+    }
+    let stopping: Vec<String> = round.stopping.iter().cloned().collect();
+    for (id, status) in stopping.iter().zip(queue.statuses(&stopping).await?) {
+        match status {
+            Some(status) if !status.state.is_terminal() => continue,
+            Some(status) if status.state == TaskState::Succeeded => discard(queue, id, status.result).await?,
+            _ => {}
+        }
+        round.stopping.remove(id);
+    }
+    Ok(())
+}
+
+/// Deletes the blobs named by the result of task `id`, if it holds a [`TrainOutput`].
+async fn discard(queue: &Queue, id: &str, result: Option<serde_json::Value>) -> Result<(), QueueError> {
+    let Some(Ok(output)) = result.map(serde_json::from_value::<TrainOutput>) else { return Ok(()) };
+    output.discard(queue).await?;
+    tracing::debug!(job = id, "the task's result blobs are deleted");
     Ok(())
 }
 
@@ -258,12 +297,19 @@ async fn track(jobs: &Jobs, queue: &Queue, job: &Job, status: TaskStatus) {
                 job.attempts = attempts;
                 true
             });
-            let outcome = match status.result.map(serde_json::from_value::<TrainOutput>) {
-                Some(Ok(output)) => output.fetch(queue).await.map_err(|e| TrainError::Failed(e.to_string())),
+            let output = status.result.map(serde_json::from_value::<TrainOutput>);
+            let outcome = match &output {
+                Some(Ok(output)) => output.clone().fetch(queue).await.map_err(|e| TrainError::Failed(e.to_string())),
                 Some(Err(e)) => Err(TrainError::Failed(format!("the worker's result is unreadable: {e}"))),
                 None => Err(TrainError::Failed("the worker's result is missing".to_owned())),
             };
             jobs.finish(id, outcome);
+            // The model is stored now (or never will be): Redis need not keep it.
+            if let Some(Ok(output)) = output {
+                if let Err(e) = output.discard(queue).await {
+                    tracing::warn!(job = id, error = %e, "deleting the result blobs failed; they expire with the task");
+                }
+            }
         }
         TaskState::Failed => {
             let reason = status.error.unwrap_or_else(|| "the training task failed".to_owned());

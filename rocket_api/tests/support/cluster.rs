@@ -59,6 +59,12 @@ impl RedisServer {
         let mut conn = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
         redis::cmd("HGET").arg(format!("fc:task:{id}")).arg(field).query(&mut conn).unwrap()
     }
+
+    /// The keys of blob chunks (namespace `fc`), read straight from Redis.
+    pub fn blob_keys(&self) -> Vec<String> {
+        let mut conn = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        redis::cmd("KEYS").arg("fc:blob:*").query(&mut conn).unwrap()
+    }
 }
 
 impl Drop for RedisServer {
@@ -80,8 +86,13 @@ pub const LEASE_MS: u64 = 1500;
 impl Worker {
     /// A worker named `name` serving the default queue of `redis`.
     pub fn start(redis: &RedisServer, name: &str) -> Self {
+        Worker::with_lease(redis, name, LEASE_MS)
+    }
+
+    /// A worker whose lease is `lease_ms` (it heartbeats every third of it).
+    pub fn with_lease(redis: &RedisServer, name: &str, lease_ms: u64) -> Self {
         let child = Command::new(worker_binary())
-            .args(["--redis", &redis.url(), "--name", name, "--lease-ms", &LEASE_MS.to_string()])
+            .args(["--redis", &redis.url(), "--name", name, "--lease-ms", &lease_ms.to_string()])
             .args(["--block-ms", "200"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -16,7 +16,7 @@ use super::kmeans::{
     KMeansInit, KMeansModel, Kernel,
 };
 use super::{validate_data, Clusterer, Progress};
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// Mini-batch k-means, equal in algorithm to scikit-learn's `MiniBatchKMeans`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,11 +162,12 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
     type Model = KMeansModel<T>;
 
     /// Fits; `progress` sees stage `"batch"` with `total` the maximum number of batches.
-    fn fit_observed(
+    fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
     ) -> Result<KMeansModel<T>> {
         self.validate()?;
         validate_data(x, sample_weight, self.n_clusters)?;
@@ -208,7 +209,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
                 let sub = Data::new(xi.view(), wi.as_deref());
                 let chosen = match self.init {
                     KMeansInit::Random => random(&sub, k, &mut rng)?,
-                    _ => plusplus(kernel, &sub, k, default_trials(k), &mut rng)?,
+                    _ => plusplus(kernel, &sub, k, default_trials(k), &mut rng, cancel)?,
                 };
                 rows_of(&sub, &chosen)
             };
@@ -266,6 +267,7 @@ impl<T: Real> Clusterer<T> for MiniBatchKMeans {
             };
             centres = new;
             progress(Progress { done: steps, total: n_steps, stage: "batch" });
+            cancel.check()?;
             if conv.stop(step, shift, batch_inertia / batch as f64) {
                 break;
             }

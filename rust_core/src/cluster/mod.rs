@@ -7,7 +7,7 @@ pub mod minibatch;
 
 use ndarray::{ArrayView1, ArrayView2};
 
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// How far a long fit has got, for progress bars and job status.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,13 +25,29 @@ pub trait Clusterer<T: Real> {
     /// What `fit` returns.
     type Model: Fitted<T>;
 
+    /// Fits on the rows of `x` (optionally weighted), reporting progress as it goes and
+    /// checking `cancel` after every step it reports (and, for k-means++, between the
+    /// choices of two centres).
+    ///
+    /// # Errors
+    /// [`crate::Error::Cancelled`] once `cancel` is cancelled; the algorithm's own errors.
+    fn fit_cancellable(
+        &self,
+        x: ArrayView2<'_, T>,
+        sample_weight: Option<ArrayView1<'_, T>>,
+        progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
+    ) -> Result<Self::Model>;
+
     /// Fits on the rows of `x` (optionally weighted), reporting progress as it goes.
     fn fit_observed(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
-    ) -> Result<Self::Model>;
+    ) -> Result<Self::Model> {
+        self.fit_cancellable(x, sample_weight, progress, &CancelToken::new())
+    }
 
     /// Fits on the rows of `x` (optionally weighted).
     fn fit(&self, x: ArrayView2<'_, T>, sample_weight: Option<ArrayView1<'_, T>>) -> Result<Self::Model> {

@@ -1,7 +1,8 @@
 //! Bytes too large for an envelope, kept in Redis under the queue's namespace: task arguments
 //! and results passed by reference. A blob has a random id, is split into chunks of at most
 //! [`CHUNK_BYTES`] (Redis strings are capped at 512 MB, and one huge value stalls Redis while
-//! it is copied), and expires with the outcome of the task that uses it.
+//! it is copied), and expires with the outcome of the task that uses it, unless its reader
+//! deletes it first, once it has no more use for it.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,5 +66,21 @@ impl Queue {
             bytes.extend_from_slice(&chunk);
         }
         Ok((bytes.len() == blob.size).then_some(bytes))
+    }
+
+    /// Deletes blobs (one round trip); blobs already gone are no error.
+    ///
+    /// # Errors
+    /// Redis errors only.
+    pub async fn delete_blobs(&self, blobs: &[&BlobRef]) -> Result<()> {
+        let keys: Vec<String> = blobs
+            .iter()
+            .flat_map(|blob| (0..blob.chunks()).map(|index| self.keys.blob_chunk(&blob.id, index)))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let _deleted: u64 = self.conn.query(redis::cmd("DEL").arg(&keys)).await?;
+        Ok(())
     }
 }

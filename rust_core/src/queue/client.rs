@@ -19,8 +19,8 @@ use super::{
 pub enum CancelOutcome {
     /// It was pending and will not run.
     Cancelled,
-    /// It is running; its worker sees the request at its next heartbeat and the handler at
-    /// its next `is_cancelled` check.
+    /// It is running; its worker hears of it at once (or, should the message be missed, at
+    /// its next heartbeat) and the handler stops at its next `is_cancelled` check.
     Requested,
     /// It had already finished in this state; nothing changed.
     AlreadyFinished(TaskState),
@@ -208,8 +208,9 @@ impl Queue {
         }
     }
 
-    /// Cancels a task: at once if pending; if running, its handler is told at its next
-    /// heartbeat and the task ends `Cancelled` if the handler stops.
+    /// Cancels a task: at once if pending; if running, its worker is told through the cancel
+    /// channel (and the flag its heartbeats read) and the task ends `Cancelled` if the handler
+    /// stops.
     ///
     /// # Errors
     /// [`Error::NoSuchTask`].
@@ -220,7 +221,10 @@ impl Queue {
         match state.as_str() {
             "" => Err(Error::NoSuchTask(id.to_owned())),
             "cancelled" => Ok(CancelOutcome::Cancelled),
-            "cancelling" => Ok(CancelOutcome::Requested),
+            "cancelling" => {
+                self.publish_cancel(id).await;
+                Ok(CancelOutcome::Requested)
+            }
             other => Ok(CancelOutcome::AlreadyFinished(
                 other
                     .strip_prefix("was:")

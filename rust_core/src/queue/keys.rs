@@ -98,6 +98,11 @@ impl Keys {
         format!("{}:notify:{channel}", self.ns)
     }
 
+    /// The pub/sub channel of cancel requests for running tasks: their ids.
+    pub(crate) fn cancels(&self) -> String {
+        format!("{}:cancels", self.ns)
+    }
+
     /// Chunk `index` of a blob (a Redis string each).
     pub(crate) fn blob_chunk(&self, blob: &str, index: usize) -> String {
         format!("{}:blob:{blob}:{index}", self.ns)

@@ -19,12 +19,17 @@
 //! - **Notifications**: a task enqueued with a `notify` channel pushes its id there when it
 //!   finishes; a [`Listener`] waits on it with a blocking read instead of polling.
 //!
+//! - **Cancels**: a running task's cancel is flagged in its record and published on
+//!   `{ns}:cancels`; workers subscribe, so the handler sees it at its next check, and read the
+//!   flag with each heartbeat should a message be missed.
+//!
 //! - **Inboxes**: every worker also reads its own queue ([`inbox`]), so a producer can send
 //!   a task to the one worker that holds the data it needs.
 //!
 //! See `docs/queue.md` for the keys, the lifecycle and how to run workers.
 
 mod blob;
+mod cancels;
 mod client;
 mod config;
 mod connection;

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{inbox, Consumer, Delivery, Lease, Queue, Result, Transition};
+use crate::CancelToken;
 
 /// Most tasks one slot fetches and runs as a batch (when they are quick).
 const BATCH_MAX: usize = 16;
@@ -53,7 +54,7 @@ pub struct TaskContext {
 struct ContextState {
     done: AtomicU64,
     total: AtomicU64,
-    cancelled: AtomicBool,
+    cancel: CancelToken,
 }
 
 impl TaskContext {
@@ -71,7 +72,12 @@ impl TaskContext {
     /// Whether the handler should stop: the task was cancelled, or this worker lost its
     /// lease (another worker may be running it). Check it between chunks of work.
     pub fn is_cancelled(&self) -> bool {
-        self.state.cancelled.load(Ordering::Relaxed)
+        self.state.cancel.is_cancelled()
+    }
+
+    /// The token behind [`TaskContext::is_cancelled`], for computations that take one.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.state.cancel
     }
 
     /// `Err(TaskError::Cancelled)` once [`TaskContext::is_cancelled`], for `?` in handlers.
@@ -86,7 +92,7 @@ impl TaskContext {
     }
 
     fn cancel(&self) {
-        self.state.cancelled.store(true, Ordering::Relaxed);
+        self.state.cancel.cancel();
     }
 
     fn progress_now(&self) -> (u64, u64) {
@@ -162,6 +168,20 @@ struct Activity {
     completed: AtomicU64,
     /// Whether it was told to stop.
     stopping: AtomicBool,
+    /// What each running batch holds: where a published cancel is looked up.
+    batches: Mutex<Vec<Held>>,
+}
+
+impl Activity {
+    /// Stops the handler of task `id`, if this worker holds it.
+    fn cancel(&self, id: &str) {
+        for held in lock(&self.batches).iter() {
+            for (_, context) in lock(held).iter().filter(|(_, context)| context.id == id) {
+                tracing::debug!(id, "cancel heard: stopping the task");
+                context.cancel();
+            }
+        }
+    }
 }
 
 type Running = Arc<Activity>;
@@ -203,6 +223,7 @@ impl Worker {
         let mut background = JoinSet::new();
         background.spawn(sweep_loop(self.queue.clone(), lease / 2));
         background.spawn(record_loop(self.queue.clone(), identity.clone(), running.clone()));
+        background.spawn(cancel_loop(self.queue.clone(), running.clone()));
         tracing::info!(consumer = consumer_name, queues = ?self.config.queues, kinds = ?self.registry.kinds(), "worker started");
 
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
@@ -307,6 +328,7 @@ async fn run_batch(
         })
         .collect();
     let held: Held = Arc::new(Mutex::new(waiting.iter().cloned().collect()));
+    lock(&running.batches).push(held.clone());
     let beats = tokio::spawn(heartbeat_loop(consumer.clone(), held.clone(), every));
     let mut batch = Batch { consumer, registry, running, held, waiting, results: Vec::new() };
     let mut hold_until = Some(tokio::time::Instant::now() + BATCH_HOLD);
@@ -325,6 +347,7 @@ async fn run_batch(
     let quick = batch.waiting.is_empty() && hold_until.is_some();
     batch.hand_back().await;
     beats.abort();
+    lock(&batch.running.batches).retain(|other| !Arc::ptr_eq(other, &batch.held));
     quick
 }
 
@@ -355,7 +378,7 @@ impl Batch {
         };
         if context.is_cancelled() {
             // Cancelled (or its lease lost) while it waited in the batch: it does not run.
-            let recorded = self.consumer.cancelled(&delivery).await;
+            let recorded = self.cancelled(&delivery, &context).await;
             self.noted(recorded, &id);
             self.forget(&delivery);
             return;
@@ -381,8 +404,8 @@ impl Batch {
                 lock(&self.running.current).remove(&id);
                 return;
             }
-            Ok(Err(_)) if context.is_cancelled() => self.consumer.cancelled(&delivery).await,
-            Ok(Err(TaskError::Cancelled)) => self.consumer.cancelled(&delivery).await,
+            Ok(Err(_)) if context.is_cancelled() => self.cancelled(&delivery, &context).await,
+            Ok(Err(TaskError::Cancelled)) => self.cancelled(&delivery, &context).await,
             Ok(Err(TaskError::Failed(e))) => self.consumer.fail(&delivery, &e, true).await,
             Ok(Err(e @ TaskError::Invalid(_))) => self.consumer.fail(&delivery, &e.to_string(), false).await,
             Err(join) => {
@@ -392,6 +415,15 @@ impl Batch {
         self.noted(recorded, &id);
         self.forget(&delivery);
         lock(&self.running.current).remove(&id);
+    }
+
+    /// Records that a task stopped for a cancel, with the progress it had reached (what the
+    /// record shows of where it stopped).
+    async fn cancelled(&self, delivery: &Delivery, context: &TaskContext) -> Result<Transition> {
+        if let Err(e) = self.consumer.heartbeat(delivery, context.progress_now()).await {
+            tracing::warn!(id = context.id, error = %e, "recording the progress of a cancelled task failed");
+        }
+        self.consumer.cancelled(delivery).await
     }
 
     /// Records the results held (one round trip) and hands back the tasks not started.
@@ -458,6 +490,17 @@ async fn heartbeat_loop(consumer: Arc<Consumer>, held: Held, every: Duration) {
                 Err(e) => tracing::warn!(id = context.id, error = %e, "heartbeat failed"),
             }
         }
+    }
+}
+
+/// Passes published cancels to the handlers; resubscribes after a lease when the
+/// subscription breaks (the heartbeats carry cancels meanwhile).
+async fn cancel_loop(queue: Queue, running: Running) {
+    loop {
+        if let Err(e) = queue.follow_cancels(|id| running.cancel(id)).await {
+            tracing::warn!(error = %e, "listening for cancels failed; they reach tasks with the heartbeats until it is back");
+        }
+        tokio::time::sleep(queue.config.lease).await;
     }
 }
 

@@ -2,14 +2,13 @@
 //! both executors of the REST service: its in-process threads call [`train`], and
 //! `ferrocluster-worker` runs the same function as the [`task::KIND`] task.
 //!
-//! A cancelled training stops soon, not at the end of a stage: extraction runs in chunks of
-//! [`EXTRACT_CHUNK`] images and checks between them, the fit checks after every iteration (or
-//! mini-batch), and every stage checks before it starts.
+//! A cancelled training stops soon, not at the end of a stage: the observer's
+//! [`CancelToken`] is checked between chunks of [`EXTRACT_CHUNK`] images, by the fit after
+//! every iteration (or mini-batch) and between k-means++ centres, and before every stage.
 
 pub mod task;
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,6 +22,7 @@ use crate::features::FeatureConfig;
 use crate::image::DecodeLimits;
 use crate::metrics::{calinski_harabasz_score, davies_bouldin_score, silhouette_score};
 use crate::pipeline::extract_files;
+use crate::CancelToken;
 
 /// Rows scored by the silhouette (it costs O(n²)).
 const SILHOUETTE_SAMPLE: usize = 2000;
@@ -108,10 +108,15 @@ impl TrainRequest {
         Ok(())
     }
 
-    fn fit(&self, x: &Array2<f32>, progress: &(dyn Fn(Progress) + Sync)) -> crate::Result<KMeansModel<f32>> {
+    fn fit(
+        &self,
+        x: &Array2<f32>,
+        progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
+    ) -> crate::Result<KMeansModel<f32>> {
         match self.clusterer() {
-            Fit::KMeans(km) => km.fit_observed(x.view(), None, progress),
-            Fit::MiniBatch(mb) => mb.fit_observed(x.view(), None, progress),
+            Fit::KMeans(km) => km.fit_cancellable(x.view(), None, progress, cancel),
+            Fit::MiniBatch(mb) => mb.fit_cancellable(x.view(), None, progress, cancel),
         }
     }
 }
@@ -162,8 +167,8 @@ pub trait Observer: Sync {
     /// `done` of `total` steps of `stage` are done; `(0, 0)` when the stage starts.
     fn progress(&self, stage: Stage, done: usize, total: usize);
 
-    /// Whether to stop.
-    fn is_cancelled(&self) -> bool;
+    /// The token that stops the training once cancelled.
+    fn cancel_token(&self) -> &CancelToken;
 }
 
 /// Why a training did not give a model.
@@ -177,7 +182,10 @@ pub enum TrainError {
 
 impl From<crate::Error> for TrainError {
     fn from(e: crate::Error) -> Self {
-        TrainError::Failed(e.to_string())
+        match e {
+            crate::Error::Cancelled => TrainError::Cancelled,
+            e => TrainError::Failed(e.to_string()),
+        }
     }
 }
 
@@ -221,10 +229,7 @@ pub fn train(
 }
 
 fn check(observer: &dyn Observer) -> Result<(), TrainError> {
-    if observer.is_cancelled() {
-        return Err(TrainError::Cancelled);
-    }
-    Ok(())
+    Ok(observer.cancel_token().check()?)
 }
 
 /// Runs `work` as `stage`: refuses to start when cancelled, announces it, times it.
@@ -265,26 +270,10 @@ fn extract(
     Ok(features)
 }
 
-/// The payload of the unwind that stops a cancelled fit.
-struct Cancelled;
-
-/// Fits, stopping after the iteration during which a cancel came. The core's fits take a
-/// progress callback and nothing else; unwinding out of it (as salsa cancels its queries)
-/// stops them at an iteration boundary without a token through every clusterer. A fit owns
-/// all it changes, so nothing is left half-done; the unwind carries no message and skips
-/// the panic hook.
+/// Fits, stopping after the iteration (or k-means++ centre) during which a cancel came.
 fn fit(request: &TrainRequest, x: &Array2<f32>, observer: &dyn Observer) -> Result<KMeansModel<f32>, TrainError> {
-    let report = |p: Progress| {
-        if observer.is_cancelled() {
-            resume_unwind(Box::new(Cancelled));
-        }
-        observer.progress(Stage::Fit, p.done, p.total);
-    };
-    match catch_unwind(AssertUnwindSafe(|| request.fit(x, &report))) {
-        Ok(fitted) => Ok(fitted?),
-        Err(payload) if payload.is::<Cancelled>() => Err(TrainError::Cancelled),
-        Err(payload) => resume_unwind(payload),
-    }
+    let report = |p: Progress| observer.progress(Stage::Fit, p.done, p.total);
+    Ok(request.fit(x, &report, observer.cancel_token())?)
 }
 
 /// Internal indices of the fit; those undefined for the data (one cluster) are left out.
@@ -301,7 +290,7 @@ fn score(x: &Array2<f32>, model: &KMeansModel<f32>, seed: u64) -> ModelMetrics {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     use super::*;
@@ -312,17 +301,12 @@ mod tests {
         seen: Mutex<Vec<(Stage, usize, usize)>>,
         cancel_at: Option<(Stage, usize)>,
         reports: AtomicUsize,
-        cancelled: AtomicBool,
+        cancel: CancelToken,
     }
 
     impl Recorder {
         fn new(cancel_at: Option<(Stage, usize)>) -> Self {
-            Recorder {
-                seen: Mutex::default(),
-                cancel_at,
-                reports: AtomicUsize::new(0),
-                cancelled: AtomicBool::new(false),
-            }
+            Recorder { seen: Mutex::default(), cancel_at, reports: AtomicUsize::new(0), cancel: CancelToken::new() }
         }
     }
 
@@ -331,13 +315,13 @@ mod tests {
             self.seen.lock().unwrap().push((stage, done, total));
             if let Some((at_stage, after)) = self.cancel_at {
                 if at_stage == stage && self.reports.fetch_add(1, Ordering::SeqCst) + 1 >= after {
-                    self.cancelled.store(true, Ordering::SeqCst);
+                    self.cancel.cancel();
                 }
             }
         }
 
-        fn is_cancelled(&self) -> bool {
-            self.cancelled.load(Ordering::SeqCst)
+        fn cancel_token(&self) -> &CancelToken {
+            &self.cancel
         }
     }
 
@@ -390,9 +374,25 @@ mod tests {
         let outcome = train(&paths[..EXTRACT_CHUNK], &request, &DecodeLimits::default(), &observer);
         assert_eq!(outcome.unwrap_err(), TrainError::Cancelled);
         let seen = observer.seen.lock().unwrap();
-        // Stage start, two steps, the step that cancels; the next report unwinds.
+        // Stage start, one step, the step during which the cancel came; then it stops.
         assert_eq!(seen.iter().filter(|(s, _, _)| *s == Stage::Fit).count(), 3);
         assert!(!seen.iter().any(|(s, _, _)| *s == Stage::Metrics));
+        drop(seen);
+
+        let observer = Recorder::new(Some((Stage::Fit, 2)));
+        let outcome = train(
+            &paths[..EXTRACT_CHUNK],
+            &TrainRequest { k: 8, algorithm: Algorithm::Kmeans, ..request },
+            &DecodeLimits::default(),
+            &observer,
+        );
+        assert_eq!(outcome.unwrap_err(), TrainError::Cancelled);
+        let seen = observer.seen.lock().unwrap();
+        assert_eq!(
+            seen.iter().filter(|(s, _, _)| *s == Stage::Fit).collect::<Vec<_>>(),
+            [&(Stage::Fit, 0, 0), &(Stage::Fit, 1, 300)],
+            "Lloyd stops after the iteration that saw the cancel"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! The images go by path: the service's data directory must be mounted at the same path on
 //! every worker (read-only is enough). The model comes back by reference: the worker stores
 //! the fitted model and the training features as blobs in Redis ([`BlobRef`]), expiring with
-//! the task's outcome, and the service fetches them and stores the model itself, so the
-//! service stays the only writer of its data directory.
+//! the task's outcome, and the service fetches them, stores the model itself (so the
+//! service stays the only writer of its data directory) and deletes them.
 
 use std::path::PathBuf;
 
@@ -96,6 +96,14 @@ impl TrainOutput {
             cluster_sizes: trained.cluster_sizes,
             timings_ms: trained.timings_ms,
         })
+    }
+
+    /// Deletes the blobs (once fetched, or when nobody will fetch them).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn discard(&self, queue: &Queue) -> Result<()> {
+        queue.delete_blobs(&[&self.model, &self.features]).await
     }
 
     /// Fetches the blobs back into what [`super::train`] returned.

@@ -10,6 +10,7 @@ use ferrocluster_core::pipeline::extract_files;
 use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, Registry, TaskContext, TaskError};
 use ferrocluster_core::training::task::{pack_progress, TrainOutput, TrainTask};
 use ferrocluster_core::training::{self, Observer, Stage, TrainError};
+use ferrocluster_core::CancelToken;
 use ndarray::Array2;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -189,8 +190,8 @@ impl Observer for TaskObserver<'_> {
         self.0.progress(done, total);
     }
 
-    fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+    fn cancel_token(&self) -> &CancelToken {
+        self.0.cancel_token()
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
 use crate::metrics::distance::Panels;
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 use kdtree::{BoundingBox, KdTree};
 
 /// DBSCAN with the Euclidean metric: points with at least `min_samples` (weighted) points
@@ -56,11 +56,12 @@ pub struct DbscanModel {
 impl<T: Real> Clusterer<T> for Dbscan {
     type Model = DbscanModel;
 
-    fn fit_observed(
+    fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
     ) -> Result<DbscanModel> {
         self.validate()?;
         validate_data(x, None, 1)?;
@@ -79,7 +80,7 @@ impl<T: Real> Clusterer<T> for Dbscan {
             Some(w) => Some(w.mapv(Real::to_f64_exact)),
         };
 
-        let neighbourhoods = radius_neighbourhoods(&KdTree::new(x), self.eps * self.eps, progress);
+        let neighbourhoods = radius_neighbourhoods(&KdTree::new(x), self.eps * self.eps, progress, cancel)?;
         let min_samples = self.min_samples as f64;
         let is_core: Vec<bool> = neighbourhoods
             .iter()
@@ -108,8 +109,14 @@ impl Dbscan {
 }
 
 /// For every row, the indices of the rows within squared distance `eps2` (itself included),
-/// in no particular order: the cluster growth does not depend on it.
-fn radius_neighbourhoods(tree: &KdTree, eps2: f64, progress: &(dyn Fn(Progress) + Sync)) -> Vec<Vec<u32>> {
+/// in no particular order: the cluster growth does not depend on it. Panels not started when
+/// `cancel` is cancelled are skipped, and the search ends with [`Error::Cancelled`].
+fn radius_neighbourhoods(
+    tree: &KdTree,
+    eps2: f64,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &CancelToken,
+) -> Result<Vec<Vec<u32>>> {
     let panels = tree.panels();
     let n_panels = panels.n_panels();
     let done = AtomicUsize::new(0);
@@ -117,20 +124,21 @@ fn radius_neighbourhoods(tree: &KdTree, eps2: f64, progress: &(dyn Fn(Progress) 
     let per_panel: Vec<Vec<Vec<u32>>> = (0..n_panels)
         .into_par_iter()
         .map(|a| {
+            cancel.check()?;
             let mut lists: Vec<Vec<u32>> = panels.rows(a).map(|_| Vec::new()).collect();
             tree.within(panels, a, &tree.panel_bounds(a), eps2, |r, j, _| lists[r].push(j as u32));
             let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
             if finished.is_multiple_of(report_every) || finished == n_panels {
                 progress(Progress { done: finished, total: n_panels, stage: "neighbourhoods" });
             }
-            lists
+            Ok(lists)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut neighbourhoods = vec![Vec::new(); panels.n_rows()];
     for (p, list) in per_panel.into_iter().flatten().enumerate() {
         neighbourhoods[tree.original_index(p)] = list;
     }
-    neighbourhoods
+    Ok(neighbourhoods)
 }
 
 /// Labels clusters as scikit-learn's `dbscan_inner` does: seeds in index order, a depth-first

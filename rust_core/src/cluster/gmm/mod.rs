@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 use covariance::{estimate_parameters, log_gaussian_prob};
 
 /// A Gaussian mixture with `n_components` components, fitted by EM; the parameters and defaults
@@ -255,7 +255,12 @@ impl GaussianMixture {
     }
 
     /// Fits on the rows of `x` (f64), as `BaseMixture.fit_predict`.
-    fn fit_f64(&self, x: ArrayView2<'_, f64>, progress: &(dyn Fn(Progress) + Sync)) -> Result<GaussianMixtureModel> {
+    fn fit_f64(
+        &self,
+        x: ArrayView2<'_, f64>,
+        progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
+    ) -> Result<GaussianMixtureModel> {
         let mut rng = Pcg64::seed_from_u64(self.random_state);
         let total = self.n_init * self.max_iter.max(1);
         let mut best: Option<(f64, Parameters, usize, bool)> = None;
@@ -270,6 +275,7 @@ impl GaussianMixture {
                 lower_bound = log_prob_norm;
                 n_iter = iter;
                 progress(Progress { done: init * self.max_iter + iter, total, stage: "EM iteration" });
+                cancel.check()?;
                 if (lower_bound - previous).abs() < self.tol {
                     converged = true;
                     break;
@@ -339,18 +345,19 @@ impl<T: Real> Clusterer<T> for GaussianMixture {
 
     /// Fits the mixture. `sample_weight` is not supported (scikit-learn's `GaussianMixture`
     /// has none) and is an error when given.
-    fn fit_observed(
+    fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
     ) -> Result<GaussianMixtureModel> {
         if sample_weight.is_some() {
             return Err(Error::parameter("sample_weight", "GaussianMixture does not support sample weights"));
         }
         validate_data(x, None, 2)?;
         self.validate(x.nrows(), x.ncols())?;
-        self.fit_f64(x.mapv(Real::to_f64_exact).view(), progress)
+        self.fit_f64(x.mapv(Real::to_f64_exact).view(), progress, cancel)
     }
 }
 

@@ -11,7 +11,7 @@ use super::kernel::{Kernel, Listed, Packed};
 use super::lloyd::{Data, DataView};
 use super::rows_of;
 use crate::cluster::validate_data;
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// Listed rows per kernel call in a k-means++ step: a multiple of every micro-kernel height.
 /// Small, so that the rows the gather prefetches arrive while the kernel computes a block.
@@ -52,7 +52,7 @@ pub fn kmeans_plusplus<T: Real>(
     let data = Data::new(x.view(), w.as_deref());
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let trials = n_local_trials.unwrap_or_else(|| default_trials(n_clusters));
-    let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng)?;
+    let indices = plusplus(Kernel::detect(), &data, n_clusters, trials, &mut rng, &CancelToken::new())?;
     Ok((x.select(Axis(0), &indices), indices))
 }
 
@@ -93,13 +93,14 @@ pub(crate) fn total_weight<T: Real>(data: &Data<'_, T>) -> Result<f64> {
 /// computes its distances to all candidates and the candidates' potentials with the kernel. Rows
 /// that no candidate can bring closer are skipped (triangle inequality against the row's
 /// nearest centre, see [`SKIP_MARGIN`]), which changes nothing but the time taken. Sampling walks
-/// the chunk potentials, then the rows of one chunk.
+/// the chunk potentials, then the rows of one chunk. `cancel` is checked before each new centre.
 pub(crate) fn plusplus<'a, T: Real>(
     kernel: Kernel,
     data: impl Into<DataView<'a, T>>,
     k: usize,
     trials: usize,
     rng: &mut Pcg64Mcg,
+    cancel: &CancelToken,
 ) -> Result<Vec<usize>> {
     let data = data.into();
     let total = total_weight(&data)?;
@@ -112,8 +113,8 @@ pub(crate) fn plusplus<'a, T: Real>(
     // The first centre is a pass's only candidate, applied to every row.
     Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
     state.won(0, 0);
-    // One step per centre: a check between steps (e.g. for cancellation) belongs in this loop.
     while chosen.len() < k {
+        cancel.check()?;
         let pot: f64 = state.chunk_pot.iter().sum();
         let candidates: Vec<usize> = (0..trials).map(|_| state.sample(&data, rng.random::<f64>() * pot)).collect();
         let rows = rows_of(data, &candidates);
@@ -439,7 +440,9 @@ mod tests {
             for kernel in Kernel::available() {
                 let stored = Data::new(x.view(), weights);
                 let data = if moved { DataView::shifted(stored, &shift) } else { DataView::from(&stored) };
-                let ours = plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9)).unwrap();
+                let ours =
+                    plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9), &CancelToken::new())
+                        .unwrap();
                 let seen = if moved { &shifted } else { &x };
                 let expected =
                     reference(seen, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));

@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use super::kernel::{Kernel, Rows};
-use crate::Real;
+use crate::{CancelToken, Real, Result};
 
 /// Rows of X that one kernel call sees: ~64 KiB, so they are still in L2 for the accumulation.
 const SUB_ROWS_BYTES: usize = 64 * 1024;
@@ -358,15 +358,15 @@ pub(crate) fn average<T: Real>(sums: &[f64], weights: &[f64], d: usize) -> Array
 /// One run of Lloyd's algorithm from `centres`, with scikit-learn's stopping rules: labels
 /// unchanged (strict), or the squared centre shift at most `tol`; without strict convergence
 /// one more E-step makes the labels match the final centres. Calls `progress` after each
-/// iteration.
+/// iteration, then stops with [`crate::Error::Cancelled`] if `cancel` says so.
 pub(super) fn lloyd<T: Real>(
     kernel: Kernel,
     data: DataView<'_, T>,
     mut centres: Array2<T>,
-    max_iter: usize,
-    tol: f64,
+    (max_iter, tol): (usize, f64),
     progress: &dyn Fn(usize),
-) -> Run<T> {
+    cancel: &CancelToken,
+) -> Result<Run<T>> {
     let d = data.d;
     let mut labels = vec![u32::MAX; data.n()];
     let mut strict = false;
@@ -379,6 +379,7 @@ pub(super) fn lloyd<T: Real>(
         let shift: f64 = new.iter().zip(&centres).map(|(a, b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
         centres = new;
         progress(n_iter);
+        cancel.check()?;
         if p.changed == 0 {
             strict = true;
             break;
@@ -392,5 +393,5 @@ pub(super) fn lloyd<T: Real>(
     } else {
         pass(kernel, data, centres.view(), &mut labels, Then::Inertia).inertia
     };
-    Run { centres, labels, inertia, n_iter }
+    Ok(Run { centres, labels, inertia, n_iter })
 }

@@ -35,7 +35,7 @@ pub(crate) use kernel::Kernel;
 pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data, DataView, Then};
 
 use super::{validate_data, Clusterer, Fitted, Progress};
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// How the initial centres are chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,11 +211,12 @@ impl<T: Real> Clusterer<T> for KMeans {
     type Model = KMeansModel<T>;
 
     /// Fits; `progress` sees stage `"iteration"` with `total = max_iter × runs`.
-    fn fit_observed(
+    fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
     ) -> Result<KMeansModel<T>> {
         self.validate()?;
         validate_data(x, sample_weight, self.n_clusters)?;
@@ -239,10 +240,10 @@ impl<T: Real> Clusterer<T> for KMeans {
             let centres = match (&self.init, &given) {
                 (_, Some(c)) => c - &mean,
                 (KMeansInit::Random, _) => rows_of(data, &random(&data, k, &mut rng)?),
-                _ => rows_of(data, &plusplus(kernel, data, k, default_trials(k), &mut rng)?),
+                _ => rows_of(data, &plusplus(kernel, data, k, default_trials(k), &mut rng, cancel)?),
             };
             let report = |i: usize| progress(Progress { done: run * self.max_iter + i, total, stage: "iteration" });
-            let r = lloyd::lloyd(kernel, data, centres, self.max_iter, tol, &report);
+            let r = lloyd::lloyd(kernel, data, centres, (self.max_iter, tol), &report, cancel)?;
             if best.as_ref().is_none_or(|b| r.inertia < b.inertia && !same_clustering(&r.labels, &b.labels, k)) {
                 best = Some(r);
             }

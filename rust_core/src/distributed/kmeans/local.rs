@@ -8,7 +8,7 @@ use super::shard::{owned_rows, ShardState};
 use super::{ShardExecutor, ShardPlan, ShardedKMeans};
 use crate::cluster::kmeans::KMeansModel;
 use crate::cluster::{validate_data, Clusterer, Progress};
-use crate::{Error, Real, Result};
+use crate::{CancelToken, Error, Real, Result};
 
 /// The shards of a matrix, held in this process.
 #[derive(Debug)]
@@ -40,13 +40,17 @@ impl<T: Real> ShardExecutor<T> for LocalShards<T> {
 impl<T: Real> Clusterer<T> for ShardedKMeans {
     type Model = KMeansModel<T>;
 
-    /// Fits in this process; the same model as a fit of the same plan on a cluster.
-    fn fit_observed(
+    /// Fits in this process; the same model as a fit of the same plan on a cluster. `cancel`
+    /// is checked before the fit starts only: a fit over shards stops through
+    /// [`super::ClusterFit::stop`].
+    fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
         sample_weight: Option<ArrayView1<'_, T>>,
         progress: &(dyn Fn(Progress) + Sync),
+        cancel: &CancelToken,
     ) -> Result<KMeansModel<T>> {
+        cancel.check()?;
         if sample_weight.is_some() {
             return Err(Error::parameter("sample_weight", "is not supported by k-means over shards"));
         }

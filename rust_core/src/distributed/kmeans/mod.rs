@@ -55,7 +55,7 @@ pub use source::{npy_shape, ShardSource};
 use crate::cluster::kmeans::{average, check_common, default_trials, given_centres, move_point, plusplus};
 use crate::cluster::kmeans::{Data, KMeansInit, KMeansModel, Kernel};
 use crate::cluster::Progress;
-use crate::{Real, Result};
+use crate::{CancelToken, Real, Result};
 
 /// How the rows are cut into shards: `shard_rows` consecutive rows each, the last one shorter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -362,7 +362,7 @@ impl<E> Fit<'_, E> {
         let (_, counts) = self.cost(&candidates, &batches, true)?;
         let weights: Vec<T> = counts.iter().map(|&c| T::from_f64_lossy(c)).collect();
         let data = Data::new(candidates.centres.view(), Some(&weights));
-        let chosen = plusplus(Kernel::detect(), &data, k, default_trials(k), &mut rng)?;
+        let chosen = plusplus(Kernel::detect(), &data, k, default_trials(k), &mut rng, &CancelToken::new())?;
         Ok(candidates.centres.select(ndarray::Axis(0), &chosen))
     }
 
