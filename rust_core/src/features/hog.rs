@@ -337,7 +337,7 @@ impl Hog {
             Cow::Borrowed(image.data())
         };
         let mut rows =
-            FloatRows { grad: RowGradients::new(cols, channels, cell_c), data, image, bins };
+            FloatRows { grad: RowGradients::new(cols, channels, cell_c, self.orientations), data, image, bins };
         self.cell_histograms(height, width, &mut rows)
     }
 
@@ -350,19 +350,17 @@ impl Hog {
     fn byte_cell_histograms(&self, table: &[u8], image: ImageView<'_, u8>) -> Vec<f64> {
         let cell_c = self.pixels_per_cell[1];
         let cols = image.width() / cell_c * cell_c;
+        let n = self.orientations;
         let channels = image.channels();
-        let planes = channel_planes(image);
         let mut rows = ByteRows {
-            planes: &planes,
-            height: image.height(),
-            width: image.width(),
+            image,
             table,
-            orientations: self.orientations,
-            cell_c,
+            orientations: n,
             gc: vec![0; cols * channels],
             gr: vec![0; cols * channels],
             index: vec![0; cols],
             magnitude: vec![0.0; cols],
+            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
         };
         self.cell_histograms(image.height(), image.width(), &mut rows)
     }
@@ -448,103 +446,69 @@ impl<T: Real> RowVotes for FloatRows<'_, T> {
 
 /// The rows of an image of bytes, with integer gradients.
 struct ByteRows<'a> {
-    /// The image's channels, each `height × width` row-major.
-    planes: &'a [Cow<'a, [u8]>],
-    height: usize,
-    width: usize,
+    image: ImageView<'a, u8>,
     /// [`OrientationBins::byte_bins`].
     table: &'a [u8],
     orientations: usize,
-    cell_c: usize,
-    /// Column and row gradients of one row, channel after channel (`index.len()` values each).
+    /// Column and row gradients of every channel, interleaved like the image.
     gc: Vec<i32>,
     gr: Vec<i32>,
     /// Per pixel, the index of its (winning channel's) gradient in `table`.
     index: Vec<u32>,
     magnitude: Vec<f64>,
+    /// Where the totals of each column's cell start.
+    totals_start: Vec<usize>,
 }
 
 impl RowVotes for ByteRows<'_> {
     #[inline(always)]
     fn vote_row(&mut self, r: usize, totals: &mut [f32]) {
-        let (height, width, cols) = (self.height, self.width, self.index.len());
+        let (height, width, channels) = (self.image.height(), self.image.width(), self.image.channels());
+        let pixels = self.image.data();
+        let stride = width * channels;
+        let row = &pixels[r * stride..(r + 1) * stride];
+        if r > 0 && r + 1 < height {
+            let (up, down) = (&pixels[(r - 1) * stride..r * stride], &pixels[(r + 1) * stride..]);
+            for ((g, &u), &d) in self.gr.iter_mut().zip(up).zip(down) {
+                *g = i32::from(d) - i32::from(u);
+            }
+        } else {
+            self.gr.fill(0);
+        }
+        self.gc.fill(0);
         // Columns 1..interior_end have both horizontal neighbours.
-        let interior_end = cols.min(width.saturating_sub(1)).max(1);
-        for ((plane, gc), gr) in self.planes.iter().zip(self.gc.chunks_exact_mut(cols)).zip(self.gr.chunks_exact_mut(cols)) {
-            if r > 0 && r + 1 < height {
-                let (up, down) = (&plane[(r - 1) * width..][..cols], &plane[(r + 1) * width..][..cols]);
-                for ((g, &u), &d) in gr.iter_mut().zip(up).zip(down) {
-                    *g = i32::from(d) - i32::from(u);
-                }
-            } else {
-                gr.fill(0);
-            }
-            let row = &plane[r * width..(r + 1) * width];
-            gc.fill(0);
-            for ((g, &right), &left) in gc[1..interior_end].iter_mut().zip(row.get(2..).unwrap_or_default()).zip(row) {
-                *g = i32::from(right) - i32::from(left);
-            }
+        let interior_end = self.index.len().min(width.saturating_sub(1)).max(1) * channels;
+        let interior = &mut self.gc[channels.min(interior_end)..interior_end];
+        for ((g, &right), &left) in interior.iter_mut().zip(row.get(2 * channels..).unwrap_or_default()).zip(row) {
+            *g = i32::from(right) - i32::from(left);
         }
         let outputs = self.index.iter_mut().zip(self.magnitude.iter_mut());
-        if self.planes.len() == 1 {
+        if channels == 1 {
             for ((index, magnitude), (&gc, &gr)) in outputs.zip(self.gc.iter().zip(&self.gr)) {
                 (*index, *magnitude) = byte_gradient(gc, gr);
             }
         } else {
-            let ((gc0, gc12), (gr0, gr12)) = (self.gc.split_at(cols), self.gr.split_at(cols));
-            let ((gc1, gc2), (gr1, gr2)) = (gc12.split_at(cols), gr12.split_at(cols));
-            let gradients = gc0.iter().zip(gc1).zip(gc2).zip(gr0.iter().zip(gr1).zip(gr2));
-            for ((index, magnitude), (((&c0, &c1), &c2), ((&r0, &r1), &r2))) in outputs.zip(gradients) {
+            for ((index, magnitude), (gc, gr)) in outputs.zip(self.gc.chunks_exact(3).zip(self.gr.chunks_exact(3))) {
                 // g_magn.argmax(axis=2): the first largest, without branches so that rows vectorise.
-                let (mut best_c, mut best_r) = (c0, r0);
-                let mut best = c0 * c0 + r0 * r0;
-                for (c, r) in [(c1, r1), (c2, r2)] {
-                    let square = c * c + r * r;
+                let (mut best_c, mut best_r) = (gc[0], gr[0]);
+                let mut best = best_c * best_c + best_r * best_r;
+                for ch in 1..3 {
+                    let square = gc[ch] * gc[ch] + gr[ch] * gr[ch];
                     let better = square > best;
                     best = if better { square } else { best };
-                    best_c = if better { c } else { best_c };
-                    best_r = if better { r } else { best_r };
+                    best_c = if better { gc[ch] } else { best_c };
+                    best_r = if better { gr[ch] } else { best_r };
                 }
                 (*index, *magnitude) = byte_gradient(best_c, best_r);
             }
         }
-        // Consecutive votes go to different cells, so that their float32 additions do not wait
-        // on each other; each cell still sees its pixels in column order.
+        // A zero magnitude adds nothing to whichever total it is added to.
         let n = self.orientations;
-        across_cells(cols, self.cell_c, |c, cell| {
-            let k = self.table.get(self.index[c] as usize).map_or(n, |&k| usize::from(k));
-            // A zero magnitude adds nothing to whichever total it is added to.
-            if let Some(total) = totals.get_mut(cell * (n + 1) + k) {
-                add_vote(total, self.magnitude[c]);
+        for ((&index, &magnitude), &start) in self.index.iter().zip(&self.magnitude).zip(&self.totals_start) {
+            let k = self.table.get(index as usize).map_or(n, |&k| usize::from(k));
+            if let Some(total) = totals.get_mut(start + k) {
+                add_vote(total, magnitude);
             }
-        });
-    }
-}
-
-/// The channels of an image as planes: a grey image's own samples, an RGB image's split.
-fn channel_planes(image: ImageView<'_, u8>) -> Vec<Cow<'_, [u8]>> {
-    if image.channels() == 1 {
-        return vec![Cow::Borrowed(image.data())];
-    }
-    let pixels = image.height() * image.width();
-    let mut planes = [vec![0; pixels], vec![0; pixels], vec![0; pixels]];
-    let [red, green, blue] = &mut planes;
-    for (((r, g), b), pixel) in red.iter_mut().zip(green.iter_mut()).zip(blue.iter_mut()).zip(image.data().chunks_exact(3)) {
-        (*r, *g, *b) = (pixel[0], pixel[1], pixel[2]);
-    }
-    planes.into_iter().map(Cow::Owned).collect()
-}
-
-/// Calls `vote(c, cell)` for the `cols` columns of a row of cells `cell_c` wide, taking the
-/// cells in turn: column 0 of every cell, then column 1, ... Each cell sees its columns in
-/// order, as the float32 totals of scikit-image's loop need, while consecutive votes go to
-/// different cells, whose additions then run side by side instead of one after the other.
-#[inline(always)]
-fn across_cells(cols: usize, cell_c: usize, mut vote: impl FnMut(usize, usize)) {
-    let cells = cols / cell_c;
-    for offset in 0..cell_c {
-        for cell in 0..cells {
-            vote(cell * cell_c + offset, cell);
         }
     }
 }
@@ -568,23 +532,23 @@ struct RowGradients<T> {
     magnitude: Vec<f64>,
     /// [`OrientationBins::bucket`].
     bucket: Vec<u32>,
-    /// Columns per cell.
-    cell_c: usize,
+    /// Where the totals of each column's cell start in a row of cells' totals.
+    totals_start: Vec<usize>,
     /// RGB only: every channel's gradients and magnitudes in the image's type, interleaved
     /// like the image.
     rgb: Option<[Vec<T>; 3]>,
 }
 
 impl<T: Real> RowGradients<T> {
-    /// Rows of `cols` columns in cells `cell_c` wide.
-    fn new(cols: usize, channels: usize, cell_c: usize) -> Self {
+    /// Rows of `cols` columns in cells `cell_c` wide, for `n` orientations.
+    fn new(cols: usize, channels: usize, cell_c: usize, n: usize) -> Self {
         let zeros = vec![0.0; cols];
         RowGradients {
             gc: zeros.clone(),
             gr: zeros.clone(),
             magnitude: zeros,
             bucket: vec![0; cols],
-            cell_c,
+            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
             rgb: (channels == 3).then(|| std::array::from_fn(|_| vec![T::zero(); 3 * cols])),
         }
     }
@@ -665,15 +629,15 @@ impl<T: Real> RowGradients<T> {
 
     /// Adds the magnitudes to their orientation bins in their cell's `totals` (`n + 1` per
     /// cell, the last for angles past the last bin, which count nowhere) as `cell_hog` does:
-    /// a float32 running total that each f64 magnitude is added to in double precision, each
-    /// total seeing its row's pixels in column order ([`across_cells`]).
+    /// a float32 running total that each f64 magnitude is added to in double precision. Each
+    /// total sees its row's pixels in column order, so the whole row goes in one pass.
     #[inline(always)]
     fn vote(&self, bins: &OrientationBins, totals: &mut [f32]) {
         let n = bins.orientations;
-        across_cells(self.magnitude.len(), self.cell_c, |c, cell| {
-            let (magnitude, start) = (self.magnitude[c], cell * (n + 1));
+        let pixels = self.magnitude.iter().zip(&self.bucket).zip(&self.totals_start).enumerate();
+        for (c, ((&magnitude, &bucket), &start)) in pixels {
             // The common case: a positive glibc magnitude in a bucket clear of every bound.
-            let k = bins.buckets.get(self.bucket[c] as usize).copied().unwrap_or(UNSURE);
+            let k = bins.buckets.get(bucket as usize).copied().unwrap_or(UNSURE);
             if k != UNSURE && magnitude > 0.0 {
                 if let Some(total) = totals.get_mut(start + usize::from(k)) {
                     add_vote(total, magnitude);
@@ -688,7 +652,7 @@ impl<T: Real> RowGradients<T> {
                     _ => cell[..n].iter_mut().for_each(|total| add_vote(total, magnitude)),
                 }
             }
-        });
+        }
     }
 }
 
@@ -1039,7 +1003,7 @@ mod tests {
 
     /// The bins `RowGradients::vote` adds a single gradient to.
     fn voted_bins(bins: &OrientationBins, gc: f64, gr: f64) -> Vec<usize> {
-        let mut row = RowGradients::<f64>::new(1, 1, 1);
+        let mut row = RowGradients::<f64>::new(1, 1, 1, bins.orientations);
         (row.gc[0], row.gr[0]) = (gc, gr);
         row.derive(bins);
         row.magnitude[0] = 1.0; // so that zero gradients vote too
