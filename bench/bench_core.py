@@ -46,8 +46,12 @@ def report(name: str, ours: float, theirs: float, target: float, unit: str = "s"
 
 def side_by_side(ours, theirs, rounds: int = 7, ours_number: int = 1, theirs_number: int = 1, clock=None) -> tuple[float, float]:
     """Median seconds per call of `ours` and `theirs` over `rounds` rounds that run each in turn
-    (`*_number` calls a round), so that a change of load on this shared machine falls on both."""
+    (`*_number` calls a round), so that a change of load on this shared machine falls on both.
+    One untimed call of each first, so that one-off work (tables, thread pools, caches) stays
+    out of the first round."""
     clock = clock or CLOCK
+    ours()
+    theirs()
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
         for fn, number, out in ((ours, ours_number, times[0]), (theirs, theirs_number, times[1])):

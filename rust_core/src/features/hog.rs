@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -779,9 +779,17 @@ pub(crate) struct OrientationBins {
     /// Buckets per unit of pseudo-angle.
     scale: f32,
     /// The bin of every integer gradient `(gc, gr)` in `-255..=255`, at
-    /// `(gr + 255) · 511 + gc + 255`; built on first use, for fewer than 255 orientations.
-    byte_bins: OnceLock<Vec<u8>>,
+    /// `(gr + 255) · 511 + gc + 255`, for fewer than 255 orientations: from
+    /// [`BYTE_BIN_TABLES`] on first use.
+    byte_bins: OnceLock<Arc<[u8]>>,
 }
+
+/// The tables of [`OrientationBins::byte_bins`] of the last few orientation counts used in this
+/// process: a table costs about as much as ten 64×64 images' descriptors, which every batch
+/// (and every thread, waiting on the one building it) would otherwise pay again.
+static BYTE_BIN_TABLES: Mutex<Vec<(usize, Arc<[u8]>)>> = Mutex::new(Vec::new());
+/// How many orientation counts [`BYTE_BIN_TABLES`] keeps (a quarter of a megabyte each).
+const CACHED_TABLES: usize = 8;
 
 /// A bucket that straddles or nears a bound.
 const UNSURE: u16 = u16::MAX;
@@ -825,11 +833,21 @@ impl OrientationBins {
     fn byte_bins(&self) -> Option<&[u8]> {
         let n = u8::try_from(self.orientations).ok().filter(|&n| n < u8::MAX)?;
         let table = self.byte_bins.get_or_init(|| {
+            let mut tables = BYTE_BIN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, table)) = tables.iter().find(|(orientations, _)| *orientations == self.orientations) {
+                return Arc::clone(table);
+            }
             let span = -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT;
-            span.clone()
+            let table: Arc<[u8]> = span
+                .clone()
                 .flat_map(|gr| span.clone().map(move |gc| (f64::from(gc), f64::from(gr))))
                 .map(|(gc, gr)| u8::try_from(self.bin_of(gc, gr)).unwrap_or(n))
-                .collect()
+                .collect();
+            if tables.len() == CACHED_TABLES {
+                tables.remove(0);
+            }
+            tables.push((self.orientations, Arc::clone(&table)));
+            table
         });
         Some(table)
     }
