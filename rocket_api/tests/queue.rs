@@ -67,11 +67,12 @@ fn long_request(dataset_id: &str) -> Value {
     json!({"dataset_id": dataset_id, "k": 3, "features": features})
 }
 
-/// Waits until the job runs on a worker and has reported progress.
+/// Waits until the job runs on a worker and has reported its stage (a stage's first report may
+/// come with nothing done yet, and on a fast machine the next may already be the last).
 fn wait_running(server: &Server, id: &str) -> Value {
     wait_job(server, id, Duration::from_secs(60), |job| {
         assert!(!["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()), "ended: {job}");
-        job["state"] == "running" && job["progress"]["done"].as_u64().unwrap_or(0) > 0
+        job["state"] == "running" && job["progress"]["stage"].as_str().is_some_and(|stage| !stage.is_empty())
     })
 }
 
@@ -129,8 +130,7 @@ fn a_cancel_stops_the_training_on_its_worker() {
     let dataset_id = upload(&server, 900, 64);
     let job = train(&server, &long_request(&dataset_id));
     let id = job["id"].as_str().unwrap();
-    let running = wait_running(&server, id);
-    assert_eq!(running["progress"]["stage"], "features", "{running}");
+    wait_running(&server, id);
 
     let (status, cancelled) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
     assert_eq!(status, 200, "{cancelled}");
