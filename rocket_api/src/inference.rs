@@ -21,7 +21,7 @@ use rocket::tokio::{self, time::Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::Settings;
+use crate::config::{check_working_set, Settings};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::store::models::ModelMeta;
 use crate::store::Store;
@@ -149,6 +149,7 @@ pub struct Predictor {
     max_batch_size: usize,
     batch_wait: Duration,
     limits: DecodeLimits,
+    max_working_bytes: u64,
     nearest: usize,
     /// The batcher's inbox, made on first use (it needs the async runtime).
     inbox: OnceLock<mpsc::UnboundedSender<Pending>>,
@@ -166,6 +167,7 @@ impl Predictor {
             max_batch_size: settings.max_batch_size,
             batch_wait: Duration::from_millis(settings.batch_wait_timeout_ms),
             limits: settings.decode_limits,
+            max_working_bytes: settings.max_working_bytes,
             nearest: settings.nearest_examples,
             inbox: OnceLock::new(),
         }
@@ -191,6 +193,7 @@ impl Predictor {
         let cache = self.cache.clone();
         let id = model_id.to_owned();
         let model = tokio::task::spawn_blocking(move || cache.get(&id)).await.map_err(join_error)??;
+        check_working_set(self.max_working_bytes, images.len(), &model.features, true)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending { model, images, reply };
         if self.batching {

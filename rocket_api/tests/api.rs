@@ -601,6 +601,45 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
 }
 
 #[test]
+fn work_past_max_working_bytes_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config: FeatureConfig = serde_json::from_value(small_features()).unwrap();
+    let [height, width] = config.size.map(|side| side as u64);
+    let per_image = (config.dim() as u64 + height * width * 3) * 4;
+    // Room for three images resized with their features, and for the feature matrix of nine.
+    let client = client_with(dir.path(), json!({"max_working_bytes": 3 * per_image}));
+    let refused = |response: LocalResponse<'_>| {
+        let doc = problem(response, Status::UnprocessableEntity, "invalid-input");
+        assert!(doc["detail"].as_str().unwrap().contains("max_working_bytes"), "{doc}");
+    };
+    let features = |n: usize| {
+        let body = json_images(&files(n), json!({"features": small_features()}));
+        client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body).dispatch()
+    };
+    assert_eq!(features(3).status(), Status::Ok);
+    refused(features(4));
+
+    let (dataset, _, model_id) = trained(&client, 9, 3);
+    let predict = |n: usize| {
+        let body = json_images(&files(n), json!({}));
+        client
+            .post(format!("/v1/models/{model_id}/predict"))
+            .header(reader())
+            .header(ContentType::JSON)
+            .body(body)
+            .dispatch()
+    };
+    assert_eq!(predict(3).status(), Status::Ok);
+    refused(predict(4));
+    // Raw pixels as well: nine rows of 3·32·32 more values each are past the limit.
+    let mut wide = small_features();
+    wide["pixels"] = json!({});
+    let request = json!({"dataset_id": dataset["id"], "k": 3, "features": wide});
+    refused(client.post("/v1/models").header(admin()).header(ContentType::JSON).body(request.to_string()).dispatch());
+    assert_eq!(json_of(client.get("/v1/jobs").header(reader()).dispatch()).as_array().unwrap().len(), 1, "no job made");
+}
+
+#[test]
 fn bad_training_and_predict_requests_are_4xx_problems() {
     let dir = tempfile::tempdir().unwrap();
     let client = client_with(dir.path(), json!({}));

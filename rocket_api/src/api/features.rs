@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::blocking;
 use crate::auth::Reader;
-use crate::config::BodyLimit;
+use crate::config::{check_working_set, BodyLimit};
 use crate::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
@@ -100,6 +100,7 @@ pub async fn extract(
     let body = read_body(data, limits, BodyLimit::Features).await?;
     let mut upload = parse_upload(&kind, body).await?;
     let config = feature_config(&mut upload.fields)?;
+    check_working_set(service.settings.max_working_bytes, upload.images.len(), &config, true)?;
     let limits = service.settings.decode_limits;
     let images = upload.images;
     blocking(move || {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{blocking, checked_id, query_number};
 use crate::auth::{Admin, Reader};
-use crate::config::BodyLimit;
+use crate::config::{check_working_set, BodyLimit};
 use crate::error::responses::{
     BadRequest, Forbidden, NotFound, Overloaded, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
@@ -78,10 +78,11 @@ pub async fn train(
     }
     let request: TrainRequest = parse_json(&read_body(data, limits, BodyLimit::Models).await?)?;
     let id = checked_id("dataset", &request.dataset_id)?.to_owned();
-    let (store, jobs) = (service.store.clone(), service.jobs.clone());
+    let (store, jobs, max_bytes) = (service.store.clone(), service.jobs.clone(), service.settings.max_working_bytes);
     let job = blocking(move || {
         let dataset = store.dataset(&id)?.ok_or_else(|| ApiError::not_found("dataset", &id))?;
         request.validate(dataset.summary.n_images)?;
+        check_working_set(max_bytes, dataset.summary.n_images, &request.features, false)?;
         Ok(jobs.submit(request)?)
     })
     .await?;
