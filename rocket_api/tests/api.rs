@@ -73,6 +73,16 @@ fn upload(client: &Client, images: &[(String, Vec<u8>)]) -> Value {
     json_of(response)
 }
 
+/// `POST /v1/models/{model_id}/predict` with a JSON `body`, as a reader.
+fn predict_json<'c>(client: &'c Client, model_id: &str, body: impl Into<String>) -> LocalResponse<'c> {
+    client
+        .post(format!("/v1/models/{model_id}/predict"))
+        .header(reader())
+        .header(ContentType::JSON)
+        .body(body.into())
+        .dispatch()
+}
+
 fn small_features() -> Value {
     json!({"size": [32, 32], "hog": {"orientations": 9, "pixels_per_cell": [8, 8], "cells_per_block": [2, 2]}})
 }
@@ -543,14 +553,7 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
 
     // Predicting the training images gives their training labels, each its own nearest example.
     let body = json_images(&images[..6], json!({}));
-    let doc = json_of(
-        client
-            .post(format!("/v1/models/{model_id}/predict"))
-            .header(reader())
-            .header(ContentType::JSON)
-            .body(body)
-            .dispatch(),
-    );
+    let doc = json_of(predict_json(&client, &model_id, body));
     assert_eq!(doc["model_id"], model_id.as_str());
     for (i, p) in doc["predictions"].as_array().unwrap().iter().enumerate() {
         assert_eq!(p["name"], format!("img-{i}.png"));
@@ -588,16 +591,7 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
         "conflict",
     );
     assert_eq!(client.delete(format!("/v1/models/{model_id}")).header(admin()).dispatch().status(), Status::NoContent);
-    problem(
-        client
-            .post(format!("/v1/models/{model_id}/predict"))
-            .header(reader())
-            .header(ContentType::JSON)
-            .body(json_images(&images[..1], json!({})))
-            .dispatch(),
-        Status::NotFound,
-        "not-found",
-    );
+    problem(predict_json(&client, &model_id, json_images(&images[..1], json!({}))), Status::NotFound, "not-found");
 }
 
 #[test]
@@ -620,15 +614,7 @@ fn work_past_max_working_bytes_is_refused_before_it_starts() {
     refused(features(4));
 
     let (dataset, _, model_id) = trained(&client, 9, 3);
-    let predict = |n: usize| {
-        let body = json_images(&files(n), json!({}));
-        client
-            .post(format!("/v1/models/{model_id}/predict"))
-            .header(reader())
-            .header(ContentType::JSON)
-            .body(body)
-            .dispatch()
-    };
+    let predict = |n: usize| predict_json(&client, &model_id, json_images(&files(n), json!({})));
     assert_eq!(predict(3).status(), Status::Ok);
     refused(predict(4));
     // Raw pixels as well: nine rows of 3·32·32 more values each are past the limit.
@@ -667,14 +653,7 @@ fn bad_training_and_predict_requests_are_4xx_problems() {
     );
     assert!(json_of(client.get("/v1/jobs").header(reader()).dispatch()).as_array().unwrap().len() == 1);
 
-    let predict = |body: String| {
-        client
-            .post(format!("/v1/models/{model_id}/predict"))
-            .header(reader())
-            .header(ContentType::JSON)
-            .body(body)
-            .dispatch()
-    };
+    let predict = |body: String| predict_json(&client, &model_id, body);
     let mut images = files(2);
     images[1].1 = b"GIF89a but not really".to_vec();
     let doc = problem(predict(json_images(&images, json!({}))), Status::UnprocessableEntity, "invalid-image");
@@ -761,16 +740,7 @@ fn a_model_stored_anew_is_reloaded() {
     let client = client_with(dir.path(), json!({}));
     let (_, _, model_id) = trained(&client, 9, 3);
     let body = json_images(&files(1), json!({}));
-    let predict = || {
-        json_of(
-            client
-                .post(format!("/v1/models/{model_id}/predict"))
-                .header(reader())
-                .header(ContentType::JSON)
-                .body(body.clone())
-                .dispatch(),
-        )
-    };
+    let predict = || json_of(predict_json(&client, &model_id, body.clone()));
     let before = predict()["predictions"][0]["cluster"].as_u64().unwrap() as usize;
     // Store a new version: the same centres in reverse order.
     let path = dir.path().join("models").join(&model_id).join("model.json");
