@@ -1,6 +1,6 @@
 """Core benchmark: ferrocluster against scikit-image, scikit-learn, linfa, Pillow and the
 machine's sgemm ceiling, measured side by side in this run. Prints medians and ratios against
-the targets of the core-engine issue.
+the project's core-engine targets.
 
     python bench/bench_core.py [--quick] [--part features|kmeans|memory|linfa] [--clock cpu]
 

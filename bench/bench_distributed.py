@@ -3,7 +3,7 @@ images, and k-means, each in one process with 1..N threads and on 1..N local
 `ferrocluster-worker` processes of one thread each, side by side in this run. Prints medians
 of wall time (scaling cannot be measured otherwise, so a loaded machine makes them noisy) and
 of CPU time (what the queue costs beyond the work, which load does not hide), and the ratios
-issue 3 asks for: >= 1.8x from 1 to 2 workers, 2 workers within 10% of 2 threads, and on a
+the project targets: >= 1.8x from 1 to 2 workers, 2 workers within 10% of 2 threads, and on a
 16-core machine >= 75% parallel efficiency at 14 workers.
 
     python bench/bench_distributed.py [--workers 1,2] [--repeat 3] [--quick] [--part features|kmeans]

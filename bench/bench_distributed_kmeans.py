@@ -1,7 +1,7 @@
 """Distributed k-means benchmark: the same fit (k-means||, then a fixed number of Lloyd
 iterations on overlapping blobs, whose labels keep changing) in process with 1..N threads, and on 1..N `ferrocluster-worker` processes of one
 thread each, side by side in this run. Prints medians of wall and CPU time, the Redis
-commands and step tasks of one fit, and the ratios issue 3 asks for (>= 1.8x from 1 to 2
+commands and step tasks of one fit, and the ratios against the project targets (>= 1.8x from 1 to 2
 workers, 2 workers within 10% of 2 threads in one process).
 
     python bench/bench_distributed_kmeans.py [--workers 1,2] [--n ROWS] [--d 64] [--k 32] [--iter 30]

@@ -1,6 +1,6 @@
 """What the distributed benchmarks share: a private redis-server, local workers of one thread
 each, medians of wall and CPU time, Redis command counts, and the scaling table with the
-targets of issue 3."""
+project's scaling targets."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def verdict(met: bool) -> str:
 
 def print_scaling(title: str, threads: dict[int, Timing], workers: dict[int, Timing]) -> None:
     """Medians per thread count in one process and per worker count, with speed-ups,
-    parallel efficiency, workers / threads against issue 3's targets, and the CPU the
+    parallel efficiency, workers / threads against the targets, and the CPU the
     distributed run spent beyond the one in process (the queue's cost, which load does not hide)."""
     print(title)
     print(f"  ({FAIRNESS})")
