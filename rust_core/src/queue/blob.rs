@@ -58,7 +58,7 @@ impl Queue {
     /// # Errors
     /// Redis errors only.
     pub async fn get_blob(&self, blob: &BlobRef) -> Result<Option<Vec<u8>>> {
-        let keys: Vec<String> = (0..blob.chunks()).map(|index| self.keys.blob_chunk(&blob.id, index)).collect();
+        let keys: Vec<String> = self.chunk_keys(blob).collect();
         let chunks: Vec<Option<Vec<u8>>> = self.conn.query(redis::cmd("MGET").arg(&keys)).await?;
         let mut bytes = Vec::with_capacity(blob.size);
         for chunk in chunks {
@@ -73,14 +73,16 @@ impl Queue {
     /// # Errors
     /// Redis errors only.
     pub async fn delete_blobs(&self, blobs: &[&BlobRef]) -> Result<()> {
-        let keys: Vec<String> = blobs
-            .iter()
-            .flat_map(|blob| (0..blob.chunks()).map(|index| self.keys.blob_chunk(&blob.id, index)))
-            .collect();
+        let keys: Vec<String> = blobs.iter().flat_map(|blob| self.chunk_keys(blob)).collect();
         if keys.is_empty() {
             return Ok(());
         }
         let _deleted: u64 = self.conn.query(redis::cmd("DEL").arg(&keys)).await?;
         Ok(())
+    }
+
+    /// The Redis keys of a blob's chunks, in order.
+    fn chunk_keys<'a>(&'a self, blob: &'a BlobRef) -> impl Iterator<Item = String> + 'a {
+        (0..blob.chunks()).map(|index| self.keys.blob_chunk(&blob.id, index))
     }
 }
