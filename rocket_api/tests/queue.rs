@@ -190,9 +190,13 @@ fn a_cancel_reaches_the_worker_at_its_next_iteration_not_its_next_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_queued(dir.path(), free_port(), &redis);
     wait_ready(&server, 1);
-    // Cheap features, a fit of many clusters: most of the training is the fit.
-    let request = json!({"dataset_id": upload(&server, 900, 32), "k": 60, "seed": 3, "max_iter": 300,
-                         "features": {"size": [32, 32], "hog": {"cells_per_block": [2, 2]}}});
+    // Long features (HOG and LBP at 128×128: over 8,100 values) and many clusters: the fit
+    // (k-means++ choosing 60 centres, then Lloyd; it checks for a cancel between centres and
+    // between iterations) lasts far longer than a cancel takes to arrive.
+    let mut request = long_request(&upload(&server, 900, 32));
+    request["k"] = json!(60);
+    request["seed"] = json!(3);
+    request["max_iter"] = json!(300);
 
     // The oracle: the same training, not cancelled, and the iterations its fit takes.
     let whole = wait_succeeded(&server, train(&server, &request)["id"].as_str().unwrap(), Duration::from_secs(120));
