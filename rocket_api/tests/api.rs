@@ -886,16 +886,17 @@ fn the_documented_bounds_of_feature_parameters_are_the_cores() {
         let features = &schemas[owner]["properties"]["features"];
         assert!(features.to_string().contains("#/components/schemas/FeatureConfig"), "{owner}: {features}");
     }
-    let config_valid =
-        |config: &Value| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
+    type Valid = fn(&Value) -> bool;
+    let config_valid: Valid =
+        |config| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
     // HOG's cells and blocks alone: whether they fit in `size` is a constraint across fields.
-    let hog_valid = |hog: &Value| serde_json::from_value::<Hog>(hog.clone()).is_ok_and(|h| h.validate().is_ok());
+    let hog_valid: Valid = |hog| serde_json::from_value::<Hog>(hog.clone()).is_ok_and(|h| h.validate().is_ok());
     let mut checked = 0;
-    let cases: [(&str, Value, &str, &dyn Fn(&Value) -> bool); 4] = [
-        ("FeatureConfig", json!({"hog": null, "colour": {}}), "", &config_valid),
-        ("Hog", json!({}), "", &hog_valid),
-        ("Lbp", json!({"lbp": {}}), "/lbp", &config_valid),
-        ("ColourHistogram", json!({"colour": {}}), "/colour", &config_valid),
+    let cases = [
+        ("FeatureConfig", json!({"hog": null, "colour": {}}), "", config_valid),
+        ("Hog", json!({}), "", hog_valid),
+        ("Lbp", json!({"lbp": {}}), "/lbp", config_valid),
+        ("ColourHistogram", json!({"colour": {}}), "/colour", config_valid),
     ];
     for (schema, config, at, valid) in cases {
         assert!(valid(&config), "{config}");
