@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need (Debian): OpenSSL headers and
 # pkg-config for TLS to Redis, redis-server for the queue tests, the openssl command for the
-# tests' throwaway TLS certificates. Does nothing when they are
+# tests' throwaway TLS certificates, chromium for the test that renders the service's /docs page
+# (about 80 MB to fetch, 25 s to install). Does nothing when they are
 # already there. Packages named as arguments are installed too (e.g. `wrk` for bench-api).
 set -euo pipefail
 
@@ -11,6 +12,7 @@ for pkg in "$@"; do
 done
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
 for pkg in libssl-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -32,9 +32,12 @@ pub struct Settings {
     pub batching: bool,
     /// Most images in one inference batch (default 16).
     pub max_batch_size: usize,
-    /// While another batch runs, how long a batch may wait for more requests after its first,
-    /// in milliseconds (default 5); with none running, a batch starts at once.
+    /// While `max_concurrent_batches` batches run, how long the next may wait for more requests
+    /// after its first, in milliseconds (default 5); with fewer running, a batch starts at once.
     pub batch_wait_timeout_ms: u64,
+    /// Batches computed at once (default: the machine's cores); the next one gathers requests
+    /// meanwhile.
+    pub max_concurrent_batches: usize,
     /// Most predict requests in flight; more get 503 with `Retry-After` (default 64).
     pub max_in_flight: usize,
     /// Threads training models at once (default 1).
@@ -81,6 +84,7 @@ impl Default for Settings {
             batching: true,
             max_batch_size: 16,
             batch_wait_timeout_ms: 5,
+            max_concurrent_batches: std::thread::available_parallelism().map_or(1, usize::from),
             max_in_flight: 64,
             training_workers: 1,
             nearest_examples: 5,
@@ -136,6 +140,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_batch_size == 0 {
             return Err("max_batch_size must be at least 1".to_owned());
+        }
+        if self.max_concurrent_batches == 0 {
+            return Err("max_concurrent_batches must be at least 1".to_owned());
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".to_owned());

@@ -1,7 +1,7 @@
 //! Inference like Ray Serve: models cached in memory and reloaded when a new version is
 //! stored; requests gathered into batches (`max_batch_size`, `batch_wait_timeout`) that run
-//! on blocking threads, a batch starting at once when nothing else runs; a bound on
-//! requests in flight, past which callers get 503.
+//! on blocking threads, a batch starting at once while fewer than `max_concurrent_batches`
+//! run; a bound on requests in flight, past which callers get 503.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,8 +146,7 @@ pub struct Predictor {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     batching: bool,
-    max_batch_size: usize,
-    batch_wait: Duration,
+    policy: BatchPolicy,
     limits: DecodeLimits,
     max_working_bytes: u64,
     nearest: usize,
@@ -164,8 +163,11 @@ impl Predictor {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_in_flight: settings.max_in_flight,
             batching: settings.batching && settings.max_batch_size > 1,
-            max_batch_size: settings.max_batch_size,
-            batch_wait: Duration::from_millis(settings.batch_wait_timeout_ms),
+            policy: BatchPolicy {
+                max_images: settings.max_batch_size,
+                wait: Duration::from_millis(settings.batch_wait_timeout_ms),
+                max_running: settings.max_concurrent_batches,
+            },
             limits: settings.decode_limits,
             max_working_bytes: settings.max_working_bytes,
             nearest: settings.nearest_examples,
@@ -212,7 +214,7 @@ impl Predictor {
     fn inbox(&self) -> &mpsc::UnboundedSender<Pending> {
         self.inbox.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(batcher(receiver, self.max_batch_size, self.batch_wait, self.batch_job()));
+            tokio::spawn(batcher(receiver, self.policy, self.batch_job()));
             sender
         })
     }
@@ -229,21 +231,33 @@ struct Running {
     ended: Notify,
 }
 
+/// When a batch starts.
+#[derive(Debug, Clone, Copy)]
+struct BatchPolicy {
+    /// Most images in a batch.
+    max_images: usize,
+    /// Longest wait for more requests after the first, while `max_running` batches run.
+    wait: Duration,
+    /// Batches computed at once.
+    max_running: usize,
+}
+
 /// Gathers requests into batches: a batch takes every request already queued, then starts at
-/// once unless another batch is running. While one runs, it waits for more until
-/// `max_batch_size` images, `wait` after its first request, or the running batches end,
-/// whichever comes first. A lone request thus costs no wait, and under load batches fill
-/// while the previous ones compute (the policy of Triton's dynamic batcher).
-async fn batcher(mut inbox: mpsc::UnboundedReceiver<Pending>, max_batch_size: usize, wait: Duration, job: BatchJob) {
+/// once if fewer than `max_running` batches run. Otherwise it waits for more until
+/// `max_images` images, `wait` after its first request, or a running batch ends, whichever
+/// comes first. A lone request thus costs no wait, every core computes a batch under load, and
+/// past that batches fill while the running ones compute (Triton's dynamic batcher over
+/// `max_running` model instances).
+async fn batcher(mut inbox: mpsc::UnboundedReceiver<Pending>, policy: BatchPolicy, job: BatchJob) {
     let running = Arc::new(Running::default());
     while let Some(first) = inbox.recv().await {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + policy.wait;
         let mut images = first.images.len();
         let mut batch = vec![first];
         let mut add = |next: Pending, batch: &mut Vec<Pending>| {
             images += next.images.len();
             batch.push(next);
-            images >= max_batch_size
+            images >= policy.max_images
         };
         loop {
             let mut full = false;
@@ -251,7 +265,7 @@ async fn batcher(mut inbox: mpsc::UnboundedReceiver<Pending>, max_batch_size: us
                 let Ok(next) = inbox.try_recv() else { break };
                 full = add(next, &mut batch);
             }
-            if full || running.batches.load(Ordering::Acquire) == 0 {
+            if full || running.batches.load(Ordering::Acquire) < policy.max_running {
                 break;
             }
             tokio::select! {

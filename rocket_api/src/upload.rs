@@ -37,8 +37,31 @@ pub async fn read_body(data: Data<'_>, limits: &Limits, limit: BodyLimit) -> Api
 
 /// Parses a JSON body into `T`, with serde's message (line, column, field) as the detail.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ProblemKind::MalformedJson, format!("invalid JSON body: {e}")))
+    let malformed = |e: serde_json::Error| ApiError::new(ProblemKind::MalformedJson, format!("invalid JSON body: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(malformed)?;
+    integral_numbers(&mut value);
+    serde_json::from_value(value).map_err(malformed)
+}
+
+/// Rewrites each number with no fractional part (`8.0`, `1e3`) as an integer, as JSON Schema
+/// counts it one: the document's `integer` fields then take every value it allows.
+pub fn integral_numbers(value: &mut serde_json::Value) {
+    /// 2⁶⁴ and -2⁶³, exact as `f64`: the integers serde's `u64` and `i64` hold lie within.
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    const I64_START: f64 = -9_223_372_036_854_775_808.0;
+    match value {
+        serde_json::Value::Number(number) => {
+            let Some(float) = number.as_f64().filter(|f| number.is_f64() && f.fract() == 0.0) else { return };
+            if (0.0..U64_END).contains(&float) {
+                *number = (float as u64).into();
+            } else if (I64_START..0.0).contains(&float) {
+                *number = (float as i64).into();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 /// Which form the body is in.

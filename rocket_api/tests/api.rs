@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ferrocluster_api::api::routes;
 use ferrocluster_core::cluster::kmeans::KMeans;
 use ferrocluster_core::cluster::Clusterer;
-use ferrocluster_core::features::{BlockNorm, FeatureConfig, LbpMethod};
+use ferrocluster_core::features::{BlockNorm, FeatureConfig, Hog, LbpMethod};
 use ferrocluster_core::image::{decode, DecodeLimits};
 use ferrocluster_core::pipeline::extract_images;
 use rocket::http::{ContentType, Header, Status};
@@ -236,22 +236,31 @@ fn features_from_json_and_multipart_equal_the_core() {
     let config: FeatureConfig = serde_json::from_value(small_features()).unwrap();
     let expected = core_features(&images, &config);
 
-    let body = json_images(&images, json!({"features": small_features()}));
-    let doc = json_of(client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body).dispatch());
-    assert_eq!(doc["dim"], config.dim());
-    assert_eq!(doc["names"], json!(["img-0.png", "img-1.png", "img-2.png", "img-3.png"]));
-    let got: Vec<Vec<f32>> = serde_json::from_value(doc["features"].clone()).unwrap();
-    assert_eq!(got, expected);
+    // Integers written with a fraction of zero or an exponent are integers too (as JSON Schema
+    // has it), in a JSON body and in a multipart field.
+    let integral = r#"{"size": [32.0, 3.2e1], "hog": {"orientations": 9.0, "pixels_per_cell": [8, 8.0], "cells_per_block": [2e0, 2]}}"#;
+    for features in [small_features().to_string(), integral.to_owned()] {
+        let body = json_images(&images, json!({})).replacen('{', &format!(r#"{{"features": {features}, "#), 1);
+        let doc = json_of(client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body).dispatch());
+        assert_eq!(doc["dim"], config.dim());
+        assert_eq!(doc["names"], json!(["img-0.png", "img-1.png", "img-2.png", "img-3.png"]));
+        let got: Vec<Vec<f32>> = serde_json::from_value(doc["features"].clone()).unwrap();
+        assert_eq!(got, expected);
 
-    let (ct, body) = multipart(&images, &[("features", &small_features().to_string())]);
-    let response = client
-        .post("/v1/features")
-        .header(reader())
-        .header(ContentType::parse_flexible(&ct).unwrap())
-        .body(body)
-        .dispatch();
-    let got: Vec<Vec<f32>> = serde_json::from_value(json_of(response)["features"].clone()).unwrap();
-    assert_eq!(got, expected);
+        let (ct, body) = multipart(&images, &[("features", &features)]);
+        let response = client
+            .post("/v1/features")
+            .header(reader())
+            .header(ContentType::parse_flexible(&ct).unwrap())
+            .body(body)
+            .dispatch();
+        let got: Vec<Vec<f32>> = serde_json::from_value(json_of(response)["features"].clone()).unwrap();
+        assert_eq!(got, expected);
+    }
+    // A fraction is no integer.
+    let fraction = json_images(&images, json!({"features": {"size": [32.5, 32]}}));
+    let response = client.post("/v1/features").header(reader()).header(ContentType::JSON).body(fraction).dispatch();
+    problem(response, Status::UnprocessableEntity, "invalid-parameter");
 
     // Without `features` the default configuration (64×64 RGB HOG) applies.
     let doc = json_of(
@@ -522,6 +531,8 @@ fn settings_that_cannot_work_are_refused_at_start() {
     let error = build(json!({"cors_allowed_origins": ["app.example"]})).unwrap();
     assert!(error.contains("app.example"), "{error}");
     assert!(build(json!({"cors_allowed_origins": ["https://app.example"]})).is_none());
+    let error = build(json!({"max_concurrent_batches": 0})).unwrap();
+    assert!(error.contains("max_concurrent_batches"), "{error}");
 }
 
 #[test]
@@ -864,7 +875,8 @@ fn the_openapi_document_describes_every_route_and_response() {
     assert!(undocumented.is_empty(), "documented but not served: {undocumented:?}");
 }
 
-/// The document's bounds on the extractors' numeric parameters, checked against the core's own
+/// The document's bounds on the extractors' numeric parameters, and on each item of the pairs
+/// (`size`, HOG's `pixels_per_cell` and `cells_per_block`), checked against the core's own
 /// validation: each bound is accepted and the next value past it refused.
 #[test]
 fn the_documented_bounds_of_feature_parameters_are_the_cores() {
@@ -874,35 +886,56 @@ fn the_documented_bounds_of_feature_parameters_are_the_cores() {
         let features = &schemas[owner]["properties"]["features"];
         assert!(features.to_string().contains("#/components/schemas/FeatureConfig"), "{owner}: {features}");
     }
-    let valid =
-        |config: &Value| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
+    type Valid = fn(&Value) -> bool;
+    let config_valid: Valid =
+        |config| serde_json::from_value::<FeatureConfig>(config.clone()).is_ok_and(|c| c.validate().is_ok());
+    // HOG's cells and blocks alone: whether they fit in `size` is a constraint across fields.
+    let hog_valid: Valid = |hog| serde_json::from_value::<Hog>(hog.clone()).is_ok_and(|h| h.validate().is_ok());
     let mut checked = 0;
-    for (schema, config, at) in [
-        ("Hog", json!({"hog": {}}), "/hog"),
-        ("Lbp", json!({"lbp": {}}), "/lbp"),
-        ("ColourHistogram", json!({"colour": {}}), "/colour"),
-    ] {
+    let cases = [
+        ("FeatureConfig", json!({"hog": null, "colour": {}}), "", config_valid),
+        ("Hog", json!({}), "", hog_valid),
+        ("Lbp", json!({"lbp": {}}), "/lbp", config_valid),
+        ("ColourHistogram", json!({"colour": {}}), "/colour", config_valid),
+    ];
+    for (schema, config, at, valid) in cases {
         assert!(valid(&config), "{config}");
         for (field, property) in schemas[schema]["properties"].as_object().unwrap() {
-            for (keyword, outward) in [("minimum", -1.0), ("maximum", 1.0)] {
-                let Some(bound) = property[keyword].as_f64() else { continue };
-                let with = |value: f64| {
-                    let mut config = config.clone();
-                    config.pointer_mut(at).unwrap()[field] =
-                        if property["type"] == "integer" { json!(value as i64) } else { json!(value) };
-                    config
-                };
-                assert!(valid(&with(bound)), "{schema}.{field} = {bound} is documented as valid");
-                assert!(
-                    !valid(&with(bound + outward)),
-                    "{schema}.{field} = {} is documented as invalid",
-                    bound + outward
-                );
-                checked += 1;
+            // A scalar's bounds, or each item's of a pair (the other item at its default).
+            let pair = property["type"] == "array";
+            let bounded = if pair { &property["items"] } else { property };
+            let items = if pair { 0..2 } else { 0..1 };
+            if pair {
+                assert_eq!((&property["minItems"], &property["maxItems"]), (&json!(2), &json!(2)), "{schema}.{field}");
+            }
+            for item in items {
+                for (keyword, outward) in [("minimum", -1.0), ("maximum", 1.0)] {
+                    let Some(bound) = bounded[keyword].as_f64() else { continue };
+                    let with = |value: f64| {
+                        let value = if bounded["type"] == "integer" { json!(value as i64) } else { json!(value) };
+                        let mut config = config.clone();
+                        let owner = config.pointer_mut(at).unwrap();
+                        if pair {
+                            owner[field] = property["default"].clone();
+                            owner[field][item] = value;
+                        } else {
+                            owner[field] = value;
+                        }
+                        config
+                    };
+                    assert!(valid(&with(bound)), "{schema}.{field}[{item}] = {bound} is documented as valid");
+                    assert!(
+                        !valid(&with(bound + outward)),
+                        "{schema}.{field}[{item}] = {} is documented as invalid",
+                        bound + outward
+                    );
+                    checked += 1;
+                }
             }
         }
     }
-    assert_eq!(checked, 8);
+    // Two bounds for each of `orientations`, `points`, `radius`, `bins`, and each item of three pairs.
+    assert_eq!(checked, 4 * 2 + 3 * 2 * 2);
     let names = |schema: &str| -> Vec<String> {
         schemas[schema]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
     };
@@ -972,7 +1005,9 @@ fn concurrent_predicts_are_batched_and_batching_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();
     let model_id = model_on_disk(dir.path());
     run_async(async {
-        let client = async_client(dir.path(), json!({"max_batch_size": 8, "batch_wait_timeout_ms": 200})).await;
+        // One batch at a time: the others gather the requests that come meanwhile.
+        let settings = json!({"max_batch_size": 8, "batch_wait_timeout_ms": 200, "max_concurrent_batches": 1});
+        let client = async_client(dir.path(), settings).await;
         let (statuses, metrics) = concurrent_predicts(&client, &model_id, 6).await;
         assert!(statuses.iter().all(|(s, _)| *s == 200), "{statuses:?}");
         assert_eq!(metric(&metrics, "ferrocluster_predictions_total"), 6.0);

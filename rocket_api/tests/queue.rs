@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferrocluster_core::training::task::unpack_progress;
@@ -15,9 +14,56 @@ use support::cluster::{RedisServer, Worker, LEASE_MS};
 use support::server::{delete, free_port, get_json, images, post_json, start, wait_job, wait_succeeded, Server};
 use support::{json_images, ADMIN_KEY, READ_KEY};
 
-/// The service on `data_dir`, training on the queue of `redis`.
-fn start_queued(data_dir: &Path, port: u16, redis: &RedisServer) -> Server {
-    start(data_dir, port, &[("ROCKET_REDIS_URL", redis.url())])
+/// Redis, `ferrocluster-worker`s on it and the service training on its queue, over one data
+/// directory. The service can be killed and started again on the same port and data.
+struct Queued {
+    // Dropped in this order: the service, the workers, Redis, the data.
+    server: Option<Server>,
+    workers: Vec<Worker>,
+    redis: RedisServer,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Queued {
+    /// Redis, workers named `names` (the tests' lease), and the service, ready with them all
+    /// (with none, saying so).
+    fn start(names: &[&str]) -> Self {
+        Queued::with_lease(names, LEASE_MS)
+    }
+
+    /// As [`Queued::start`], the workers' lease `lease_ms`.
+    fn with_lease(names: &[&str], lease_ms: u64) -> Self {
+        let redis = RedisServer::start();
+        let workers = names.iter().map(|name| Worker::with_lease(&redis, name, lease_ms)).collect();
+        let mut queued = Queued { server: None, workers, redis, dir: tempfile::tempdir().unwrap(), port: free_port() };
+        queued.start_service();
+        match queued.workers.len() {
+            0 => wait_no_worker(queued.server()),
+            n => drop(wait_ready(queued.server(), n)),
+        }
+        queued
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("the service runs")
+    }
+
+    /// Starts the service (again).
+    fn start_service(&mut self) {
+        self.server = Some(start(self.dir.path(), self.port, &[("ROCKET_REDIS_URL", self.redis.url())]));
+    }
+
+    /// SIGKILL: the service stops at once, leaving its training to the workers.
+    fn kill_service(&mut self) {
+        self.server = None;
+    }
+
+    /// Adds worker `name` and waits until the service counts it.
+    fn add_worker(&mut self, name: &str) -> Value {
+        self.workers.push(Worker::start(&self.redis, name));
+        wait_ready(self.server(), self.workers.len())
+    }
 }
 
 /// Waits until `/readyz` answers as `want` says; returns its body.
@@ -78,29 +124,22 @@ fn wait_running(server: &Server, id: &str) -> Value {
 
 #[test]
 fn upload_train_on_a_worker_and_predict_as_the_embedded_executor_does() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_queued(dir.path(), free_port(), &redis);
-    wait_no_worker(&server);
-    let worker = Worker::start(&redis, "w1");
-    assert_eq!(wait_ready(&server, 1)["checks"]["redis"], "ok");
+    let mut queued = Queued::start(&[]);
+    assert_eq!(queued.add_worker("w1")["checks"]["redis"], "ok");
+    let (server, redis) = (queued.server(), &queued.redis);
 
     let features = json!({"size": [32, 32], "hog": {"cells_per_block": [2, 2]}});
     let request = |dataset_id: &str| json!({"dataset_id": dataset_id, "k": 3, "features": features, "seed": 7});
-    let job = train(&server, &request(&upload(&server, 30, 32)));
-    let job = wait_succeeded(&server, job["id"].as_str().unwrap(), Duration::from_secs(60));
+    let job = train(server, &request(&upload(server, 30, 32)));
+    let job = wait_succeeded(server, job["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(job["attempts"], 1, "{job}");
-    wait_no_blobs(&redis);
+    wait_no_blobs(redis);
     for stage in ["features", "fit", "metrics", "store"] {
         assert!(job["timings_ms"][stage].is_u64(), "{job}");
     }
     let model_id = job["model_id"].as_str().unwrap();
-    let (status, predicted) = post_json(
-        &server,
-        &format!("/v1/models/{model_id}/predict"),
-        READ_KEY,
-        &json_images(&images(3, 32), json!({})),
-    );
+    let (status, predicted) =
+        post_json(server, &format!("/v1/models/{model_id}/predict"), READ_KEY, &json_images(&images(3, 32), json!({})));
     assert_eq!(status, 200, "{predicted}");
     assert_eq!(predicted["predictions"].as_array().unwrap().len(), 3);
 
@@ -109,30 +148,27 @@ fn upload_train_on_a_worker_and_predict_as_the_embedded_executor_does() {
     let embedded = start(embedded_dir.path(), free_port(), &[]);
     let local = train(&embedded, &request(&upload(&embedded, 30, 32)));
     let local = wait_succeeded(&embedded, local["id"].as_str().unwrap(), Duration::from_secs(60));
-    let (_, on_worker) = get_json(&server, &format!("/v1/models/{model_id}"));
+    let (_, on_worker) = get_json(server, &format!("/v1/models/{model_id}"));
     let (_, here) = get_json(&embedded, &format!("/v1/models/{}", local["model_id"].as_str().unwrap()));
     for field in ["centroids", "cluster_sizes", "metrics", "n_features"] {
         assert_eq!(on_worker[field], here[field], "{field}");
     }
 
     // A worker that stops (SIGTERM: it leaves its record) is no longer counted.
-    worker.signal("TERM");
-    wait_no_worker(&server);
+    queued.workers[0].signal("TERM");
+    wait_no_worker(server);
 }
 
 #[test]
 fn a_cancel_stops_the_training_on_its_worker() {
-    let redis = RedisServer::start();
-    let _worker = Worker::start(&redis, "w1");
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_queued(dir.path(), free_port(), &redis);
-    wait_ready(&server, 1);
-    let dataset_id = upload(&server, 900, 64);
-    let job = train(&server, &long_request(&dataset_id));
+    let queued = Queued::start(&["w1"]);
+    let (server, redis) = (queued.server(), &queued.redis);
+    let dataset_id = upload(server, 900, 64);
+    let job = train(server, &long_request(&dataset_id));
     let id = job["id"].as_str().unwrap();
-    wait_running(&server, id);
+    wait_running(server, id);
 
-    let (status, cancelled) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    let (status, cancelled) = delete(server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
     // The worker stops within a heartbeat and a chunk of images, well before the end.
@@ -145,17 +181,17 @@ fn a_cancel_stops_the_training_on_its_worker() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let job = get_json(&server, &format!("/v1/jobs/{id}")).1;
+    let job = get_json(server, &format!("/v1/jobs/{id}")).1;
     assert_eq!(job["state"], "cancelled", "{job}");
-    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    let (status, _) = get_json(server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
     assert_eq!(status, 404, "a cancelled job stores no model");
-    let (status, _) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    let (status, _) = delete(server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
     assert_eq!(status, 409);
 
     // The worker is free for the next job.
     let small = json!({"dataset_id": dataset_id, "k": 2, "features": {"size": [16, 16]}, "max_iter": 5});
-    let next = train(&server, &small);
-    wait_succeeded(&server, next["id"].as_str().unwrap(), Duration::from_secs(60));
+    let next = train(server, &small);
+    wait_succeeded(server, next["id"].as_str().unwrap(), Duration::from_secs(60));
 }
 
 /// Where a task stopped, from the progress its worker recorded with the outcome.
@@ -184,108 +220,96 @@ fn wait_no_blobs(redis: &RedisServer) {
 
 #[test]
 fn a_cancel_reaches_the_worker_at_its_next_iteration_not_its_next_heartbeat() {
-    let redis = RedisServer::start();
     // A minute's lease: a heartbeat every 20 s, longer than the whole training.
-    let _worker = Worker::with_lease(&redis, "w1", 60_000);
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_queued(dir.path(), free_port(), &redis);
-    wait_ready(&server, 1);
+    let queued = Queued::with_lease(&["w1"], 60_000);
+    let (server, redis) = (queued.server(), &queued.redis);
     // Long features (HOG and LBP at 128×128: over 8,100 values) and many clusters: the fit
     // (k-means++ choosing 60 centres, then Lloyd; it checks for a cancel between centres and
     // between iterations) lasts far longer than a cancel takes to arrive.
-    let mut request = long_request(&upload(&server, 900, 32));
+    let mut request = long_request(&upload(server, 900, 32));
     request["k"] = json!(60);
     request["seed"] = json!(3);
     request["max_iter"] = json!(300);
 
     // The oracle: the same training, not cancelled, and the iterations its fit takes.
-    let whole = wait_succeeded(&server, train(&server, &request)["id"].as_str().unwrap(), Duration::from_secs(120));
-    let model = get_json(&server, &format!("/v1/models/{}", whole["model_id"].as_str().unwrap())).1;
+    let whole = wait_succeeded(server, train(server, &request)["id"].as_str().unwrap(), Duration::from_secs(120));
+    let model = get_json(server, &format!("/v1/models/{}", whole["model_id"].as_str().unwrap())).1;
     let n_iter = model["metrics"]["n_iter"].as_u64().unwrap() as usize;
 
-    let id = train(&server, &request)["id"].as_str().unwrap().to_owned();
-    wait_task(&redis, &id, &["running"], Duration::from_secs(30));
-    let (status, cancelled) = delete(&server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
+    let id = train(server, &request)["id"].as_str().unwrap().to_owned();
+    wait_task(redis, &id, &["running"], Duration::from_secs(30));
+    let (status, cancelled) = delete(server, &format!("/v1/jobs/{id}"), ADMIN_KEY);
     assert_eq!(status, 200, "{cancelled}");
-    wait_task(&redis, &id, &["cancelled"], Duration::from_secs(120));
-    let (stage, done, total) = stopped_at(&redis, &id);
+    wait_task(redis, &id, &["cancelled"], Duration::from_secs(120));
+    let (stage, done, total) = stopped_at(redis, &id);
     match stage {
         Stage::Features => assert!(done < total, "extraction went through all {total} images"),
         Stage::Fit => assert!(done < n_iter, "the fit ran {done} of its {n_iter} iterations"),
         Stage::Metrics => panic!("the fit ran to its end ({n_iter} iterations) before the cancel came"),
     }
-    wait_no_blobs(&redis);
+    wait_no_blobs(redis);
 }
 
 #[test]
 fn the_blobs_of_a_task_that_succeeded_after_its_job_was_cancelled_are_deleted() {
-    let redis = RedisServer::start();
-    let _worker = Worker::start(&redis, "w1");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = start_queued(dir.path(), port, &redis);
-    wait_ready(&server, 1);
-    let request = json!({"dataset_id": upload(&server, 30, 32), "k": 2, "features": {"size": [16, 16]}});
-    let id = train(&server, &request)["id"].as_str().unwrap().to_owned();
-    wait_task(&redis, &id, &["running", "succeeded"], Duration::from_secs(30));
-    drop(server); // SIGKILL: nobody collects the model.
-    wait_task(&redis, &id, &["succeeded"], Duration::from_secs(60));
-    assert_eq!(redis.blob_keys().len(), 2, "the model and its features wait in Redis");
+    let mut queued = Queued::start(&["w1"]);
+    let server = queued.server();
+    let request = json!({"dataset_id": upload(server, 30, 32), "k": 2, "features": {"size": [16, 16]}});
+    let id = train(server, &request)["id"].as_str().unwrap().to_owned();
+    wait_task(&queued.redis, &id, &["running", "succeeded"], Duration::from_secs(30));
+    queued.kill_service(); // Nobody collects the model.
+    wait_task(&queued.redis, &id, &["succeeded"], Duration::from_secs(60));
+    assert_eq!(queued.redis.blob_keys().len(), 2, "the model and its features wait in Redis");
 
     // The job was cancelled but the service died before passing the cancel on.
-    let record = dir.path().join("jobs").join(format!("{id}.json"));
+    let record = queued.dir.path().join("jobs").join(format!("{id}.json"));
     let mut job: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     job["state"] = json!("cancelled");
     std::fs::write(&record, job.to_string()).unwrap();
-    let server = start_queued(dir.path(), port, &redis);
-    wait_no_blobs(&redis);
-    let job = get_json(&server, &format!("/v1/jobs/{id}")).1;
+    queued.start_service();
+    wait_no_blobs(&queued.redis);
+    let job = get_json(queued.server(), &format!("/v1/jobs/{id}")).1;
     assert_eq!(job["state"], "cancelled", "{job}");
-    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    let (status, _) = get_json(queued.server(), &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
     assert_eq!(status, 404, "a cancelled job stores no model");
 }
 
 #[test]
 fn a_job_outlives_a_restart_of_the_service() {
-    let redis = RedisServer::start();
-    let _worker = Worker::start(&redis, "w1");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = start_queued(dir.path(), port, &redis);
-    wait_ready(&server, 1);
-    let job = train(&server, &long_request(&upload(&server, 900, 64)));
+    let mut queued = Queued::start(&["w1"]);
+    let server = queued.server();
+    let job = train(server, &long_request(&upload(server, 900, 64)));
     let id = job["id"].as_str().unwrap().to_owned();
-    wait_running(&server, &id);
-    drop(server); // SIGKILL
-    assert_eq!(redis.task_field(&id, "state").as_deref(), Some("running"), "the training goes on without the service");
+    wait_running(server, &id);
+    queued.kill_service();
+    let state = queued.redis.task_field(&id, "state");
+    assert_eq!(state.as_deref(), Some("running"), "the training goes on without the service");
 
-    let server = start_queued(dir.path(), port, &redis);
-    let job = wait_succeeded(&server, &id, Duration::from_secs(180));
+    queued.start_service();
+    let server = queued.server();
+    let job = wait_succeeded(server, &id, Duration::from_secs(180));
     assert_eq!(job["attempts"], 1, "the worker's one run is collected, not restarted: {job}");
-    wait_no_blobs(&redis);
+    wait_no_blobs(&queued.redis);
     let path = format!("/v1/models/{}/predict", job["model_id"].as_str().unwrap());
-    let (status, predicted) = post_json(&server, &path, READ_KEY, &json_images(&images(2, 64), json!({})));
+    let (status, predicted) = post_json(server, &path, READ_KEY, &json_images(&images(2, 64), json!({})));
     assert_eq!(status, 200, "{predicted}");
 }
 
 #[test]
 fn a_worker_killed_mid_training_hands_the_job_to_another() {
-    let redis = RedisServer::start();
-    let workers = [Worker::start(&redis, "w1"), Worker::start(&redis, "w2")];
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_queued(dir.path(), free_port(), &redis);
-    wait_ready(&server, 2);
-    let job = train(&server, &long_request(&upload(&server, 900, 64)));
+    let queued = Queued::start(&["w1", "w2"]);
+    let (server, redis, workers) = (queued.server(), &queued.redis, &queued.workers);
+    let job = train(server, &long_request(&upload(server, 900, 64)));
     let id = job["id"].as_str().unwrap().to_owned();
-    wait_running(&server, &id);
+    wait_running(server, &id);
 
     let consumer = redis.task_field(&id, "worker").unwrap();
     // Consumer names are `<name>-<pid>-<random>`.
     let victim = workers.iter().find(|w| consumer.contains(&format!("-{}-", w.child.id()))).unwrap();
     victim.signal("KILL");
 
-    let job = wait_succeeded(&server, &id, Duration::from_secs(180));
+    let job = wait_succeeded(server, &id, Duration::from_secs(180));
     assert_eq!(job["attempts"], 2, "reclaimed after the lease ({LEASE_MS} ms) and run again: {job}");
-    let (status, _) = get_json(&server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
+    let (status, _) = get_json(server, &format!("/v1/models/{}", job["model_id"].as_str().unwrap()));
     assert_eq!(status, 200);
 }

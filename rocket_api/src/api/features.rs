@@ -17,7 +17,7 @@ use crate::config::{check_working_set, BodyLimit};
 use crate::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::service::Service;
-use crate::upload::{body_kind, parse_upload, read_body, InlineImage, NamedImage};
+use crate::upload::{body_kind, integral_numbers, parse_upload, read_body, InlineImage, NamedImage};
 
 /// The JSON body of `POST /v1/features` (multipart: file fields plus a `features` text field of
 /// JSON), for the OpenAPI document: the body is read by [`crate::upload::parse_upload`].
@@ -49,7 +49,11 @@ pub(crate) fn feature_config(fields: &mut serde_json::Map<String, serde_json::Va
     let config: FeatureConfig = match fields.remove("features") {
         None | Some(serde_json::Value::Null) => FeatureConfig::default(),
         // A multipart text field: JSON text.
-        Some(serde_json::Value::String(text)) => serde_json::from_str(&text).map_err(invalid)?,
+        Some(serde_json::Value::String(text)) => {
+            let mut value = serde_json::from_str(&text).map_err(invalid)?;
+            integral_numbers(&mut value);
+            serde_json::from_value(value).map_err(invalid)?
+        }
         Some(value) => serde_json::from_value(value).map_err(invalid)?,
     };
     config.validate()?;

@@ -27,6 +27,8 @@ pub fn list(_key: Reader, service: &State<Service>) -> Json<Vec<Job>> {
 }
 
 /// A job: state, progress, timings, error.
+///
+/// A cancelled job keeps its record: it answers here, `cancelled`.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
@@ -42,6 +44,7 @@ pub fn list(_key: Reader, service: &State<Service>) -> Json<Vec<Job>> {
                 ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/model_id")))),
                 ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/model_id")))),
                 ("ClusterExamples" = (operation_id = "cluster_examples", parameters(("id" = "$response.body#/model_id"), ("c" = 0)))),
+                ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")))),
             )
         ),
         (status = 401, response = Unauthorized),
@@ -56,6 +59,8 @@ pub fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<J
 }
 
 /// Cancels a queued or running job; its model is not stored.
+///
+/// The job is not removed: `GET /v1/jobs/{id}` answers it from then on, `cancelled`.
 #[utoipa::path(
     delete,
     path = "/v1/jobs/{id}",
@@ -63,7 +68,12 @@ pub fn get(_key: Reader, id: &str, service: &State<Service>) -> ApiResult<Json<J
     tag = "jobs",
     params(("id" = JobId, Path, description = "The job id")),
     responses(
-        (status = 200, description = "Cancelled", body = Job),
+        (
+            status = 200,
+            description = "Cancelled: the job's record, kept with state `cancelled`",
+            body = Job,
+            links(("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id"))))),
+        ),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),

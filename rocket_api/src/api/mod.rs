@@ -8,7 +8,9 @@ pub mod jobs;
 pub mod models;
 
 use rocket::tokio::task::spawn_blocking;
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 use std::fmt::Display;
@@ -112,6 +114,31 @@ impl Modify for Security {
     }
 }
 
+/// The core's pairs (`[usize; 2]`) whose items the core validates within `1..=max`: schema,
+/// property, `max`. Its derived schemas say only "two unsigned integers"; the suite checks these
+/// bounds against the core's validation.
+pub const PAIR_BOUNDS: [(&str, &str, u64); 3] =
+    [("FeatureConfig", "size", 4096), ("Hog", "pixels_per_cell", 32_768), ("Hog", "cells_per_block", 32_768)];
+
+/// Gives each item of the [`PAIR_BOUNDS`] pairs its `minimum` and `maximum`.
+struct PairBounds;
+
+impl Modify for PairBounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else { return };
+        for (schema, property, max) in PAIR_BOUNDS {
+            let Some(RefOr::T(Schema::Object(owner))) = components.schemas.get_mut(schema) else { continue };
+            let Some(RefOr::T(Schema::Array(pair))) = owner.properties.get_mut(property) else { continue };
+            if let ArrayItems::RefOrSchema(item) = &mut pair.items {
+                if let RefOr::T(Schema::Object(item)) = item.as_mut() {
+                    item.minimum = Some(1.into());
+                    item.maximum = Some(max.into());
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of the service (served at `/openapi.json`, checked in as `docs/openapi.json`).
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -131,7 +158,7 @@ impl Modify for Security {
             responses::Unavailable,
         )
     ),
-    modifiers(&Operations, &Security),
+    modifiers(&Operations, &Security, &PairBounds),
     tags(
         (name = "features", description = "Feature vectors of images"),
         (name = "datasets", description = "Uploaded image sets"),

@@ -49,6 +49,7 @@ pub struct Accepted {
             headers(("Location" = String, description = "`/v1/jobs/{id}`")),
             links(
                 ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+                ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")))),
                 ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/model_id")))),
                 ("DeleteModel" = (operation_id = "delete_model", parameters(("id" = "$response.body#/model_id")))),
                 ("Predict" = (operation_id = "predict", parameters(("id" = "$response.body#/model_id")))),
