@@ -967,19 +967,19 @@ async fn async_client(dir: &std::path::Path, extra: Value) -> rocket::local::asy
     rocket::local::asynchronous::Client::tracked(ferrocluster_api::build(figment(dir, extra)).unwrap()).await.unwrap()
 }
 
-/// Sends `n` one-image predict requests at once: their statuses and the metrics text after.
+/// Sends predict requests of the given numbers of images, all at once: their statuses and the
+/// metrics text after.
 async fn concurrent_predicts(
     client: &rocket::local::asynchronous::Client,
     model_id: &str,
-    n: usize,
+    images: &[usize],
 ) -> (Vec<(u16, Option<String>)>, String) {
-    let body = json_images(&files(1), json!({}));
-    let requests = (0..n).map(|_| {
+    let requests = images.iter().map(|&n| {
         client
             .post(format!("/v1/models/{model_id}/predict"))
             .header(reader())
             .header(ContentType::JSON)
-            .body(body.clone())
+            .body(json_images(&files(n), json!({})))
             .dispatch()
     });
     let responses = rocket::futures::future::join_all(requests).await;
@@ -1005,18 +1005,20 @@ fn concurrent_predicts_are_batched_and_batching_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();
     let model_id = model_on_disk(dir.path());
     run_async(async {
-        // One batch at a time: the others gather the requests that come meanwhile.
-        let settings = json!({"max_batch_size": 8, "batch_wait_timeout_ms": 200, "max_concurrent_batches": 1});
+        // One batch at a time: a long batch (a request of 256 images, a batch of its own) runs
+        // first, and the one-image requests that come meanwhile gather into batches instead of
+        // each starting at once.
+        let settings = json!({"max_batch_size": 8, "batch_wait_timeout_ms": 60_000, "max_concurrent_batches": 1});
         let client = async_client(dir.path(), settings).await;
-        let (statuses, metrics) = concurrent_predicts(&client, &model_id, 6).await;
+        let (statuses, metrics) = concurrent_predicts(&client, &model_id, &[256, 1, 1, 1, 1, 1, 1]).await;
         assert!(statuses.iter().all(|(s, _)| *s == 200), "{statuses:?}");
-        assert_eq!(metric(&metrics, "ferrocluster_predictions_total"), 6.0);
-        assert!(metric(&metrics, "ferrocluster_predict_batch_images_count") < 6.0, "{metrics}");
+        assert_eq!(metric(&metrics, "ferrocluster_predictions_total"), 262.0);
+        assert!(metric(&metrics, "ferrocluster_predict_batch_images_count") < 7.0, "{metrics}");
 
         let client = async_client(dir.path(), json!({"batching": false})).await;
-        let (statuses, metrics) = concurrent_predicts(&client, &model_id, 6).await;
+        let (statuses, metrics) = concurrent_predicts(&client, &model_id, &[256, 1, 1, 1, 1, 1, 1]).await;
         assert!(statuses.iter().all(|(s, _)| *s == 200), "{statuses:?}");
-        assert_eq!(metric(&metrics, "ferrocluster_predict_batch_images_count"), 6.0);
+        assert_eq!(metric(&metrics, "ferrocluster_predict_batch_images_count"), 7.0);
     });
 }
 
@@ -1030,7 +1032,7 @@ fn a_lone_predict_runs_at_once_whatever_the_batch_wait() {
         for _ in 0..3 {
             let answered = rocket::tokio::time::timeout(
                 std::time::Duration::from_secs(120),
-                concurrent_predicts(&client, &model_id, 1),
+                concurrent_predicts(&client, &model_id, &[1]),
             );
             let (statuses, _) = answered.await.expect("a lone request waited for its batch to fill");
             assert_eq!(statuses[0].0, 200);
@@ -1044,7 +1046,8 @@ fn past_the_in_flight_bound_predict_answers_503_with_retry_after() {
     let model_id = model_on_disk(dir.path());
     run_async(async {
         let client = async_client(dir.path(), json!({"max_in_flight": 1, "batch_wait_timeout_ms": 300})).await;
-        let (statuses, metrics) = concurrent_predicts(&client, &model_id, 3).await;
+        // Requests long enough (64 images each) that the first holds its place while the others come.
+        let (statuses, metrics) = concurrent_predicts(&client, &model_id, &[64, 64, 64]).await;
         assert_eq!(statuses.iter().filter(|(s, _)| *s == 200).count(), 1, "{statuses:?}");
         assert!(
             statuses.iter().filter(|(s, _)| *s == 503).all(|(_, retry)| retry.as_deref() == Some("1")),
