@@ -89,26 +89,26 @@ impl BlockNorm {
     }
 
     /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
+    /// `FMA`: whether `f64::mul_add` is one instruction (see [`divide`]).
     #[inline(always)]
-    fn apply(self, block: &mut [f64]) {
+    fn apply<const FMA: bool>(self, block: &mut [f64]) {
         match self {
             BlockNorm::L1 | BlockNorm::L1Sqrt => {
-                let norm = numpy_sum(block, f64::abs) + NORM_EPS;
-                block.iter_mut().for_each(|v| *v /= norm);
+                divide::<FMA>(block, numpy_sum(block, f64::abs) + NORM_EPS);
                 if self == BlockNorm::L1Sqrt {
                     block.iter_mut().for_each(|v| *v = v.sqrt());
                 }
             }
-            BlockNorm::L2 => l2_normalise(block),
+            BlockNorm::L2 => l2_normalise::<FMA>(block),
             BlockNorm::L2Hys => {
-                l2_normalise(block);
+                l2_normalise::<FMA>(block);
                 for v in block.iter_mut() {
                     // np.minimum propagates NaN, f64::min would not.
                     if !(v.is_nan() || *v <= 0.2) {
                         *v = 0.2;
                     }
                 }
-                l2_normalise(block);
+                l2_normalise::<FMA>(block);
             }
         }
     }
@@ -132,10 +132,28 @@ impl FromStr for BlockNorm {
 
 /// `v / sqrt(np.sum(v**2) + eps**2)`.
 #[inline(always)]
-fn l2_normalise(block: &mut [f64]) {
-    let norm = (numpy_sum(block, |v| v * v) + NORM_EPS * NORM_EPS).sqrt();
-    for v in block.iter_mut() {
-        *v /= norm;
+fn l2_normalise<const FMA: bool>(block: &mut [f64]) {
+    divide::<FMA>(block, (numpy_sum(block, |v| v * v) + NORM_EPS * NORM_EPS).sqrt());
+}
+
+/// `v /= divisor` for every value, a positive `divisor` that is infinite or NaN unless every
+/// value is finite (a block's norm). With `FMA` (`f64::mul_add` one instruction), a finite
+/// divisor goes through its reciprocal `y = 1/divisor`: `q = v·y`, then twice
+/// `q += (v − divisor·q)·y` in fused multiply-adds, a quarter of a division's cost. The first
+/// correction leaves `q` within an ulp of `v / divisor`, and from there Markstein's theorem
+/// (y the correctly rounded reciprocal, the remainder exact) makes the second one the
+/// correctly rounded quotient: the division's result, bit for bit.
+#[inline(always)]
+fn divide<const FMA: bool>(values: &mut [f64], divisor: f64) {
+    if FMA && divisor.is_finite() {
+        let y = 1.0 / divisor;
+        for v in values.iter_mut() {
+            let q = *v * y;
+            let q = (-divisor).mul_add(q, *v).mul_add(y, q);
+            *v = (-divisor).mul_add(q, *v).mul_add(y, q);
+        }
+    } else {
+        values.iter_mut().for_each(|v| *v /= divisor);
     }
 }
 
@@ -311,7 +329,7 @@ impl Hog {
                 Samples::Floats(image.with_data(&floats))
             }
         };
-        simd::dispatch(HogKernel { hog: self, bins, samples, shape, out });
+        simd::dispatch_fused(HogKernel { hog: self, bins, samples, shape, out });
         Ok(())
     }
 
@@ -379,7 +397,13 @@ impl Hog {
 
     /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
     #[inline(always)]
-    fn normalise_blocks<T: Real>(&self, cells: &[f64], cells_c: usize, shape: [usize; 5], out: &mut [T]) {
+    fn normalise_blocks<T: Real, const FMA: bool>(
+        &self,
+        cells: &[f64],
+        cells_c: usize,
+        shape: [usize; 5],
+        out: &mut [T],
+    ) {
         let [_, blocks_c, block_r, block_c, n] = shape;
         let row_len = block_c * n;
         let mut block = vec![0.0; block_r * row_len];
@@ -389,7 +413,7 @@ impl Hog {
                 let start = ((r + i) * cells_c + c) * n;
                 block_row.copy_from_slice(&cells[start..start + row_len]);
             }
-            self.block_norm.apply(&mut block);
+            self.block_norm.apply::<FMA>(&mut block);
             for (o, &v) in out_block.iter_mut().zip(&block) {
                 *o = T::from_f64_lossy(v);
             }
@@ -414,17 +438,17 @@ struct HogKernel<'a, T> {
     out: &'a mut [T],
 }
 
-impl<T: Real> simd::Kernel for HogKernel<'_, T> {
+impl<T: Real> simd::FusedKernel for HogKernel<'_, T> {
     type Output = ();
 
     #[inline(always)]
-    fn run(self) {
+    fn run<const FMA: bool>(self) {
         let HogKernel { hog, bins, samples, shape, out } = self;
         let (cells, width) = match samples {
             Samples::Floats(image) => (hog.float_cell_histograms(bins, image), image.width()),
             Samples::Bytes(image, table) => (hog.byte_cell_histograms(table, image), image.width()),
         };
-        hog.normalise_blocks(&cells, width / hog.pixels_per_cell[1], shape, out);
+        hog.normalise_blocks::<T, FMA>(&cells, width / hog.pixels_per_cell[1], shape, out);
     }
 }
 
@@ -950,6 +974,16 @@ mod tests {
         ImageView::new(h, w, c, data).unwrap()
     }
 
+    /// A xorshift64 generator from `state`.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn block_norm_names_round_trip() {
         for norm in BlockNorm::ALL {
@@ -972,14 +1006,39 @@ mod tests {
     }
 
     #[test]
+    fn divisions_through_the_reciprocal_are_exact() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut values = Vec::new();
+        let mut divisors = Vec::new();
+        for _ in 0..3000 {
+            // Block values: float32 sums (finite, as a finite norm implies) and the quotients
+            // of L2-Hys' second pass, and norms from 1e-5 up, with mantissas anywhere and at
+            // their extremes.
+            let mantissa = match next() % 4 {
+                0 => 0x000f_ffff_ffff_ffff,
+                1 => 0,
+                _ => next() & 0x000f_ffff_ffff_ffff,
+            };
+            divisors.push(f64::from_bits(mantissa | (1006 + next() % 160) << 52));
+            let value = f64::from_bits(next() & 0x000f_ffff_ffff_ffff | (900 + next() % 250) << 52);
+            values.push(if next() % 2 == 0 { f64::from(value as f32) } else { value });
+        }
+        values.extend([0.0, 0.2, 1.0, 3.0, f32::MAX.into(), f32::MIN_POSITIVE.into(), 1.401298464324817e-45]);
+        for &divisor in divisors.iter().chain(&[1e-5, 3.0, 0.2, 1.0 - f64::EPSILON / 2.0, 7.0]) {
+            let mut fused = values.clone();
+            divide::<true>(&mut fused, divisor);
+            for (&q, &v) in fused.iter().zip(&values) {
+                assert_eq!(q, v / divisor, "{v:e} / {divisor:e}");
+            }
+        }
+        let mut special = vec![f64::INFINITY, 1.0, f64::NAN];
+        divide::<true>(&mut special, f64::INFINITY);
+        assert!(special[0].is_nan() && special[1] == 0.0 && special[2].is_nan());
+    }
+
+    #[test]
     fn glibc_hypot_kernel_equals_libm() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..200_000 {
             let a = f64::from_bits(next() % (0x7fe0 << 48));
             let b = a * (next() % 4096) as f64 / 777.0;
@@ -1033,18 +1092,11 @@ mod tests {
 
     #[test]
     fn byte_path_equals_float_path() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for (h, w, channels, orientations) in
             [(64, 64, 1, 9), (37, 53, 3, 9), (40, 33, 1, 4), (24, 30, 3, 8), (16, 19, 1, 81), (16, 16, 3, 300)]
         {
-            let bytes: Vec<u8> = (0..h * w * channels)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 56) as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..h * w * channels).map(|_| (next() >> 56) as u8).collect();
             let floats: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
             let hog = Hog { orientations, pixels_per_cell: [4, 4], ..Hog::default() };
             let bins = OrientationBins::new(orientations);
@@ -1182,4 +1234,3 @@ mod tests {
         }
     }
 }
-
