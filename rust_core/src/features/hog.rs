@@ -88,27 +88,29 @@ impl BlockNorm {
         }
     }
 
-    /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
-    /// `FMA`: whether `f64::mul_add` is one instruction (see [`divide`]).
+    /// Normalises every block of `len` (> 0) consecutive `blocks` in place exactly as
+    /// `skimage.feature._hog._hog_normalize_block`, each step over all blocks before the next
+    /// so that the blocks' sums, roots and divisions do not wait on one another. `FMA`: whether
+    /// `f64::mul_add` is one instruction (see [`divide`]).
     #[inline(always)]
-    fn apply<const FMA: bool>(self, block: &mut [f64]) {
+    fn apply<const FMA: bool>(self, blocks: &mut [f64], len: usize) {
         match self {
             BlockNorm::L1 | BlockNorm::L1Sqrt => {
-                divide::<FMA>(block, numpy_sum(block, f64::abs) + NORM_EPS);
+                divide_blocks::<FMA>(blocks, len, |block| numpy_sum(block, f64::abs) + NORM_EPS);
                 if self == BlockNorm::L1Sqrt {
-                    block.iter_mut().for_each(|v| *v = v.sqrt());
+                    blocks.iter_mut().for_each(|v| *v = v.sqrt());
                 }
             }
-            BlockNorm::L2 => l2_normalise::<FMA>(block),
+            BlockNorm::L2 => l2_normalise::<FMA>(blocks, len),
             BlockNorm::L2Hys => {
-                l2_normalise::<FMA>(block);
-                for v in block.iter_mut() {
+                l2_normalise::<FMA>(blocks, len);
+                for v in blocks.iter_mut() {
                     // np.minimum propagates NaN, f64::min would not.
                     if !(v.is_nan() || *v <= 0.2) {
                         *v = 0.2;
                     }
                 }
-                l2_normalise::<FMA>(block);
+                l2_normalise::<FMA>(blocks, len);
             }
         }
     }
@@ -132,8 +134,17 @@ impl FromStr for BlockNorm {
 
 /// `v / sqrt(np.sum(v**2) + eps**2)`.
 #[inline(always)]
-fn l2_normalise<const FMA: bool>(block: &mut [f64]) {
-    divide::<FMA>(block, (numpy_sum(block, |v| v * v) + NORM_EPS * NORM_EPS).sqrt());
+fn l2_normalise<const FMA: bool>(blocks: &mut [f64], len: usize) {
+    divide_blocks::<FMA>(blocks, len, |block| (numpy_sum(block, |v| v * v) + NORM_EPS * NORM_EPS).sqrt());
+}
+
+/// Divides every block of `len` (> 0) consecutive `blocks` by its `norm`, every norm first.
+#[inline(always)]
+fn divide_blocks<const FMA: bool>(blocks: &mut [f64], len: usize, norm: impl Fn(&[f64]) -> f64) {
+    let norms: Vec<f64> = blocks.chunks_exact(len).map(norm).collect();
+    for (block, &norm) in blocks.chunks_exact_mut(len).zip(&norms) {
+        divide::<FMA>(block, norm);
+    }
 }
 
 /// `v /= divisor` for every value, a positive `divisor` that is infinite or NaN unless every
@@ -406,17 +417,18 @@ impl Hog {
     ) {
         let [_, blocks_c, block_r, block_c, n] = shape;
         let row_len = block_c * n;
-        let mut block = vec![0.0; block_r * row_len];
-        for (index, out_block) in out.chunks_exact_mut(block.len()).enumerate() {
+        let len = block_r * row_len;
+        let mut blocks = vec![0.0; out.len()];
+        for (index, block) in blocks.chunks_exact_mut(len).enumerate() {
             let (r, c) = (index / blocks_c, index % blocks_c);
             for (i, block_row) in block.chunks_exact_mut(row_len).enumerate() {
                 let start = ((r + i) * cells_c + c) * n;
                 block_row.copy_from_slice(&cells[start..start + row_len]);
             }
-            self.block_norm.apply::<FMA>(&mut block);
-            for (o, &v) in out_block.iter_mut().zip(&block) {
-                *o = T::from_f64_lossy(v);
-            }
+        }
+        self.block_norm.apply::<FMA>(&mut blocks, len);
+        for (o, &v) in out.iter_mut().zip(&blocks) {
+            *o = T::from_f64_lossy(v);
         }
     }
 }
