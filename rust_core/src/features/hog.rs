@@ -42,6 +42,15 @@ const RAD2DEG: f64 = 180.0 / std::f64::consts::PI;
 const MAX_BYTE_GRADIENT: i32 = 255;
 /// Rows (and columns) of the table of the bins of every integer gradient.
 const GRADIENT_SPAN: usize = 2 * MAX_BYTE_GRADIENT as usize + 1;
+/// Entries of [`ByteTable`]: the `GRADIENT_SPAN²` gradients rounded up to a power of two, so
+/// that a masked index needs no bounds check.
+const BYTE_TABLE_LEN: usize = (GRADIENT_SPAN * GRADIENT_SPAN).next_power_of_two();
+/// The flag of a [`ByteTable`] entry whose glibc `hypot` is not the square root of `gc² + gr²`.
+const INEXACT_ROOT: u16 = 1 << 15;
+
+/// Per integer gradient `(gc, gr)`, at `(gr + 255) · 511 + gc + 255`: its orientation bin
+/// (`n` for none), with [`INEXACT_ROOT`] set where its magnitude is not `sqrt(gc² + gr²)`.
+type ByteTable = [u16; BYTE_TABLE_LEN];
 
 thread_local! {
     /// The bins of the last [`Hog::compute_into`] on this thread: building them costs about a
@@ -79,29 +88,29 @@ impl BlockNorm {
         }
     }
 
-    /// Normalises one block in place exactly as `skimage.feature._hog._hog_normalize_block`.
+    /// Normalises every block of `len` (> 0) consecutive `blocks` in place exactly as
+    /// `skimage.feature._hog._hog_normalize_block`, each step over all blocks before the next
+    /// so that the blocks' sums, roots and divisions do not wait on one another. `FMA`: whether
+    /// `f64::mul_add` is one instruction (see [`divide`]).
     #[inline(always)]
-    fn apply(self, block: &mut [f64], scratch: &mut Vec<f64>) {
+    fn apply<const FMA: bool>(self, blocks: &mut [f64], len: usize) {
         match self {
             BlockNorm::L1 | BlockNorm::L1Sqrt => {
-                scratch.clear();
-                scratch.extend(block.iter().map(|v| v.abs()));
-                let norm = numpy_sum(scratch) + NORM_EPS;
-                block.iter_mut().for_each(|v| *v /= norm);
+                divide_blocks::<FMA>(blocks, len, |block| numpy_sum(block, f64::abs) + NORM_EPS);
                 if self == BlockNorm::L1Sqrt {
-                    block.iter_mut().for_each(|v| *v = v.sqrt());
+                    blocks.iter_mut().for_each(|v| *v = v.sqrt());
                 }
             }
-            BlockNorm::L2 => l2_normalise(block, scratch),
+            BlockNorm::L2 => l2_normalise::<FMA>(blocks, len),
             BlockNorm::L2Hys => {
-                l2_normalise(block, scratch);
-                for v in block.iter_mut() {
+                l2_normalise::<FMA>(blocks, len);
+                for v in blocks.iter_mut() {
                     // np.minimum propagates NaN, f64::min would not.
                     if !(v.is_nan() || *v <= 0.2) {
                         *v = 0.2;
                     }
                 }
-                l2_normalise(block, scratch);
+                l2_normalise::<FMA>(blocks, len);
             }
         }
     }
@@ -125,54 +134,82 @@ impl FromStr for BlockNorm {
 
 /// `v / sqrt(np.sum(v**2) + eps**2)`.
 #[inline(always)]
-fn l2_normalise(block: &mut [f64], scratch: &mut Vec<f64>) {
-    scratch.clear();
-    scratch.extend(block.iter().map(|v| v * v));
-    let norm = (numpy_sum(scratch) + NORM_EPS * NORM_EPS).sqrt();
-    for v in block.iter_mut() {
-        *v /= norm;
+fn l2_normalise<const FMA: bool>(blocks: &mut [f64], len: usize) {
+    divide_blocks::<FMA>(blocks, len, |block| (numpy_sum(block, |v| v * v) + NORM_EPS * NORM_EPS).sqrt());
+}
+
+/// Divides every block of `len` (> 0) consecutive `blocks` by its `norm`, every norm first.
+#[inline(always)]
+fn divide_blocks<const FMA: bool>(blocks: &mut [f64], len: usize, norm: impl Fn(&[f64]) -> f64) {
+    let norms: Vec<f64> = blocks.chunks_exact(len).map(norm).collect();
+    for (block, &norm) in blocks.chunks_exact_mut(len).zip(&norms) {
+        divide::<FMA>(block, norm);
+    }
+}
+
+/// `v /= divisor` for every value, a positive `divisor` that is infinite or NaN unless every
+/// value is finite (a block's norm). With `FMA` (`f64::mul_add` one instruction), a finite
+/// divisor goes through its reciprocal `y = 1/divisor`: `q = v·y`, then twice
+/// `q += (v − divisor·q)·y` in fused multiply-adds, a quarter of a division's cost. The first
+/// correction leaves `q` within an ulp of `v / divisor`, and from there Markstein's theorem
+/// (y the correctly rounded reciprocal, the remainder exact) makes the second one the
+/// correctly rounded quotient: the division's result, bit for bit.
+#[inline(always)]
+fn divide<const FMA: bool>(values: &mut [f64], divisor: f64) {
+    if FMA && divisor.is_finite() {
+        let y = 1.0 / divisor;
+        for v in values.iter_mut() {
+            let q = *v * y;
+            let q = (-divisor).mul_add(q, *v).mul_add(y, q);
+            *v = (-divisor).mul_add(q, *v).mul_add(y, q);
+        }
+    } else {
+        values.iter_mut().for_each(|v| *v /= divisor);
     }
 }
 
 /// numpy's pairwise summation works on blocks of this many values.
 const SUM_BLOCK: usize = 128;
 
-/// `np.sum` of a contiguous f64 array: numpy's pairwise summation, bit for bit.
+/// `np.sum` of `f` of every value of a contiguous f64 array (the temporary array numpy
+/// would sum): numpy's pairwise summation, bit for bit.
 #[inline(always)]
-fn numpy_sum(values: &[f64]) -> f64 {
+fn numpy_sum(values: &[f64], f: impl Fn(f64) -> f64 + Copy) -> f64 {
     // Blocks (HOG's are at most 128 values in practice) are summed inline, longer arrays
     // split in a function of their own since it recurses.
     if values.len() <= SUM_BLOCK {
-        numpy_sum_block(values)
+        numpy_sum_block(values, f)
     } else {
-        numpy_sum_halves(values)
+        numpy_sum_halves(values, f)
     }
 }
 
 /// [`numpy_sum`] of more than [`SUM_BLOCK`] values: the sums of two halves.
-fn numpy_sum_halves(values: &[f64]) -> f64 {
+fn numpy_sum_halves(values: &[f64], f: impl Fn(f64) -> f64 + Copy) -> f64 {
     let half = values.len() / 2;
     let split = half - half % 8;
-    numpy_sum(&values[..split]) + numpy_sum(&values[split..])
+    numpy_sum(&values[..split], f) + numpy_sum(&values[split..], f)
 }
 
 /// [`numpy_sum`] of at most [`SUM_BLOCK`] values: eight interleaved running sums.
 #[inline(always)]
-fn numpy_sum_block(values: &[f64]) -> f64 {
+fn numpy_sum_block(values: &[f64], f: impl Fn(f64) -> f64) -> f64 {
     let n = values.len();
     if n < 8 {
-        values.iter().fold(-0.0, |acc, v| acc + v)
+        values.iter().fold(-0.0, |acc, &v| acc + f(v))
     } else {
         let mut acc = [0.0; 8];
-        acc.copy_from_slice(&values[..8]);
+        for (a, &v) in acc.iter_mut().zip(values) {
+            *a = f(v);
+        }
         let full = n - n % 8;
         for chunk in values[8..full].chunks_exact(8) {
-            for (a, v) in acc.iter_mut().zip(chunk) {
-                *a += v;
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a += f(v);
             }
         }
         let head = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        values[full..].iter().fold(head, |acc, v| acc + v)
+        values[full..].iter().fold(head, |acc, &v| acc + f(v))
     }
 }
 
@@ -295,16 +332,15 @@ impl Hog {
         // whose bins come from a table and magnitudes from one square root; the square root
         // of an image is no longer integer.
         let bytes = if self.transform_sqrt { None } else { S::to_bytes(image.data()) };
-        let byte_bins = bytes.as_ref().and_then(|_| bins.byte_bins());
         let floats;
-        let samples = match (&bytes, byte_bins) {
+        let samples = match (&bytes, bytes.as_ref().and_then(|_| bins.byte_table())) {
             (Some(bytes), Some(table)) => Samples::Bytes(image.with_data(bytes), table),
             _ => {
                 floats = S::to_floats(image.data());
                 Samples::Floats(image.with_data(&floats))
             }
         };
-        simd::dispatch(HogKernel { hog: self, bins, samples, shape, out });
+        simd::dispatch_fused(HogKernel { hog: self, bins, samples, shape, out });
         Ok(())
     }
 
@@ -351,43 +387,48 @@ impl Hog {
     /// and for RGB the channel of the largest `gc² + gr²` is the one of the largest magnitude
     /// in float32 (distinct sums up to 2·255² have distinct float32 roots) or float64 (glibc's
     /// `hypot` is within an ulp, far below the gaps between roots); `table` holds the bin of
-    /// every gradient.
+    /// every gradient and marks the few whose magnitude is not `sqrt(gc² + gr²)`.
     #[inline(always)]
-    fn byte_cell_histograms(&self, table: &[u8], image: ImageView<'_, u8>) -> Vec<f64> {
+    fn byte_cell_histograms(&self, table: &ByteTable, image: ImageView<'_, u8>) -> Vec<f64> {
         let cell_c = self.pixels_per_cell[1];
         let cols = image.width() / cell_c * cell_c;
-        let n = self.orientations;
         let channels = image.channels();
         let mut rows = ByteRows {
             image,
             table,
-            orientations: n,
+            orientations: self.orientations,
+            cell_c,
             gc: vec![0; cols * channels],
             gr: vec![0; cols * channels],
             index: vec![0; cols],
             magnitude: vec![0.0; cols],
-            totals_start: (0..cols).map(|c| c / cell_c * (n + 1)).collect(),
         };
         self.cell_histograms(image.height(), image.width(), &mut rows)
     }
 
     /// Normalises every block of `cells` (`cells_r × cells_c × orientations`) into `out`.
     #[inline(always)]
-    fn normalise_blocks<T: Real>(&self, cells: &[f64], cells_c: usize, shape: [usize; 5], out: &mut [T]) {
+    fn normalise_blocks<T: Real, const FMA: bool>(
+        &self,
+        cells: &[f64],
+        cells_c: usize,
+        shape: [usize; 5],
+        out: &mut [T],
+    ) {
         let [_, blocks_c, block_r, block_c, n] = shape;
         let row_len = block_c * n;
-        let mut block = vec![0.0; block_r * row_len];
-        let mut scratch = Vec::with_capacity(block.len());
-        for (index, out_block) in out.chunks_exact_mut(block.len()).enumerate() {
+        let len = block_r * row_len;
+        let mut blocks = vec![0.0; out.len()];
+        for (index, block) in blocks.chunks_exact_mut(len).enumerate() {
             let (r, c) = (index / blocks_c, index % blocks_c);
             for (i, block_row) in block.chunks_exact_mut(row_len).enumerate() {
                 let start = ((r + i) * cells_c + c) * n;
                 block_row.copy_from_slice(&cells[start..start + row_len]);
             }
-            self.block_norm.apply(&mut block, &mut scratch);
-            for (o, &v) in out_block.iter_mut().zip(&block) {
-                *o = T::from_f64_lossy(v);
-            }
+        }
+        self.block_norm.apply::<FMA>(&mut blocks, len);
+        for (o, &v) in out.iter_mut().zip(&blocks) {
+            *o = T::from_f64_lossy(v);
         }
     }
 }
@@ -396,8 +437,8 @@ impl Hog {
 enum Samples<'a, T> {
     /// In the output's float type.
     Floats(ImageView<'a, T>),
-    /// Integers in 0..=255, with the bin of every integer gradient.
-    Bytes(ImageView<'a, u8>, &'a [u8]),
+    /// Integers in 0..=255, with the bins of every integer gradient.
+    Bytes(ImageView<'a, u8>, &'a ByteTable),
 }
 
 /// One image's descriptor, [`Hog::cell_histograms`] then [`Hog::normalise_blocks`].
@@ -409,17 +450,17 @@ struct HogKernel<'a, T> {
     out: &'a mut [T],
 }
 
-impl<T: Real> simd::Kernel for HogKernel<'_, T> {
+impl<T: Real> simd::FusedKernel for HogKernel<'_, T> {
     type Output = ();
 
     #[inline(always)]
-    fn run(self) {
+    fn run<const FMA: bool>(self) {
         let HogKernel { hog, bins, samples, shape, out } = self;
         let (cells, width) = match samples {
             Samples::Floats(image) => (hog.float_cell_histograms(bins, image), image.width()),
             Samples::Bytes(image, table) => (hog.byte_cell_histograms(table, image), image.width()),
         };
-        hog.normalise_blocks(&cells, width / hog.pixels_per_cell[1], shape, out);
+        hog.normalise_blocks::<T, FMA>(&cells, width / hog.pixels_per_cell[1], shape, out);
     }
 }
 
@@ -453,17 +494,18 @@ impl<T: Real> RowVotes for FloatRows<'_, T> {
 /// The rows of an image of bytes, with integer gradients.
 struct ByteRows<'a> {
     image: ImageView<'a, u8>,
-    /// [`OrientationBins::byte_bins`].
-    table: &'a [u8],
+    /// [`OrientationBins::byte_table`].
+    table: &'a ByteTable,
     orientations: usize,
+    /// Cell width in pixels.
+    cell_c: usize,
     /// Column and row gradients of every channel, interleaved like the image.
     gc: Vec<i32>,
     gr: Vec<i32>,
     /// Per pixel, the index of its (winning channel's) gradient in `table`.
     index: Vec<u32>,
+    /// Per pixel, `sqrt(gc² + gr²)`: its magnitude unless `table` says otherwise.
     magnitude: Vec<f64>,
-    /// Where the totals of each column's cell start.
-    totals_start: Vec<usize>,
 }
 
 impl RowVotes for ByteRows<'_> {
@@ -491,7 +533,7 @@ impl RowVotes for ByteRows<'_> {
         let outputs = self.index.iter_mut().zip(self.magnitude.iter_mut());
         if channels == 1 {
             for ((index, magnitude), (&gc, &gr)) in outputs.zip(self.gc.iter().zip(&self.gr)) {
-                (*index, *magnitude) = byte_gradient(gc, gr);
+                (*index, *magnitude) = byte_gradient(gc, gr, gc * gc + gr * gr);
             }
         } else {
             for ((index, magnitude), (gc, gr)) in outputs.zip(self.gc.chunks_exact(3).zip(self.gr.chunks_exact(3))) {
@@ -505,26 +547,44 @@ impl RowVotes for ByteRows<'_> {
                     best_c = if better { gc[ch] } else { best_c };
                     best_r = if better { gr[ch] } else { best_r };
                 }
-                (*index, *magnitude) = byte_gradient(best_c, best_r);
+                (*index, *magnitude) = byte_gradient(best_c, best_r, best);
             }
         }
         // A zero magnitude adds nothing to whichever total it is added to.
         let n = self.orientations;
-        for ((&index, &magnitude), &start) in self.index.iter().zip(&self.magnitude).zip(&self.totals_start) {
-            let k = self.table.get(index as usize).map_or(n, |&k| usize::from(k));
-            if let Some(total) = totals.get_mut(start + k) {
-                add_vote(total, magnitude);
+        let cells = totals.chunks_exact_mut(n + 1).zip(self.index.chunks_exact(self.cell_c));
+        for ((cell, indices), magnitudes) in cells.zip(self.magnitude.chunks_exact(self.cell_c)) {
+            for (&index, &magnitude) in indices.iter().zip(magnitudes) {
+                let entry = self.table[index as usize & (BYTE_TABLE_LEN - 1)];
+                let magnitude = if entry & INEXACT_ROOT == 0 { magnitude } else { byte_hypot(index) };
+                if let Some(total) = cell.get_mut(usize::from(entry & !INEXACT_ROOT)) {
+                    add_vote(total, magnitude);
+                }
             }
         }
     }
 }
 
-/// The index in [`OrientationBins::byte_bins`] and the magnitude of an integer gradient.
+/// The index in [`ByteTable`] of an integer gradient and the square root of its `square`,
+/// `gc² + gr²` (exact in f64): its magnitude, but for the gradients the table marks.
 #[inline(always)]
-fn byte_gradient(gc: i32, gr: i32) -> (u32, f64) {
+fn byte_gradient(gc: i32, gr: i32, square: i32) -> (u32, f64) {
     let offset = MAX_BYTE_GRADIENT * (GRADIENT_SPAN as i32 + 1);
-    // glibc's hypot, not the (correctly rounded) square root of gc² + gr²: they differ.
-    ((gr * GRADIENT_SPAN as i32 + gc + offset) as u32, glibc_hypot_unscaled(f64::from(gc), f64::from(gr)))
+    ((gr * GRADIENT_SPAN as i32 + gc + offset) as u32, f64::from(square).sqrt())
+}
+
+/// The gradient at `index` in [`ByteTable`].
+fn byte_gradient_at(index: u32) -> (i32, i32) {
+    let (span, index) = (GRADIENT_SPAN as i32, index as i32);
+    (index % span - MAX_BYTE_GRADIENT, index / span - MAX_BYTE_GRADIENT)
+}
+
+/// glibc's `hypot` of the integer gradient at `index` in [`ByteTable`], which is not always the
+/// correctly rounded `sqrt(gc² + gr²)` (300 of the 511² gradients differ).
+#[cold]
+fn byte_hypot(index: u32) -> f64 {
+    let (gc, gr) = byte_gradient_at(index);
+    glibc_hypot_unscaled(f64::from(gc), f64::from(gr))
 }
 
 /// One image row's gradients (as f64, like `_hoghistogram`'s inputs) with their magnitudes and
@@ -778,17 +838,15 @@ pub(crate) struct OrientationBins {
     buckets: Vec<u16>,
     /// Buckets per unit of pseudo-angle.
     scale: f32,
-    /// The bin of every integer gradient `(gc, gr)` in `-255..=255`, at
-    /// `(gr + 255) · 511 + gc + 255`, for fewer than 255 orientations: from
-    /// [`BYTE_BIN_TABLES`] on first use.
-    byte_bins: OnceLock<Arc<[u8]>>,
+    /// The [`ByteTable`] of these bins, from [`BYTE_TABLES`] on first use.
+    byte_table: OnceLock<Arc<[u16]>>,
 }
 
-/// The tables of [`OrientationBins::byte_bins`] of the last few orientation counts used in this
-/// process: a table costs about as much as ten 64×64 images' descriptors, which every batch
-/// (and every thread, waiting on the one building it) would otherwise pay again.
-static BYTE_BIN_TABLES: Mutex<Vec<(usize, Arc<[u8]>)>> = Mutex::new(Vec::new());
-/// How many orientation counts [`BYTE_BIN_TABLES`] keeps (a quarter of a megabyte each).
+/// The [`ByteTable`]s of the last few orientation counts used in this process: a table costs
+/// about as much as ten 64×64 images' descriptors, which every batch (and every thread,
+/// waiting on the one building it) would otherwise pay again.
+static BYTE_TABLES: Mutex<Vec<(usize, Arc<[u16]>)>> = Mutex::new(Vec::new());
+/// How many orientation counts [`BYTE_TABLES`] keeps (half a megabyte each).
 const CACHED_TABLES: usize = 8;
 
 /// A bucket that straddles or nears a bound.
@@ -825,31 +883,37 @@ impl OrientationBins {
                 }
             })
             .collect();
-        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32, byte_bins: OnceLock::new() }
+        OrientationBins { orientations, bounds, pseudo, buckets, scale: per_unit as f32, byte_table: OnceLock::new() }
     }
 
-    /// The table of the bins of integer gradients (see [`OrientationBins::byte_bins`] the
-    /// field), `None` when a bin index does not fit a byte.
-    fn byte_bins(&self) -> Option<&[u8]> {
-        let n = u8::try_from(self.orientations).ok().filter(|&n| n < u8::MAX)?;
-        let table = self.byte_bins.get_or_init(|| {
-            let mut tables = BYTE_BIN_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The [`ByteTable`] of these bins (always `Some`).
+    fn byte_table(&self) -> Option<&ByteTable> {
+        let table = self.byte_table.get_or_init(|| {
+            let mut tables = BYTE_TABLES.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((_, table)) = tables.iter().find(|(orientations, _)| *orientations == self.orientations) {
                 return Arc::clone(table);
             }
-            let span = -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT;
-            let table: Arc<[u8]> = span
-                .clone()
-                .flat_map(|gr| span.clone().map(move |gc| (f64::from(gc), f64::from(gr))))
-                .map(|(gc, gr)| u8::try_from(self.bin_of(gc, gr)).unwrap_or(n))
+            // Bins are at most MAX_ORIENTATIONS, below the flag (integers have no NaN bin); the
+            // entries past the last gradient are never read.
+            let n = self.orientations as u16;
+            let mut entries: Vec<u16> = (0..(GRADIENT_SPAN * GRADIENT_SPAN) as u32)
+                .map(|index| {
+                    let (gc, gr) = byte_gradient_at(index);
+                    let bin = u16::try_from(self.bin_of(f64::from(gc), f64::from(gr))).map_or(n, |bin| bin.min(n));
+                    let root = f64::from(gc * gc + gr * gr).sqrt();
+                    let inexact = glibc_hypot_unscaled(f64::from(gc), f64::from(gr)) != root;
+                    bin | if inexact { INEXACT_ROOT } else { 0 }
+                })
                 .collect();
+            entries.resize(BYTE_TABLE_LEN, n);
+            let table: Arc<[u16]> = entries.into();
             if tables.len() == CACHED_TABLES {
                 tables.remove(0);
             }
             tables.push((self.orientations, Arc::clone(&table)));
             table
         });
-        Some(table)
+        table.as_ref().try_into().ok()
     }
 
     /// The bin `RowGradients::vote` adds a finite, non-zero gradient's magnitude to (`n` for
@@ -922,6 +986,16 @@ mod tests {
         ImageView::new(h, w, c, data).unwrap()
     }
 
+    /// A xorshift64 generator from `state`.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn block_norm_names_round_trip() {
         for norm in BlockNorm::ALL {
@@ -935,7 +1009,7 @@ mod tests {
     #[test]
     fn numpy_sum_is_pairwise() {
         // repr(np.sum(1 / np.arange(1, n + 1))) with numpy 2.4; a left-to-right sum differs.
-        let harmonic = |n: usize| numpy_sum(&(1..=n).map(|i| 1.0 / i as f64).collect::<Vec<_>>());
+        let harmonic = |n: usize| numpy_sum(&(1..=n).map(|i| 1.0 / i as f64).collect::<Vec<_>>(), |v| v);
         assert_eq!(harmonic(5), 2.283333333333333);
         assert_eq!(harmonic(24), 3.775958177753507);
         assert_eq!(harmonic(27), 3.8914567532520827);
@@ -944,14 +1018,39 @@ mod tests {
     }
 
     #[test]
+    fn divisions_through_the_reciprocal_are_exact() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut values = Vec::new();
+        let mut divisors = Vec::new();
+        for _ in 0..3000 {
+            // Block values: float32 sums (finite, as a finite norm implies) and the quotients
+            // of L2-Hys' second pass, and norms from 1e-5 up, with mantissas anywhere and at
+            // their extremes.
+            let mantissa = match next() % 4 {
+                0 => 0x000f_ffff_ffff_ffff,
+                1 => 0,
+                _ => next() & 0x000f_ffff_ffff_ffff,
+            };
+            divisors.push(f64::from_bits(mantissa | (1006 + next() % 160) << 52));
+            let value = f64::from_bits(next() & 0x000f_ffff_ffff_ffff | (900 + next() % 250) << 52);
+            values.push(if next() % 2 == 0 { f64::from(value as f32) } else { value });
+        }
+        values.extend([0.0, 0.2, 1.0, 3.0, f32::MAX.into(), f32::MIN_POSITIVE.into(), 1.401298464324817e-45]);
+        for &divisor in divisors.iter().chain(&[1e-5, 3.0, 0.2, 1.0 - f64::EPSILON / 2.0, 7.0]) {
+            let mut fused = values.clone();
+            divide::<true>(&mut fused, divisor);
+            for (&q, &v) in fused.iter().zip(&values) {
+                assert_eq!(q, v / divisor, "{v:e} / {divisor:e}");
+            }
+        }
+        let mut special = vec![f64::INFINITY, 1.0, f64::NAN];
+        divide::<true>(&mut special, f64::INFINITY);
+        assert!(special[0].is_nan() && special[1] == 0.0 && special[2].is_nan());
+    }
+
+    #[test]
     fn glibc_hypot_kernel_equals_libm() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..200_000 {
             let a = f64::from_bits(next() % (0x7fe0 << 48));
             let b = a * (next() % 4096) as f64 / 777.0;
@@ -981,23 +1080,39 @@ mod tests {
     }
 
     #[test]
+    fn byte_table_holds_every_integer_gradient_bin_and_glibc_magnitude() {
+        for n in [4, 9, 300] {
+            let bins = OrientationBins::new(n);
+            let table = bins.byte_table().unwrap();
+            let mut inexact = 0;
+            for gr in -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT {
+                for gc in -MAX_BYTE_GRADIENT..=MAX_BYTE_GRADIENT {
+                    let (index, root) = byte_gradient(gc, gr, gc * gc + gr * gr);
+                    assert_eq!(byte_gradient_at(index), (gc, gr));
+                    let entry = table[index as usize];
+                    let (x, y) = (f64::from(gc), f64::from(gr));
+                    let magnitude = if entry & INEXACT_ROOT == 0 { root } else { byte_hypot(index) };
+                    assert_eq!(magnitude, x.hypot(y), "gc={gc} gr={gr}");
+                    assert_eq!(usize::from(entry & !INEXACT_ROOT), bins.bin_of(x, y).min(n), "gc={gc} gr={gr}");
+                    inexact += usize::from(entry & INEXACT_ROOT != 0);
+                }
+            }
+            // glibc's hypot is not the correctly rounded root of a few hundred of them.
+            assert!((1..2000).contains(&inexact), "{inexact}");
+        }
+    }
+
+    #[test]
     fn byte_path_equals_float_path() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for (h, w, channels, orientations) in
-            [(64, 64, 1, 9), (37, 53, 3, 9), (40, 33, 1, 4), (24, 30, 3, 8), (16, 19, 1, 81)]
+            [(64, 64, 1, 9), (37, 53, 3, 9), (40, 33, 1, 4), (24, 30, 3, 8), (16, 19, 1, 81), (16, 16, 3, 300)]
         {
-            let bytes: Vec<u8> = (0..h * w * channels)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 56) as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..h * w * channels).map(|_| (next() >> 56) as u8).collect();
             let floats: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
             let hog = Hog { orientations, pixels_per_cell: [4, 4], ..Hog::default() };
             let bins = OrientationBins::new(orientations);
-            let from_bytes = hog.byte_cell_histograms(bins.byte_bins().unwrap(), view(h, w, channels, &bytes));
+            let from_bytes = hog.byte_cell_histograms(bins.byte_table().unwrap(), view(h, w, channels, &bytes));
             let from_floats = hog.float_cell_histograms(&bins, view(h, w, channels, &floats));
             assert_eq!(from_bytes, from_floats, "{h}×{w}×{channels}, {orientations} orientations");
             assert_eq!(

@@ -61,3 +61,47 @@ unsafe fn avx512<K: Kernel>(kernel: K) -> K::Output {
 unsafe fn avx2<K: Kernel>(kernel: K) -> K::Output {
     kernel.run()
 }
+
+/// A [`Kernel`] whose body has a faster form with fused multiply-add.
+pub(crate) trait FusedKernel {
+    /// What the kernel returns.
+    type Output;
+
+    /// The body; `FMA` is true only where `f64::mul_add` compiles to one instruction (elsewhere
+    /// it is a call to libm's `fma`: exact, but slow). Implementations must be `#[inline(always)]`.
+    fn run<const FMA: bool>(self) -> Self::Output;
+}
+
+/// A [`FusedKernel`] run with `FMA` set.
+struct Fused<K, const FMA: bool>(K);
+
+impl<K: FusedKernel, const FMA: bool> Kernel for Fused<K, FMA> {
+    type Output = K::Output;
+
+    #[inline(always)]
+    fn run(self) -> K::Output {
+        self.0.run::<FMA>()
+    }
+}
+
+/// Runs `kernel` as [`dispatch`] does, with `FMA` true in the AVX-512 build (AVX-512F implies
+/// FMA) and false in the others.
+#[inline]
+pub(crate) fn dispatch_fused<K: FusedKernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let detected = [
+            std::arch::is_x86_feature_detected!("avx512f"),
+            std::arch::is_x86_feature_detected!("avx512bw"),
+            std::arch::is_x86_feature_detected!("avx512dq"),
+            std::arch::is_x86_feature_detected!("avx512vl"),
+            std::arch::is_x86_feature_detected!("avx2"),
+            std::arch::is_x86_feature_detected!("popcnt"),
+        ];
+        if detected.into_iter().all(|feature| feature) {
+            // SAFETY: every feature `avx512` enables was detected on this CPU just above.
+            return unsafe { avx512(Fused::<K, true>(kernel)) };
+        }
+    }
+    dispatch(Fused::<K, false>(kernel))
+}
