@@ -90,7 +90,11 @@ impl<T: Real> Compact<T> {
                         }
                         decode_row(codes, &lo, &step, back);
                         *norm = kernel.sq_dist(back, zeros);
-                        let sq: f64 = row.iter().zip(back.iter()).map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2)).sum();
+                        let sq: f64 = row
+                            .iter()
+                            .zip(back.iter())
+                            .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
+                            .sum();
                         // The sum in f64 of exact differences of T values: a relative margin
                         // far above its rounding.
                         *err = sq.sqrt() * (1.0 + 1e-9);
