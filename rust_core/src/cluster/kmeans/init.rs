@@ -533,7 +533,9 @@ mod tests {
         let w: Vec<f64> = (0..n).map(|i| if i % 7 == 3 { 0.0 } else { 0.5 + (i % 4) as f64 }).collect();
         let shift: Vec<f64> = (0..d).map(|q| 20.0 - 3.0 * q as f64).collect();
         let shifted = Array2::from_shape_fn((n, d), |(i, q)| x[[i, q]] - shift[q]);
-        for (k, weighted, moved) in [(1, false, false), (6, true, true), (24, false, false), (40, true, false), (33, true, true)] {
+        for (k, weighted, moved) in
+            [(1, false, false), (6, true, true), (24, false, false), (40, true, false), (33, true, true)]
+        {
             let weights = weighted.then_some(w.as_slice());
             let ones = vec![1.0; n];
             for kernel in Kernel::available() {
