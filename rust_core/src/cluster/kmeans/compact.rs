@@ -148,8 +148,7 @@ mod tests {
                 let mut back = vec![0.0f32; n * d];
                 compact.decode(0, &rows, &mut back);
                 let mut worst = 0.0f64;
-                for i in 0..n {
-                    let row = &back[i * d..(i + 1) * d];
+                for (i, row) in back.chunks_exact(d).enumerate() {
                     let sq: f64 = (0..d).map(|q| (f64::from(data.value(i, q)) - f64::from(row[q])).powi(2)).sum();
                     assert!(sq.sqrt() <= compact.err[i], "{} row {i}", kernel.name());
                     worst = worst.max(compact.err[i]);
