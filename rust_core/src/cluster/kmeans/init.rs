@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
+use super::compact::Compact;
 use super::kernel::{Kernel, Listed, Packed};
 use super::lloyd::{Data, DataView};
 use super::rows_of;
@@ -22,6 +23,11 @@ const CHUNK_ROWS: usize = 4032;
 /// its current centre as the point is: its distance then cannot drop, with a margin that
 /// dwarfs rounding, so skipping changes nothing but the time taken.
 const SKIP_MARGIN: f64 = 1e-3;
+/// Whether the fit's k-means++ keeps an 8-bit copy of the data ([`Compact`]) to find the rows no
+/// candidate can bring closer without reading them. Off: on 64-column f32 blobs it reads a third
+/// as many full rows, but reading the copy back costs more CPU time than the rows it saves
+/// (docs/kmeans.md); [`plusplus_with`] takes either way, and the tests check both.
+const USE_COMPACT: bool = false;
 
 /// Picks `n_clusters` rows of `x` as initial centres by greedy k-means++: each new centre is
 /// the best (lowest resulting weighted inertia) of `n_local_trials` rows sampled with
@@ -102,23 +108,37 @@ pub(crate) fn plusplus<'a, T: Real>(
     rng: &mut Pcg64Mcg,
     cancel: &CancelToken,
 ) -> Result<Vec<usize>> {
-    let data = data.into();
+    plusplus_with(kernel, data.into(), k, trials, rng, cancel, USE_COMPACT)
+}
+
+/// [`plusplus`], with or without the 8-bit copy of the data (the same rows either way).
+fn plusplus_with<T: Real>(
+    kernel: Kernel,
+    data: DataView<'_, T>,
+    k: usize,
+    trials: usize,
+    rng: &mut Pcg64Mcg,
+    cancel: &CancelToken,
+    use_compact: bool,
+) -> Result<Vec<usize>> {
     let total = total_weight(&data)?;
     let mut chosen = vec![weighted_row(&data, total, rng)];
     if k == 1 {
         return Ok(chosen);
     }
     let mut state = Nearest::new(kernel, &data, trials);
+    let compact = use_compact.then(|| Compact::new(kernel, &data));
     let mut centres = rows_of(data, &chosen);
-    // The first centre is a pass's only candidate, applied to every row.
-    Step::new(kernel, data, centres.view(), centres.view()).run(&mut state);
+    // The first centre is a pass's only candidate, applied to every row (no row has a centre
+    // to compare with yet, so the copy cannot exclude any).
+    Step::new(kernel, data, None, centres.view(), centres.view()).run(&mut state);
     state.won(0, 0);
     while chosen.len() < k {
         cancel.check()?;
         let pot: f64 = state.chunk_pot.iter().sum();
         let candidates: Vec<usize> = (0..trials).map(|_| state.sample(&data, rng.random::<f64>() * pot)).collect();
         let rows = rows_of(data, &candidates);
-        Step::new(kernel, data, centres.view(), rows.view()).run(&mut state);
+        Step::new(kernel, data, compact.as_ref(), centres.view(), rows.view()).run(&mut state);
         let pot = |t: usize| state.pots.chunks_exact(state.stride).map(|p| p[t]).sum::<f64>();
         let best = (0..candidates.len()).fold(0, |b, t| if pot(t) < pot(b) { t } else { b });
         state.won(best, chosen.len() as u32);
@@ -161,7 +181,17 @@ struct Nearest<T> {
     chunk_pot: Vec<f64>,
     /// The last pass's winner (candidate, centre position), not yet applied to `closest`.
     pending: Option<(usize, u32)>,
-    scratch: Vec<Mutex<Vec<T>>>,
+    scratch: Vec<Mutex<Buffers<T>>>,
+}
+
+/// The buffers of one thread in a pass.
+struct Buffers<T> {
+    /// Gathered (or read back) rows.
+    rows: Vec<T>,
+    /// The distances of read-back rows to the candidates.
+    approx: Vec<T>,
+    /// The potentials the kernel adds from read-back rows (not used).
+    pots: Vec<f64>,
 }
 
 impl<T: Real> Nearest<T> {
@@ -181,7 +211,15 @@ impl<T: Real> Nearest<T> {
             pots: vec![0.0; chunks * stride],
             chunk_pot: vec![0.0; chunks],
             pending: None,
-            scratch: (0..threads).map(|_| Mutex::new(vec![T::zero(); SUB_ROWS * d])).collect(),
+            scratch: (0..threads)
+                .map(|_| {
+                    Mutex::new(Buffers {
+                        rows: vec![T::zero(); SUB_ROWS * d],
+                        approx: vec![T::zero(); SUB_ROWS * stride],
+                        pots: vec![0.0; stride],
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -235,7 +273,15 @@ fn closer<T: Real>(closest: T, d: T) -> T {
 struct Step<'a, T> {
     kernel: Kernel,
     data: DataView<'a, T>,
+    /// The 8-bit copy of the data, if the fit keeps one.
+    compact: Option<&'a Compact<T>>,
     packed: Packed<T>,
+    /// The number of candidates.
+    count: usize,
+    /// The largest squared norm of a candidate.
+    cand_norm: f64,
+    /// The relative rounding of the kernel's distances, with a wide margin: `16 (d + 8) ε`.
+    rounding: f64,
     /// Per chosen centre: the smallest squared distance to a candidate.
     bound: Vec<T>,
     /// `4 (1 + SKIP_MARGIN)` as `T`.
@@ -256,7 +302,13 @@ struct Chunk<'c, T> {
 
 impl<'a, T: Real> Step<'a, T> {
     /// A pass for the `candidates` (rows as the data reads them), given the `chosen` centres.
-    fn new(kernel: Kernel, data: DataView<'a, T>, chosen: ArrayView2<'_, T>, candidates: ArrayView2<'_, T>) -> Self {
+    fn new(
+        kernel: Kernel,
+        data: DataView<'a, T>,
+        compact: Option<&'a Compact<T>>,
+        chosen: ArrayView2<'_, T>,
+        candidates: ArrayView2<'_, T>,
+    ) -> Self {
         let row = |v: ArrayView1<'_, T>| v.to_slice().expect("standard layout").to_vec();
         let rows: Vec<Vec<T>> = candidates.outer_iter().map(row).collect();
         let bound = chosen
@@ -266,10 +318,16 @@ impl<'a, T: Real> Step<'a, T> {
                 rows.iter().map(|t| kernel.sq_dist(a, t)).fold(T::infinity(), T::min)
             })
             .collect();
+        let zeros = vec![T::zero(); data.d];
+        let cand_norm = rows.iter().map(|t| kernel.sq_dist(t, &zeros).to_f64_exact()).fold(0.0, f64::max);
         Step {
             kernel,
             data,
+            compact,
             packed: kernel.pack_trials(candidates),
+            count: rows.len(),
+            cand_norm,
+            rounding: 16.0 * (data.d as f64 + 8.0) * T::epsilon().to_f64_exact(),
             bound,
             skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
         }
@@ -287,7 +345,7 @@ impl<'a, T: Real> Step<'a, T> {
     fn run(&self, state: &mut Nearest<T>) {
         let stride = state.stride;
         let Nearest { norms, closest, owner, listed, listed_len, dists, pots, pending, scratch, .. } = state;
-        let (norms, pending, scratch): (&[T], _, &[Mutex<Vec<T>>]) = (norms, *pending, scratch);
+        let (norms, pending, scratch): (&[T], _, &[Mutex<Buffers<T>>]) = (norms, *pending, scratch);
         closest
             .par_chunks_mut(CHUNK_ROWS)
             .zip(owner.par_chunks_mut(CHUNK_ROWS))
@@ -303,15 +361,15 @@ impl<'a, T: Real> Step<'a, T> {
                 // Each thread has its own buffer; the pass makes no nested parallel calls, so the
                 // lock is never contended.
                 let slot = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-                let mut rows = scratch[slot].lock().expect("a pass never panics holding its buffer");
-                self.chunk(&mut rows, &mut chunk, pending, stride);
+                let mut buffers = scratch[slot].lock().expect("a pass never panics holding its buffer");
+                self.chunk(&mut buffers, &mut chunk, pending, stride);
             });
     }
 
     /// [`Step::run`] on one chunk of rows: applies the pending winner to the rows the last pass
     /// computed, lists the rows this pass must compute, then gathers and computes them in blocks
     /// (the gather of one block prefetching the next).
-    fn chunk(&self, buf: &mut [T], chunk: &mut Chunk<'_, T>, pending: Option<(usize, u32)>, stride: usize) {
+    fn chunk(&self, buffers: &mut Buffers<T>, chunk: &mut Chunk<'_, T>, pending: Option<(usize, u32)>, stride: usize) {
         if let Some((best, centre)) = pending {
             let last = &chunk.listed[..*chunk.listed_len];
             for (&r, dists) in last.iter().zip(chunk.dists.chunks_exact(stride)) {
@@ -332,18 +390,71 @@ impl<'a, T: Real> Step<'a, T> {
             let weighted = weights.map_or(1.0, |w| w[r].to_f64_exact()) * chunk.closest[r].to_f64_exact();
             skipped += if keep { 0.0 } else { weighted };
         }
+        if let Some(compact) = self.compact {
+            let (kept, weight) = self.exclude(compact, buffers, chunk, len, stride);
+            len = kept;
+            skipped += weight;
+        }
         *chunk.listed_len = len;
         chunk.pots.fill(0.0);
         let listed = &chunk.listed[..len];
         for (b, rows) in listed.chunks(SUB_ROWS).enumerate() {
             let then = &listed[b * SUB_ROWS + rows.len()..];
-            let x = &mut buf[..rows.len() * self.data.d];
+            let x = &mut buffers.rows[..rows.len() * self.data.d];
             self.data.gather(self.kernel, chunk.start, rows, then, x);
             let rows = Listed { rows, norms: chunk.norms, closest: chunk.closest, weights };
             let dists = &mut chunk.dists[b * SUB_ROWS * stride..][..rows.rows.len() * stride];
             self.kernel.trials(x, &self.packed, &rows, stride, dists, chunk.pots);
         }
         chunk.pots.iter_mut().for_each(|p| *p += skipped);
+    }
+
+    /// Removes from the first `len` listed rows of a chunk those that the 8-bit copy shows no
+    /// candidate can bring closer; returns how many rows remain listed and the weighted
+    /// distance of those removed.
+    ///
+    /// The kernel gives `a_t ≈ ‖x̂ − c_t‖²` from the row read back; `‖x − c_t‖ ≥ ‖x̂ − c_t‖ − e`
+    /// with `e` the row's bound of `‖x − x̂‖`. A row is removed when, for every candidate,
+    /// `a_t` minus its rounding is at least `(e + √(closest (1 + SKIP_MARGIN) + r))²`, `r`
+    /// being the rounding of the distance the full row would give: that distance then cannot
+    /// fall below `closest`.
+    fn exclude(
+        &self,
+        compact: &Compact<T>,
+        buffers: &mut Buffers<T>,
+        chunk: &mut Chunk<'_, T>,
+        len: usize,
+        stride: usize,
+    ) -> (usize, f64) {
+        let (d, start, n) = (self.data.d, chunk.start, chunk.norms.len());
+        let (norms, err) = (&compact.norms[start..start + n], &compact.err[start..start + n]);
+        let weights = self.data.w.map(|w| &w[start..start + n]);
+        let (mut kept, mut removed) = (0, 0.0);
+        let mut rows = [0u32; SUB_ROWS];
+        for from in (0..len).step_by(SUB_ROWS) {
+            let block = &mut rows[..SUB_ROWS.min(len - from)];
+            block.copy_from_slice(&chunk.listed[from..from + block.len()]);
+            let x = &mut buffers.rows[..block.len() * d];
+            compact.decode(start, block, x);
+            let approx = &mut buffers.approx[..block.len() * stride];
+            let listed = Listed { rows: block, norms, closest: chunk.closest, weights: None };
+            self.kernel.trials(x, &self.packed, &listed, stride, approx, &mut buffers.pots);
+            for (&r, approx) in block.iter().zip(approx.chunks_exact(stride)) {
+                let i = r as usize;
+                let closest = chunk.closest[i].to_f64_exact();
+                let full = self.rounding * (chunk.norms[i].to_f64_exact() + self.cand_norm);
+                let read_back = self.rounding * (norms[i].to_f64_exact() + self.cand_norm);
+                let reach = err[i] + (closest * (1.0 + SKIP_MARGIN) + full).sqrt();
+                let nearest = approx[..self.count].iter().fold(f64::INFINITY, |m, a| m.min(a.to_f64_exact()));
+                let keep = nearest - read_back < reach * reach;
+                // Branch-free compaction, as in `chunk`.
+                chunk.listed[kept] = r;
+                kept += usize::from(keep);
+                let weighted = weights.map_or(1.0, |w| w[i].to_f64_exact()) * closest;
+                removed += if keep { 0.0 } else { weighted };
+            }
+        }
+        (kept, removed)
     }
 }
 
@@ -424,7 +535,8 @@ mod tests {
 
     /// Skipped rows, deferred winners and chunked potentials pick the same rows as the textbook
     /// algorithm, on well separated blobs (where most rows are skipped) over several chunks, with
-    /// and without weights, on data read as stored and shifted on the fly.
+    /// and without weights, on data read as stored and shifted on the fly, with and without the
+    /// 8-bit copy.
     #[test]
     fn plusplus_picks_the_rows_of_the_textbook_algorithm() {
         let mut rng = Pcg64Mcg::seed_from_u64(5);
@@ -440,13 +552,17 @@ mod tests {
             for kernel in Kernel::available() {
                 let stored = Data::new(x.view(), weights);
                 let data = if moved { DataView::shifted(stored, &shift) } else { DataView::from(&stored) };
-                let ours =
-                    plusplus(kernel, data, k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9), &CancelToken::new())
-                        .unwrap();
                 let seen = if moved { &shifted } else { &x };
                 let expected =
                     reference(seen, weights.unwrap_or(&ones), k, default_trials(k), &mut Pcg64Mcg::seed_from_u64(9));
-                assert_eq!(ours, expected, "{} k={k} weighted={weighted} shifted={moved}", kernel.name());
+                for compact in [false, true] {
+                    let mut rng = Pcg64Mcg::seed_from_u64(9);
+                    let ours =
+                        plusplus_with(kernel, data, k, default_trials(k), &mut rng, &CancelToken::new(), compact)
+                            .unwrap();
+                    let name = kernel.name();
+                    assert_eq!(ours, expected, "{name} k={k} weighted={weighted} shifted={moved} compact={compact}");
+                }
             }
         }
     }

@@ -19,6 +19,7 @@
 //! assert_eq!(model.predict(array![[5.0f32, 4.9]].view()).unwrap()[0], model.labels()[2]);
 //! ```
 
+mod compact;
 mod init;
 mod kernel;
 mod lloyd;
