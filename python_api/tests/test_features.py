@@ -215,6 +215,22 @@ def test_lbp_codes_equal_skimage(name, image, points, radius, method):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_lbp_8_1_equals_skimage_on_random_images(seed):
+    # P = 8, R = 1 has its own pass: random sizes, byte noise, few levels and float images.
+    rng = np.random.default_rng(100 + seed)
+    h, w = rng.integers(1, 80, 2)
+    images = [
+        rng.integers(0, 256, (h, w), dtype=np.uint8),
+        rng.integers(0, 1 + seed, (h, w), dtype=np.uint8),
+        rng.random((h, w)) * 10.0 ** rng.integers(-3, 4),
+        (rng.integers(0, 3, (h, w)) * 0.1).astype(np.float32),
+    ]
+    for image in images:
+        for method in ("default", "uniform", "ror", "nri_uniform"):
+            assert np.array_equal(fc.local_binary_pattern(image, 8, 1, method), sk_lbp(image, 8, 1, method))
+
+
 def test_lbp_rejects_bad_input():
     image = np.zeros((8, 8), dtype=np.uint8)
     with pytest.raises(ValueError):

@@ -131,7 +131,7 @@ impl Lbp {
             )));
         }
         let plan = LbpPlan::cached(self, image.data().len());
-        let mut codes = Vec::with_capacity(image.data().len());
+        let mut codes = vec![0.0; image.data().len()];
         BUFFERS.with_borrow_mut(|buffers| {
             simd::dispatch(CodesKernel { plan: &plan, image, buffers, codes: &mut codes })
         })?;
@@ -181,6 +181,8 @@ struct Buffers {
     zeros: Vec<f64>,
     /// The masks of one row: bit `i` per sample.
     masks: Vec<u64>,
+    /// The masks of one row when they fit a byte (`P = 8`).
+    bytes: Vec<u8>,
     /// The column weights of the last image width and plan, kept while they fit.
     weights: Vec<ColumnWeights>,
     /// Code counts of one histogram.
@@ -266,6 +268,11 @@ impl LbpPlan {
         })
     }
 
+    /// The code table when the masks are bytes (`P = 8`).
+    fn byte_table(&self) -> Option<&[u32; 256]> {
+        self.table.as_deref().and_then(|table| table.try_into().ok())
+    }
+
     /// `_local_binary_pattern`'s code for one mask (bit `i` set when sample `i` is at least
     /// the centre).
     fn code_of_mask(&self, mask: u32) -> u32 {
@@ -320,6 +327,130 @@ impl LbpPlan {
         })
     }
 
+    /// Makes `weights` those of `self.columns` for images `width` pixels wide, keeping them
+    /// when they already are.
+    #[inline(always)]
+    fn fit_weights(&self, weights: &mut Vec<ColumnWeights>, width: usize) -> Result<()> {
+        let fits = weights.len() == self.columns.len()
+            && weights
+                .iter()
+                .zip(&self.columns)
+                .all(|(w, group)| w.offset.to_bits() == group.offset.to_bits() && w.frac.len() == width);
+        if !fits {
+            weights.clear();
+            for group in &self.columns {
+                weights.push(ColumnWeights::new(group.offset, width)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`LbpPlan::for_each_row_of_masks`] for `P = 8, R = 1`, with the masks as bytes, when
+    /// every pixel is below [`SAFE_MAGNITUDE`]; `Ok(false)` (nothing emitted) otherwise.
+    ///
+    /// Samples 0, 2, 4, 6 are the pixels right, above, left and below; samples 1, 3 (above)
+    /// and 5, 7 (below) interpolate between two rows of the image interpolated along rows at
+    /// column offsets ±0.70711. Those two planes are computed once, then each row of masks in
+    /// one pass that keeps the eight samples of a pixel in registers: the same operations as
+    /// the general path, in the same order, so the same bits.
+    #[inline(always)]
+    fn rows_of_masks_8_1<S: Sample>(
+        &self,
+        image: ImageView<'_, S>,
+        buffers: &mut Buffers,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<bool> {
+        if self.points != 8 || self.radius != 1.0 {
+            return Ok(false);
+        }
+        let (height, width, data) = (image.height(), image.width(), image.data());
+        if data.is_empty() {
+            return Ok(true);
+        }
+        let Buffers { padded, horizontal, weights, bytes, .. } = buffers;
+        // The image with one zero row and column on each side.
+        let padded_width = width + 2;
+        padded.resize((height + 2) * padded_width, 0.0);
+        let (first, rest) = padded.split_at_mut(padded_width);
+        first.fill(0.0);
+        let (middle, last) = rest.split_at_mut(height * padded_width);
+        last.fill(0.0);
+        let mut safe = true;
+        for (dst, src) in middle.chunks_exact_mut(padded_width).zip(data.chunks_exact(width)) {
+            dst[0] = 0.0;
+            dst[width + 1] = 0.0;
+            for (d, s) in dst[1..=width].iter_mut().zip(src) {
+                *d = s.to_f64();
+                safe &= d.abs() < SAFE_MAGNITUDE;
+            }
+        }
+        if !safe {
+            return Ok(false);
+        }
+        self.fit_weights(weights, width)?;
+        let weights_of = |sample: usize| {
+            let offset = self.offsets[sample].1;
+            weights.iter().find(|w| w.offset == offset)
+        };
+        // Column offset 0.70711 reads columns c and c + 1, −0.70711 columns c − 1 and c.
+        let (Some(plus), Some(minus)) = (weights_of(1), weights_of(3)) else { return Ok(false) };
+        if (plus.low, plus.high, minus.low, minus.high) != (0, 1, -1, 0) {
+            return Ok(false);
+        }
+        // Both planes, `height + 2` rows of `width` (the first and last from the zero rows).
+        let plane = (height + 2) * width;
+        horizontal.resize(2 * plane, 0.0);
+        let (plus_plane, minus_plane) = horizontal.split_at_mut(plane);
+        for (w, h_plane, low) in [(plus, plus_plane, 1), (minus, minus_plane, 0)] {
+            for (h_row, p_row) in h_plane.chunks_exact_mut(width).zip(padded.chunks_exact(padded_width)) {
+                let (left, right) = (&p_row[low..low + width], &p_row[low + 1..low + 1 + width]);
+                for ((((h, &one_minus), &frac), &left), &right) in
+                    h_row.iter_mut().zip(&w.one_minus).zip(&w.frac).zip(left).zip(right)
+                {
+                    *h = one_minus * left + frac * right;
+                }
+            }
+        }
+        let (plus_plane, minus_plane) = horizontal.split_at(plane);
+        bytes.resize(width, 0);
+        // The row weights of samples 1, 3, 5, 7: rows r − 1 and r above, r and r + 1 below.
+        let row_weight = |r: usize, sample: usize| {
+            let y = r as f64 + self.offsets[sample].0;
+            let dr = y - floor_ceil(y).0;
+            (1.0 - dr, dr)
+        };
+        for r in 0..height {
+            let padded_row = |k: usize| &padded[(r + k) * padded_width..][..padded_width];
+            let plus_row = |k: usize| &plus_plane[(r + k) * width..][..width];
+            let minus_row = |k: usize| &minus_plane[(r + k) * width..][..width];
+            let (above, row, below) = (padded_row(0), padded_row(1), padded_row(2));
+            let (centre, right, left) = (&row[1..=width], &row[2..width + 2], &row[..width]);
+            let (above, below) = (&above[1..=width], &below[1..=width]);
+            let (plus_above, plus_row, plus_below) = (plus_row(0), plus_row(1), plus_row(2));
+            let (minus_above, minus_row, minus_below) = (minus_row(0), minus_row(1), minus_row(2));
+            let [(a1, b1), (a3, b3), (a5, b5), (a7, b7)] = [1, 3, 5, 7].map(|sample| row_weight(r, sample));
+            let masks = &mut bytes[..width];
+            for c in 0..width {
+                let x = centre[c];
+                // For finite values below SAFE_MAGNITUDE, `t − x ≥ 0` is `t ≥ x` (a
+                // difference rounds to zero only when the two are equal).
+                let samples = [
+                    right[c],
+                    a1 * plus_above[c] + b1 * plus_row[c],
+                    above[c],
+                    a3 * minus_above[c] + b3 * minus_row[c],
+                    left[c],
+                    a5 * minus_row[c] + b5 * minus_below[c],
+                    below[c],
+                    a7 * plus_row[c] + b7 * plus_below[c],
+                ];
+                masks[c] = samples.iter().enumerate().fold(0u8, |mask, (i, &t)| mask | (u8::from(t >= x) << i));
+            }
+            emit(bytes);
+        }
+        Ok(true)
+    }
+
     /// Calls `emit(masks)` for each row of `image` in order, where bit `i` of `masks[c]` is
     /// set when sample `i` of pixel `(r, c)` minus the pixel is ≥ 0. One row's masks stay in
     /// the first cache level while every sample ORs its bit into them.
@@ -335,17 +466,7 @@ impl LbpPlan {
             return Ok(());
         }
         let Buffers { padded, horizontal, zeros, masks, weights, .. } = buffers;
-        let fits = weights.len() == self.columns.len()
-            && weights
-                .iter()
-                .zip(&self.columns)
-                .all(|(w, group)| w.offset.to_bits() == group.offset.to_bits() && w.frac.len() == width);
-        if !fits {
-            weights.clear();
-            for group in &self.columns {
-                weights.push(ColumnWeights::new(group.offset, width)?);
-            }
-        }
+        self.fit_weights(weights, width)?;
         // Zero padding wide enough for every column shift (those of column 0, which
         // `ColumnWeights` checks hold for all); a shift past it reads only zeros.
         let pad = weights.iter().map(|w| w.low.abs().max(w.high.abs())).max().unwrap_or(0).min(width as i64 + 1);
@@ -439,12 +560,12 @@ fn interpolated_row<'a>(
     }
 }
 
-/// The codes of one grey image, row-major, appended to `codes`.
+/// The codes of one grey image, row-major, into `codes` (as long as the image).
 struct CodesKernel<'a, S> {
     plan: &'a LbpPlan,
     image: ImageView<'a, S>,
     buffers: &'a mut Buffers,
-    codes: &'a mut Vec<f64>,
+    codes: &'a mut [f64],
 }
 
 impl<S: Sample> simd::Kernel for CodesKernel<'_, S> {
@@ -453,11 +574,47 @@ impl<S: Sample> simd::Kernel for CodesKernel<'_, S> {
     #[inline(always)]
     fn run(self) -> Self::Output {
         let CodesKernel { plan, image, buffers, codes } = self;
-        // The table is chosen once per row, not per pixel.
-        plan.for_each_row_of_masks(image, buffers, |masks| match &plan.table {
-            Some(table) => codes.extend(masks.iter().map(|&mask| f64::from(table[mask as usize]))),
-            None => codes.extend(masks.iter().map(|&mask| f64::from(plan.code_of_mask(mask as u32)))),
+        // Each row's codes go to the front of `rest`, which then moves past them.
+        let mut rest = codes;
+        let mut next_row = |len: usize| {
+            let (row, after) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = after;
+            row
+        };
+        if let Some(table) = plan.byte_table() {
+            // The method is chosen once per row, not per pixel; the uniform codes of bytes are
+            // computed rather than looked up, so that the row vectorises.
+            let emit = |masks: &[u8]| {
+                let row = next_row(masks.len()).iter_mut().zip(masks);
+                match plan.method {
+                    LbpMethod::Default => row.for_each(|(code, &mask)| *code = f64::from(mask)),
+                    LbpMethod::Uniform => row.for_each(|(code, &mask)| *code = f64::from(uniform_code_8(mask))),
+                    _ => row.for_each(|(code, &mask)| *code = f64::from(table[usize::from(mask)])),
+                }
+            };
+            if plan.rows_of_masks_8_1(image, buffers, emit)? {
+                return Ok(());
+            }
+        }
+        plan.for_each_row_of_masks(image, buffers, |masks| {
+            let row = next_row(masks.len()).iter_mut().zip(masks);
+            match &plan.table {
+                Some(table) => row.for_each(|(code, &mask)| *code = f64::from(table[mask as usize])),
+                None => row.for_each(|(code, &mask)| *code = f64::from(plan.code_of_mask(mask as u32))),
+            }
         })
+    }
+}
+
+/// The uniform code of an 8-bit mask: its number of ones when at most two of its seven
+/// neighbouring bit pairs differ, 9 otherwise ([`LbpPlan::code_of_mask`] for `P = 8`).
+#[inline(always)]
+fn uniform_code_8(mask: u8) -> u8 {
+    let changes = ((mask ^ (mask >> 1)) & 0x7f).count_ones();
+    if changes <= 2 {
+        mask.count_ones() as u8
+    } else {
+        9
     }
 }
 
@@ -475,6 +632,17 @@ impl simd::Kernel for HistogramKernel<'_> {
     #[inline(always)]
     fn run(self) -> Self::Output {
         let HistogramKernel { plan, image, buffers, counts } = self;
+        if let Some(table) = plan.byte_table() {
+            // Masks are counted first, then added up by code: no code lookup per pixel.
+            let mut mask_counts = [0u32; 256];
+            let emit = |masks: &[u8]| masks.iter().for_each(|&mask| mask_counts[usize::from(mask)] += 1);
+            if plan.rows_of_masks_8_1(image, buffers, emit)? {
+                for (&code, &count) in table.iter().zip(&mask_counts) {
+                    counts[code as usize] += count;
+                }
+                return Ok(());
+            }
+        }
         plan.for_each_row_of_masks(image, buffers, |masks| match &plan.table {
             Some(table) => masks.iter().for_each(|&mask| counts[table[mask as usize] as usize] += 1),
             None => masks.iter().for_each(|&mask| counts[plan.code_of_mask(mask as u32) as usize] += 1),
@@ -643,6 +811,29 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_8_1_leave_other_parameters_and_huge_values_to_the_general_rows() {
+        let image = [1.0, f64::MAX, 3.0, 0.5];
+        let image = ImageView::new(2, 2, 1, &image).unwrap();
+        for lbp in [Lbp { radius: 1.5, ..Lbp::default() }, Lbp { points: 7, ..Lbp::default() }, Lbp::default()] {
+            let mut emitted = false;
+            let plan = LbpPlan::new(&lbp, 4);
+            assert!(!plan.rows_of_masks_8_1(image, &mut Buffers::default(), |_| emitted = true).unwrap());
+            assert!(!emitted, "{lbp:?}");
+            let codes = lbp.codes(image).unwrap();
+            assert_eq!(codes, reference_codes(&lbp, &[1.0, f64::MAX, 3.0, 0.5], 2, 2));
+        }
+    }
+
+    #[test]
+    fn uniform_codes_of_bytes_equal_the_table() {
+        let plan = LbpPlan::new(&Lbp::default(), 0);
+        let table = plan.byte_table().unwrap();
+        for mask in 0..=255u8 {
+            assert_eq!(u32::from(uniform_code_8(mask)), table[usize::from(mask)], "{mask:08b}");
+        }
+    }
+
+    #[test]
     fn histograms_count_the_codes() {
         let (h, w) = (23, 29);
         let grey: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 13) as f32 * 19.5).collect();
@@ -680,6 +871,26 @@ mod tests {
                 .collect();
             let codes = lbp.codes(ImageView::new(h, w, 1, &image).unwrap()).unwrap();
             prop_assert_eq!(codes, reference_codes(&lbp, &image, h, w));
+        }
+
+        #[test]
+        fn rows_of_8_1_equal_the_general_rows(
+            h in 1usize..40, w in 1usize..70, ramp in any::<bool>(), levels in 1u16..257, seed in any::<u64>(),
+        ) {
+            // The P = 8, R = 1 pass against the general one on the same bytes, row by row.
+            let image: Vec<u8> = (0..h * w)
+                .map(|i| if ramp { (i / w + 2 * (i % w)) as u64 } else { seed.wrapping_mul(2 * i as u64 + 1) >> 40 })
+                .map(|v| (v % u64::from(levels)) as u8)
+                .collect();
+            let image = ImageView::new(h, w, 1, &image).unwrap();
+            let plan = LbpPlan::new(&Lbp::default(), h * w);
+            let mut buffers = Buffers::default();
+            let mut general = Vec::new();
+            plan.for_each_row_of_masks(image, &mut buffers, |masks| general.extend(masks.iter().map(|&m| m as u8)))
+                .unwrap();
+            let mut fast = Vec::new();
+            prop_assert!(plan.rows_of_masks_8_1(image, &mut buffers, |masks| fast.extend_from_slice(masks)).unwrap());
+            prop_assert_eq!(fast, general);
         }
 
         #[test]
