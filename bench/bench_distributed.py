@@ -102,7 +102,7 @@ def main() -> None:
                 import bench_distributed_kmeans
 
                 bench_distributed_kmeans.settle(args)
-                bench_distributed_kmeans.report(args, bench_distributed_kmeans.bench_kmeans(url, args))
+                bench_distributed_kmeans.report(args, bench_distributed_kmeans.bench_kmeans(url, args, tmp))
         finally:
             redis.terminate()
             redis.wait(10)
