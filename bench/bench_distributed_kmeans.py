@@ -85,9 +85,10 @@ def report(args: argparse.Namespace, result: dict) -> None:
     title = (f"k-means: k-means|| + {result['n_iter']} Lloyd iterations, n={args.n:,} x d={args.d}, k={args.k}, "
              f"{shards} shards of {SHARD_ROWS:,} rows, workers reading {args.source} ({load_line()})")
     print_scaling(title, result["threads"], result["workers"])
-    for count, (calls, tasks) in result["traffic"].items():
+    for count, (calls, tasks, top) in result["traffic"].items():
         print(f"  one fit on {count:2d} worker(s): {calls} Redis commands, {tasks} tasks "
-              f"({tasks / count:.0f} per worker: at most one per step, and the release)", flush=True)
+              f"({tasks / count:.0f} per worker: at most one per step, and the release); "
+              f"most of Redis's time: {top}", flush=True)
 
 
 def main() -> None:

@@ -62,10 +62,14 @@ def redis_cpu(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def redis_calls(url: str) -> int:
-    """Commands Redis ran since the last CONFIG RESETSTAT (each command of a script counts)."""
-    stats = redis_info(url, "commandstats")
-    return sum(int(v.split(",")[0].removeprefix("calls=")) for v in stats.values())
+def redis_calls(url: str) -> tuple[int, str]:
+    """Commands Redis ran since the last CONFIG RESETSTAT (each command of a script counts),
+    and the three that took the most of its time, with their milliseconds."""
+    stats = {name.removeprefix("cmdstat_"): dict(f.split("=") for f in v.split(",")) for name, v in
+             redis_info(url, "commandstats").items()}
+    top = sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:3]
+    return (sum(int(v["calls"]) for v in stats.values()),
+            ", ".join(f"{name} {float(v['usec']) / 1000:.0f} ms" for name, v in top))
 
 
 def process_cpu(pid: int) -> float:
@@ -144,15 +148,15 @@ def measure(run, repeat: int, url: str, workers: Workers | None = None) -> Timin
     return Timing(statistics.median(walls), statistics.median(sum(s.values()) for s in spent), parts)
 
 
-def counted(url: str, workers: Workers, run) -> tuple[int, int]:
-    """Redis commands run and tasks that succeeded during one `run()` and the moment after
-    (workers release a fit's shards once it returned)."""
+def counted(url: str, workers: Workers, run) -> tuple[int, int, str]:
+    """Redis commands run, tasks that succeeded and the commands that took Redis the most
+    time during one `run()` and the moment after (workers release a fit's shards once it returned)."""
     before = workers.succeeded()
     redis_command(url, "CONFIG", "RESETSTAT")
     run()
     time.sleep(0.5)
-    calls = redis_calls(url)
-    return calls, workers.succeeded() - before
+    calls, top = redis_calls(url)
+    return calls, workers.succeeded() - before, top
 
 
 def counts(text: str) -> list[int]:

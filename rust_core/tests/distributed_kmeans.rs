@@ -260,8 +260,9 @@ fn bad_input_gives_clear_errors_and_no_workers_is_said() {
     write_npy(&path, &nan);
     let e = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![path]), TIMEOUT).unwrap_err();
     assert!(matches!(&e, Error::Engine(ferrocluster_core::Error::InvalidInput(m)) if m.contains("row 321")), "{e}");
-    let e =
-        km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![dir.path().join("missing.npy")]), TIMEOUT).unwrap_err();
+    let e = km
+        .fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![dir.path().join("missing.npy")]), TIMEOUT)
+        .unwrap_err();
     assert!(e.to_string().contains("missing.npy"), "{e}");
     // A namespace without workers.
     let lonely =
