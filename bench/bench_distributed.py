@@ -61,7 +61,7 @@ def bench_features(url: str, tmp: Path, args: argparse.Namespace) -> None:
         # The command's CPU covers extraction and fit: it is shown with the features.
         total = measure(run, args.repeat, url, pool)
         seconds = [r["seconds"] for r in runs]
-        features[where][count] = Timing(statistics.median(s["features"] for s in seconds), total.cpu)
+        features[where][count] = Timing(statistics.median(s["features"] for s in seconds), total.cpu, total.parts)
         fit[where][count] = Timing(statistics.median(s["fit"] for s in seconds))
         inertia[(where, count)] = runs[-1]["inertia"]
 
