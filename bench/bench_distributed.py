@@ -61,7 +61,7 @@ def bench_features(url: str, tmp: Path, args: argparse.Namespace) -> None:
         # The command's CPU covers extraction and fit: it is shown with the features.
         total = measure(run, args.repeat, url, pool)
         seconds = [r["seconds"] for r in runs]
-        features[where][count] = Timing(statistics.median(s["features"] for s in seconds), total.cpu)
+        features[where][count] = Timing(statistics.median(s["features"] for s in seconds), total.cpu, total.parts)
         fit[where][count] = Timing(statistics.median(s["fit"] for s in seconds))
         inertia[(where, count)] = runs[-1]["inertia"]
 
@@ -102,7 +102,7 @@ def main() -> None:
                 import bench_distributed_kmeans
 
                 bench_distributed_kmeans.settle(args)
-                bench_distributed_kmeans.report(args, bench_distributed_kmeans.bench_kmeans(url, args))
+                bench_distributed_kmeans.report(args, bench_distributed_kmeans.bench_kmeans(url, args, tmp))
         finally:
             redis.terminate()
             redis.wait(10)

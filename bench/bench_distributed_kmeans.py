@@ -5,12 +5,13 @@ commands and step tasks of one fit, and the ratios against the project targets (
 workers, 2 workers within 10% of 2 threads in one process).
 
     python bench/bench_distributed_kmeans.py [--workers 1,2] [--n ROWS] [--d 64] [--k 32] [--iter 30]
-        [--repeat 3] [--quick]
+        [--repeat 3] [--quick] [--source npy|memory]
 
 By default the rows are whole shards of 65,536 rows, at least 16 of them and a multiple of
 every worker count (1,048,576 rows for 1,2), so that every worker holds as many rows and
-the work (n x d x k per iteration) dwarfs the per-iteration cost of the queue. The fit on
-workers includes storing the rows in Redis and the workers loading them.
+the work (n x d x k per iteration) dwarfs the per-iteration cost of the queue. On workers
+the rows are a .npy file the workers read themselves (`fc.datasets.npy`; `--source memory`:
+the array, stored in Redis by the fit for the workers to load); the fit includes their loading.
 
 `bench/bench_distributed.py` (make bench-distributed) runs this together with distributed
 feature extraction. Needs redis-server, a release build of ferrocluster and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +41,7 @@ def default_rows(args: argparse.Namespace) -> int:
     return SHARD_ROWS * lcm * math.ceil(least / lcm)
 
 
-def bench_kmeans(url: str, args: argparse.Namespace) -> dict:
+def bench_kmeans(url: str, args: argparse.Namespace, tmp: str) -> dict:
     """Median timings of the fit per thread count and per worker count, and the Redis
     commands and step tasks of one fit per worker count."""
     # Overlapping blobs: labels keep changing, so the fit runs its iterations (tol=0 stops
@@ -48,10 +50,14 @@ def bench_kmeans(url: str, args: argparse.Namespace) -> dict:
     centres = rng.uniform(-1, 1, size=(args.k, args.d))
     X = (centres[rng.integers(0, args.k, args.n)] + rng.normal(size=(args.n, args.d))).astype(np.float32)
     models = {}
+    shared = X
+    if args.source == "npy":
+        np.save(Path(tmp) / "x.npy", X)
+        shared = fc.datasets.npy(Path(tmp) / "x.npy")
 
-    def fit(key, **options):
+    def fit(key, data=X, **options):
         models[key] = fc.KMeans(args.k, init="k-means||", max_iter=args.iter, tol=0.0, random_state=0,
-                                **options).fit(X)
+                                **options).fit(data)
 
     threads = {t: measure(lambda: fit(("threads", t), distributed=False, n_threads=t), args.repeat, url)
                for t in args.workers}
@@ -63,11 +69,12 @@ def bench_kmeans(url: str, args: argparse.Namespace) -> dict:
         with Workers(url, namespace, count) as pool:
             fc.init(url, namespace=namespace)
             try:
-                workers[count] = measure(lambda: fit(("workers", count), distributed=True), args.repeat, url, pool)
+                workers[count] = measure(lambda: fit(("workers", count), shared, distributed=True), args.repeat, url,
+                                         pool)
                 model = models[("workers", count)]
                 assert np.array_equal(model.labels_, reference.labels_), "the cluster fit differs from the local one"
                 assert abs(model.inertia_ - reference.inertia_) <= 1e-6 * reference.inertia_
-                traffic[count] = counted(url, pool, lambda: fit(("workers", count), distributed=True))
+                traffic[count] = counted(url, pool, lambda: fit(("workers", count), shared, distributed=True))
             finally:
                 fc.shutdown()
     return {"threads": threads, "workers": workers, "traffic": traffic, "n_iter": reference.n_iter_}
@@ -76,11 +83,12 @@ def bench_kmeans(url: str, args: argparse.Namespace) -> dict:
 def report(args: argparse.Namespace, result: dict) -> None:
     shards = math.ceil(args.n / SHARD_ROWS)
     title = (f"k-means: k-means|| + {result['n_iter']} Lloyd iterations, n={args.n:,} x d={args.d}, k={args.k}, "
-             f"{shards} shards of {SHARD_ROWS:,} rows ({load_line()})")
+             f"{shards} shards of {SHARD_ROWS:,} rows, workers reading {args.source} ({load_line()})")
     print_scaling(title, result["threads"], result["workers"])
-    for count, (calls, tasks) in result["traffic"].items():
+    for count, (calls, tasks, top) in result["traffic"].items():
         print(f"  one fit on {count:2d} worker(s): {calls} Redis commands, {tasks} tasks "
-              f"({tasks / count:.0f} per worker: at most one per step, and the release)", flush=True)
+              f"({tasks / count:.0f} per worker: at most one per step, and the release); "
+              f"most of Redis's time: {top}", flush=True)
 
 
 def main() -> None:
@@ -92,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis, url = start_redis(tmp)
         try:
-            result = bench_kmeans(url, args)
+            result = bench_kmeans(url, args, tmp)
         finally:
             redis.terminate()
             redis.wait(10)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -34,20 +33,16 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "python_api" / "tests"))
 
 import ferrocluster as fc  # noqa: E402
 import queue_tasks  # noqa: E402
 from ferrocluster.runtime import api  # noqa: E402
+from redis_support import start_redis  # noqa: E402
 
 RUST_QUEUE = "bench-rust"
 CLUSTER = "ferrocluster cluster"
 OPTIONS = {"max_retries": 0, "retry_exceptions": False, "priority": "normal"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker_binary() -> str:
@@ -63,16 +58,9 @@ class Cluster:
 
     def __init__(self, python_workers: int, rust_concurrency: int) -> None:
         self.tmp = tempfile.TemporaryDirectory()
-        self.port = port = _free_port()
-        self.url = f"redis://127.0.0.1:{port}/0"
-        redis = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.processes = [subprocess.Popen(
-            [redis, "--port", str(port), "--bind", "127.0.0.1", "--dir", self.tmp.name, "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec"],
-            stdout=subprocess.DEVNULL,
-        )]
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            time.sleep(0.05)
+        redis, self.port = start_redis(self.tmp.name, "--appendonly", "yes", "--appendfsync", "everysec")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.processes = [redis]
         env = {**os.environ, "PYTHONPATH": str(HERE), "RUST_LOG": "warn"}
         for _ in range(python_workers):
             self.processes.append(subprocess.Popen(

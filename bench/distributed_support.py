@@ -8,9 +8,9 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import socket
 import statistics
+import sys
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,6 +18,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python_api" / "tests"))
+import redis_support  # noqa: E402  (the tests' redis-server start, shared)
+
 BIN = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 CLI = BIN / "ferrocluster"
 WORKER = BIN / "ferrocluster-worker"
@@ -26,24 +29,9 @@ FAIRNESS = ("same threads in all: each worker is a process with 1 rayon thread (
             "in process the fit/extraction runs on T threads; coordinator and redis-server run beside them")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    redis = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--dir", tmp, "--save", "", "--appendonly", "yes"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    """redis-server (AOF on) with its files in `tmp`, once its log says it is ready, and its URL."""
+    redis, port = redis_support.start_redis(tmp, "--appendonly", "yes")
     return redis, f"redis://127.0.0.1:{port}/0"
 
 
@@ -74,10 +62,14 @@ def redis_cpu(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def redis_calls(url: str) -> int:
-    """Commands Redis ran since the last CONFIG RESETSTAT (each command of a script counts)."""
-    stats = redis_info(url, "commandstats")
-    return sum(int(v.split(",")[0].removeprefix("calls=")) for v in stats.values())
+def redis_calls(url: str) -> tuple[int, str]:
+    """Commands Redis ran since the last CONFIG RESETSTAT (each command of a script counts),
+    and the three that took the most of its time, with their milliseconds."""
+    stats = {name.removeprefix("cmdstat_"): dict(f.split("=") for f in v.split(",")) for name, v in
+             redis_info(url, "commandstats").items()}
+    top = sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:3]
+    return (sum(int(v["calls"]) for v in stats.values()),
+            ", ".join(f"{name} {float(v['usec']) / 1000:.0f} ms" for name, v in top))
 
 
 def process_cpu(pid: int) -> float:
@@ -129,34 +121,42 @@ class Workers:
 
 @dataclass
 class Timing:
-    """Medians over the repeats: wall seconds, and CPU seconds of everything that took part
-    (this process and the commands it ran, the workers, redis-server)."""
+    """Medians over the repeats: wall seconds, CPU seconds of everything that took part
+    (this process and the commands it ran, the workers, redis-server), and that CPU by process."""
 
     wall: float
     cpu: float | None = None
+    parts: dict[str, float] | None = None
+
+
+def cpu_parts(url: str, workers: Workers | None) -> dict[str, float]:
+    """CPU seconds so far of this process (and the commands it ran), redis-server and the workers."""
+    return {"client": own_cpu(), "redis": redis_cpu(url), "workers": workers.cpu() if workers else 0.0}
 
 
 def measure(run, repeat: int, url: str, workers: Workers | None = None) -> Timing:
-    """Runs `run()` `repeat` times; the medians of its wall and CPU time."""
-    walls, cpus = [], []
+    """Runs `run()` `repeat` times; the medians of its wall and CPU time (in all, and by process)."""
+    walls, spent = [], []
     for _ in range(repeat):
-        cpu = own_cpu() + redis_cpu(url) + (workers.cpu() if workers else 0.0)
+        before = cpu_parts(url, workers)
         start = time.perf_counter()
         run()
         walls.append(time.perf_counter() - start)
-        cpus.append(own_cpu() + redis_cpu(url) + (workers.cpu() if workers else 0.0) - cpu)
-    return Timing(statistics.median(walls), statistics.median(cpus))
+        after = cpu_parts(url, workers)
+        spent.append({name: after[name] - before[name] for name in before})
+    parts = {name: statistics.median(s[name] for s in spent) for name in spent[0]}
+    return Timing(statistics.median(walls), statistics.median(sum(s.values()) for s in spent), parts)
 
 
-def counted(url: str, workers: Workers, run) -> tuple[int, int]:
-    """Redis commands run and tasks that succeeded during one `run()` and the moment after
-    (workers release a fit's shards once it returned)."""
+def counted(url: str, workers: Workers, run) -> tuple[int, int, str]:
+    """Redis commands run, tasks that succeeded and the commands that took Redis the most
+    time during one `run()` and the moment after (workers release a fit's shards once it returned)."""
     before = workers.succeeded()
     redis_command(url, "CONFIG", "RESETSTAT")
     run()
     time.sleep(0.5)
-    calls = redis_calls(url)
-    return calls, workers.succeeded() - before
+    calls, top = redis_calls(url)
+    return calls, workers.succeeded() - before, top
 
 
 def counts(text: str) -> list[int]:
@@ -179,10 +179,13 @@ def print_scaling(title: str, threads: dict[int, Timing], workers: dict[int, Tim
     def cpu(s: Timing) -> str:
         return "" if s.cpu is None else f" {s.cpu:8.3f}"
 
+    def parts(s: Timing) -> str:
+        return "" if not s.parts else "   (" + ", ".join(f"{n} {v:.3f}" for n, v in s.parts.items() if v) + ")"
+
     for t, s in threads.items():
-        print(f"  in process, {t:2d} thread(s)         {s.wall:8.3f}{cpu(s)}")
+        print(f"  in process, {t:2d} thread(s)         {s.wall:8.3f}{cpu(s)}{parts(s)}")
     for c, s in workers.items():
-        print(f"  {c:2d} worker(s) x 1 thread          {s.wall:8.3f}{cpu(s)}")
+        print(f"  {c:2d} worker(s) x 1 thread          {s.wall:8.3f}{cpu(s)}{parts(s)}")
     for c, s in workers.items():
         if c in threads and s.cpu is not None and threads[c].cpu:
             print(f"  CPU of {c} worker(s) / {c} thread(s): {s.cpu / threads[c].cpu:5.2f}")
@@ -212,6 +215,8 @@ def add_kmeans_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=int, default=64, help="k-means part: columns")
     parser.add_argument("--k", type=int, default=32, help="k-means part: clusters")
     parser.add_argument("--iter", type=int, help="k-means part: Lloyd iterations (30; --quick 10)")
+    parser.add_argument("--source", choices=["npy", "memory"], default="npy",
+                        help="k-means part: the workers read a .npy file (default), or the array stored in Redis")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

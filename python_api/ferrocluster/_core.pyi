@@ -50,12 +50,13 @@ def minibatch_kmeans_fit(
     n_threads: int | None,
 ) -> tuple[_Matrix, npt.NDArray[np.int64], float, int]: ...
 def sharded_kmeans_fit(
-    x: _Matrix,
+    x: _Matrix | Sequence[str],
     params: str,
     init_centres: npt.NDArray[np.float64] | None,
     queue: Queue | None = None,
     timeout_s: float = 3600.0,
     n_threads: int | None = None,
+    cancel: CancelFlag | None = None,
 ) -> tuple[_Matrix, npt.NDArray[np.int64], float, int]: ...
 def kmeans_predict(
     x: _Matrix, centres: _Matrix, n_threads: int | None = None
@@ -88,6 +89,12 @@ def gmm_apply(
     precisions_cholesky: npt.NDArray[np.float64],
     what: str,
 ) -> object: ...
+
+class CancelFlag:
+    """Asks running work to stop; answers as a `threading.Event` does."""
+    def __init__(self) -> None: ...
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
 
 class Queue:
     """A connection to the Redis work queue (JSON text in and out)."""

@@ -7,11 +7,14 @@ scikit-learn's own.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
 
 from ferrocluster import _core
+from ferrocluster.datasets import NpyFiles, npy
+from ferrocluster.runtime import context
 from ferrocluster.runtime.remote import BuiltinOp
 from ferrocluster._base import BaseEstimator, ClusterMixin, TransformerMixin, check_is_fitted, check_n_features
 from ferrocluster._validation import check_matrix, check_weights, seed_from
@@ -43,10 +46,12 @@ class _KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
     """What KMeans and MiniBatchKMeans share once fitted: predict, transform, score."""
 
     def _prepare(
-        self, X: Any, sample_weight: Any, inits: tuple[str, ...] = ("k-means++", "random")
-    ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
+        self, X: Any, sample_weight: Any, inits: tuple[str, ...] = ("k-means++", "random"), keep_files: bool = False
+    ) -> tuple[Any, np.ndarray | None, str, np.ndarray | None]:
+        """X checked (with `keep_files`, NpyFiles stay files: their shape and dtype are all
+        that is checked here), the weights, the init's name and the given centres."""
         _check_positive_int(self.n_clusters, "n_clusters")
-        X = check_matrix(X)
+        X = X if keep_files and isinstance(X, NpyFiles) else check_matrix(X)
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
         w = check_weights(sample_weight, X.shape[0], X.dtype)
@@ -66,7 +71,7 @@ class _KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return X, w, "array", np.ascontiguousarray(centres)
 
-    def _store(self, X: np.ndarray, result: tuple[np.ndarray, np.ndarray, float, int]) -> None:
+    def _store(self, X: Any, result: tuple[np.ndarray, np.ndarray, float, int]) -> None:
         centres, labels, inertia, n_iter = result
         self.cluster_centers_ = centres
         self.labels_ = labels
@@ -167,7 +172,7 @@ class KMeans(_KMeansBase):
         self.n_threads = n_threads
         self.distributed = distributed
 
-    def _cluster(self, X: np.ndarray, w: np.ndarray | None, init: str) -> Any:
+    def _cluster(self, X: Any, w: np.ndarray | None, init: str) -> Any:
         """The queue to fit on, or None to fit in this process."""
         mode = self.distributed
         if not (isinstance(mode, bool) or mode == "auto"):
@@ -175,8 +180,10 @@ class KMeans(_KMeansBase):
         if mode is False:
             return None
         queue = _cluster_queue()
+        files = isinstance(X, NpyFiles)
+        sharable = X.sharable if files else X.dtype == np.float32
         if mode == "auto":
-            large = X.shape[0] >= DISTRIBUTED_MIN_ROWS and X.dtype == np.float32
+            large = X.shape[0] >= DISTRIBUTED_MIN_ROWS and sharable
             return queue if large and w is None and init != "random" else None
         if queue is None:
             raise RuntimeError("distributed=True needs a cluster: call fc.init('redis://host:6379/0') first")
@@ -184,7 +191,12 @@ class KMeans(_KMeansBase):
             raise ValueError("sample_weight is not supported by a distributed fit")
         if init == "random":
             raise ValueError("init='random' is not supported by a distributed fit: use 'k-means||'")
-        if X.dtype != np.float32:
+        if files and not sharable:
+            raise TypeError(
+                f"the workers read little-endian float32 .npy files in C order, {X!r} is not: "
+                "save np.ascontiguousarray(X, dtype='<f4')"
+            )
+        if not sharable:
             raise TypeError("a distributed fit takes float32 X: pass X.astype(np.float32)")
         return queue
 
@@ -192,13 +204,21 @@ class KMeans(_KMeansBase):
         """Computes the clustering of X.
 
         Args:
-            X: array of shape (n_samples, n_features), float32 or float64 (others are converted to float64).
+            X: array of shape (n_samples, n_features), float32 or float64 (others are converted
+                to float64); or .npy files: a path, or `fc.datasets.npy(paths)` for several whose
+                rows follow one another. On a cluster the workers read the files themselves
+                (at the same paths: a shared filesystem); in process they are loaded.
             y: ignored.
             sample_weight: optional weight per sample.
         Returns:
             self, with cluster_centers_, labels_, inertia_ and n_iter_ set.
+        Raises:
+            TaskCancelledError: inside a task (`@fc.remote`) that was cancelled; a fit with
+                init="k-means||" or on a cluster stops before its next step.
         """
-        X, w, init, centres = self._prepare(X, sample_weight, ("k-means++", "k-means||", "random"))
+        if isinstance(X, (str, os.PathLike)):
+            X = npy(X)
+        X, w, init, centres = self._prepare(X, sample_weight, ("k-means++", "k-means||", "random"), keep_files=True)
         n_init = _check_n_init(self.n_init)
         max_iter = _check_positive_int(self.max_iter, "max_iter")
         if not np.isfinite(self.tol) or self.tol < 0:
@@ -211,13 +231,22 @@ class KMeans(_KMeansBase):
             "random_state": seed_from(self.random_state),
         }
         queue = self._cluster(X, w, init)
+        data = list(X.paths) if queue is not None and isinstance(X, NpyFiles) else check_matrix(X)
         if queue is not None or init == "k-means||":
             if w is not None:
                 raise ValueError("sample_weight is not supported with init='k-means||'")
             sharded = json.dumps({**params, "n_init": n_init or 1})
-            result = _core.sharded_kmeans_fit(X, sharded, centres, queue, n_threads=_check_threads(self.n_threads))
+            task = context.current()
+            try:
+                result = _core.sharded_kmeans_fit(
+                    data, sharded, centres, queue, n_threads=_check_threads(self.n_threads),
+                    cancel=task.cancelled if task is not None else None,
+                )
+            except (KeyboardInterrupt, RuntimeError):
+                context.check_cancelled()
+                raise
         else:
-            result = _core.kmeans_fit(X, w, json.dumps(params), init, centres, _check_threads(self.n_threads))
+            result = _core.kmeans_fit(data, w, json.dumps(params), init, centres, _check_threads(self.n_threads))
         self._store(X, result)
         return self
 

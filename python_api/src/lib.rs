@@ -44,6 +44,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mixture::gmm_fit, m)?)?;
     m.add_function(wrap_pyfunction!(mixture::gmm_apply, m)?)?;
     m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyCancelFlag>()?;
     m.add_class::<queue::PyConsumer>()?;
     m.add_class::<queue::PyDelivery>()?;
     m.add_class::<queue::PyListener>()?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ferrocluster_core::queue::{
     BlobRef, CancelOutcome, Consumer, Delivery, Lease, Listener, Priority, Queue, QueueConfig, TaskSpec, Transition,
 };
+use ferrocluster_core::CancelToken;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
@@ -47,6 +48,45 @@ fn seconds(timeout_s: f64) -> PyResult<Duration> {
 
 fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| json_error("queue reply", e))
+}
+
+/// A flag that asks running work to stop: set it from any thread, and the fits given it
+/// stop at their next step. It answers as a `threading.Event` does (`set`, `is_set`).
+///
+/// Example:
+///     >>> flag = CancelFlag()
+///     >>> flag.set()
+///     >>> flag.is_set()
+///     True
+#[pyclass(module = "ferrocluster._core", name = "CancelFlag", frozen)]
+#[derive(Default)]
+pub struct PyCancelFlag {
+    token: CancelToken,
+}
+
+impl PyCancelFlag {
+    /// The token the core's work checks.
+    pub(crate) fn token(&self) -> CancelToken {
+        self.token.clone()
+    }
+}
+
+#[pymethods]
+impl PyCancelFlag {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the work holding this flag to stop.
+    fn set(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether someone asked to stop.
+    fn is_set(&self) -> bool {
+        self.token.is_cancelled()
+    }
 }
 
 /// A connection to a work queue on Redis.

@@ -63,3 +63,10 @@ def flaky(path, failures, error):
 def pid_after(delay):
     time.sleep(delay)
     return os.getpid()
+
+
+@fc.remote
+def kmeans_on_cluster(path, n_clusters):
+    """A long k-means fit on the cluster's Rust workers from a .npy file (tol=0, so it runs
+    until no label changes): what a cancel has to stop between iterations."""
+    return fc.KMeans(n_clusters, init="k-means||", max_iter=100_000, tol=0.0, distributed=True).fit(path).n_iter_

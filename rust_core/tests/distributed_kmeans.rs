@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferrocluster_core::cluster::kmeans::KMeansModel;
@@ -174,8 +174,19 @@ fn a_npy_file_read_by_the_workers_gives_the_local_model() {
     write_npy(&path, &x);
     let km = ShardedKMeans { n_clusters: 5, random_state: 4, shard_rows: 700, ..ShardedKMeans::default() };
     let local = km.fit(x.view(), None).unwrap();
-    let remote = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(path), TIMEOUT).unwrap();
+    let remote = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![path]), TIMEOUT).unwrap();
     assert_same(&remote, &local, "npy");
+    // The same rows in files of uneven sizes that shards straddle.
+    let parts: Vec<PathBuf> = [(0, 1000), (1000, 2300), (2300, 3000)]
+        .into_iter()
+        .map(|(lo, hi)| {
+            let part = dir.path().join(format!("x-{lo}.npy"));
+            write_npy(&part, &x.slice(ndarray::s![lo..hi, ..]).to_owned());
+            part
+        })
+        .collect();
+    let remote = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(parts), TIMEOUT).unwrap();
+    assert_same(&remote, &local, "npy parts");
 }
 
 #[test]
@@ -247,10 +258,11 @@ fn bad_input_gives_clear_errors_and_no_workers_is_said() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nan.npy");
     write_npy(&path, &nan);
-    let e = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(path), TIMEOUT).unwrap_err();
+    let e = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![path]), TIMEOUT).unwrap_err();
     assert!(matches!(&e, Error::Engine(ferrocluster_core::Error::InvalidInput(m)) if m.contains("row 321")), "{e}");
-    let e =
-        km.fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(dir.path().join("missing.npy")), TIMEOUT).unwrap_err();
+    let e = km
+        .fit_on_cluster(&queue, rt.handle(), ClusterData::Npy(vec![dir.path().join("missing.npy")]), TIMEOUT)
+        .unwrap_err();
     assert!(e.to_string().contains("missing.npy"), "{e}");
     // A namespace without workers.
     let lonely =

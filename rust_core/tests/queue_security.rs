@@ -97,7 +97,7 @@ async fn the_documented_acl_user_runs_everything_and_a_narrower_one_gets_a_clear
     let config = fast_config();
 
     let q = Queue::connect(&url("queue"), config.clone()).await.unwrap();
-    let _worker = WorkerProcess::start(&url("queue"), &config, "default", &[]);
+    let worker = WorkerProcess::start(&url("queue"), &config, "default", &[]);
     let specs: Vec<TaskSpec> = (0..10).map(noop).collect();
     q.enqueue_many(&specs).await.unwrap();
     let ids: Vec<String> = specs.iter().filter_map(|s| s.id.clone()).collect();
@@ -107,6 +107,10 @@ async fn the_documented_acl_user_runs_everything_and_a_narrower_one_gets_a_clear
     assert_eq!(q.cancel(&held).await.unwrap(), CancelOutcome::Cancelled);
     q.sweep().await.unwrap();
     assert_eq!(q.stats().await.unwrap().counters.get("succeeded"), Some(&10));
+    // The user lacks pub/sub: the worker says so once, not at each resubscription (every lease).
+    tokio::time::sleep(config.lease * 4).await;
+    let log = worker.log_text();
+    assert_eq!(log.matches("may not subscribe to the cancel channel").count(), 1, "{log}");
 
     // A user that may read but not run scripts: a clear error, and nothing written.
     let narrow = Queue::connect(&url("reader"), config).await.unwrap();

@@ -2,6 +2,7 @@
 
 import threading
 
+from ferrocluster import _core
 from ferrocluster.runtime.errors import TaskCancelledError
 
 _current = threading.local()
@@ -9,10 +10,11 @@ _current = threading.local()
 
 class TaskContext:
     """The running task's cancel flag, set by `fc.cancel` (embedded) or by the worker when
-    its heartbeat reports a cancel request (cluster)."""
+    its heartbeat reports a cancel request (cluster). The native fits the task runs check
+    the same flag between their steps."""
 
     def __init__(self) -> None:
-        self.cancelled = threading.Event()
+        self.cancelled = _core.CancelFlag()
 
 
 def current() -> TaskContext | None:

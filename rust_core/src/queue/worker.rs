@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{inbox, Consumer, Delivery, Lease, Queue, Result, Transition};
+use super::{inbox, Consumer, Delivery, Error, Lease, Queue, Result, Transition};
 use crate::CancelToken;
 
 /// Most tasks one slot fetches and runs as a batch (when they are quick).
@@ -494,11 +494,21 @@ async fn heartbeat_loop(consumer: Arc<Consumer>, held: Held, every: Duration) {
 }
 
 /// Passes published cancels to the handlers; resubscribes after a lease when the
-/// subscription breaks (the heartbeats carry cancels meanwhile).
+/// subscription breaks (the heartbeats carry cancels meanwhile). A Redis user denied the
+/// pub/sub commands is said once: it stays so, and the heartbeats carry every cancel.
 async fn cancel_loop(queue: Queue, running: Running) {
+    let mut denied = false;
     loop {
-        if let Err(e) = queue.follow_cancels(|id| running.cancel(id)).await {
-            tracing::warn!(error = %e, "listening for cancels failed; they reach tasks with the heartbeats until it is back");
+        match queue.follow_cancels(|id| running.cancel(id)).await {
+            Err(e @ Error::Permission(_)) if denied => tracing::debug!(error = %e, "still no pub/sub for cancels"),
+            Err(e @ Error::Permission(_)) => {
+                denied = true;
+                tracing::warn!(error = %e, "this Redis user may not subscribe to the cancel channel (grant +subscribe): cancels reach running tasks with the heartbeats");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for cancels failed; they reach tasks with the heartbeats until it is back");
+            }
+            Ok(()) => {}
         }
         tokio::time::sleep(queue.config.lease).await;
     }

@@ -124,7 +124,15 @@ fn resident(queue: &Queue, ctx: &TaskContext, task: &ShardTask, shard: usize) ->
     if range.is_empty() {
         return Err(TaskError::Invalid(format!("shard {shard} is outside the plan {:?}", task.plan)));
     }
-    let x = tokio::runtime::Handle::current().block_on(task.source.load(queue, &task.plan, shard)).map_err(invalid)?;
+    let loaded = tokio::runtime::Handle::current().block_on(task.source.load(queue, &task.plan, shard));
+    let x = loaded.map_err(|e| match e {
+        // The caller saw the file; this worker does not: say which worker, and what is expected.
+        crate::Error::Io { .. } => TaskError::Invalid(format!(
+            "worker {} cannot read the data: {e} (every worker must see the same files at the same paths)",
+            ctx.worker
+        )),
+        other => invalid(other),
+    })?;
     tracing::info!(job = task.job, shard, rows = range.len(), "loaded a k-means shard");
     let resident = Arc::new(Resident {
         holder: ctx.worker.clone(),

@@ -14,6 +14,7 @@ use crate::{CancelToken, Error, Real, Result};
 #[derive(Debug)]
 pub struct LocalShards<T> {
     shards: Vec<ShardState<T>>,
+    cancel: CancelToken,
 }
 
 impl<T: Real> LocalShards<T> {
@@ -25,7 +26,14 @@ impl<T: Real> LocalShards<T> {
                 ShardState::new(s, range.start, plan.d, owned_rows(x, range))
             })
             .collect();
-        LocalShards { shards }
+        LocalShards { shards, cancel: CancelToken::new() }
+    }
+
+    /// Makes every step first check `cancel`: a cancelled fit stops before its next step
+    /// (between Lloyd iterations, and between the steps of the initialisation).
+    #[must_use]
+    pub fn cancellable(self, cancel: CancelToken) -> Self {
+        LocalShards { cancel, ..self }
     }
 }
 
@@ -33,6 +41,7 @@ impl<T: Real> ShardExecutor<T> for LocalShards<T> {
     type Error = Error;
 
     fn run(&mut self, op: &ShardOp<Array2<T>>, shards: &[usize]) -> Result<Vec<ShardReply>> {
+        self.cancel.check()?;
         shards.iter().map(|&s| self.shards[s].apply(op)).collect()
     }
 }
@@ -41,8 +50,8 @@ impl<T: Real> Clusterer<T> for ShardedKMeans {
     type Model = KMeansModel<T>;
 
     /// Fits in this process; the same model as a fit of the same plan on a cluster. `cancel`
-    /// is checked before the fit starts only: a fit over shards stops through
-    /// [`super::ClusterFit::stop`].
+    /// is checked before every step: a cancelled fit stops at the end of the step it is in
+    /// (a Lloyd iteration at most), with [`Error::Cancelled`].
     fn fit_cancellable(
         &self,
         x: ArrayView2<'_, T>,
@@ -50,14 +59,13 @@ impl<T: Real> Clusterer<T> for ShardedKMeans {
         progress: &(dyn Fn(Progress) + Sync),
         cancel: &CancelToken,
     ) -> Result<KMeansModel<T>> {
-        cancel.check()?;
         if sample_weight.is_some() {
             return Err(Error::parameter("sample_weight", "is not supported by k-means over shards"));
         }
         self.validate()?;
         validate_data(x, None, self.n_clusters)?;
         let plan = self.plan(x.nrows(), x.ncols())?;
-        self.fit_with(plan, &mut LocalShards::new(x, &plan), progress)
+        self.fit_with(plan, &mut LocalShards::new(x, &plan).cancellable(cancel.clone()), progress)
     }
 }
 
@@ -153,6 +161,25 @@ mod tests {
         assert_eq!(model.labels(), reference.labels());
         assert_eq!(model.n_iter, reference.n_iter);
         assert!((model.inertia - reference.inertia).abs() / reference.inertia < 1e-9);
+    }
+
+    #[test]
+    fn a_cancel_stops_the_fit_between_iterations() {
+        let x = blobs(3000, 4, 60, 7); // 60 blobs in 6 clusters: many iterations
+        let km = ShardedKMeans { n_clusters: 6, shard_rows: 500, tol: 0.0, max_iter: 50, ..ShardedKMeans::default() };
+        let cancel = CancelToken::new();
+        let iterations = std::sync::Mutex::new(0);
+        let progress = |p: Progress| {
+            *iterations.lock().unwrap() = p.done;
+            if p.done == 2 {
+                cancel.cancel();
+            }
+        };
+        let e = km.fit_cancellable(x.view(), None, &progress, &cancel).unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        assert_eq!(*iterations.lock().unwrap(), 2, "the fit went on after the cancel");
+        let model: KMeansModel<f32> = km.fit_cancellable(x.view(), None, &|_| {}, &CancelToken::new()).unwrap();
+        assert!(model.n_iter > 2, "the fit should need more than two iterations: {}", model.n_iter);
     }
 
     #[test]

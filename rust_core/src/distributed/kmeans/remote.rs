@@ -62,8 +62,10 @@ pub enum Error {
 pub enum ClusterData<'a> {
     /// A matrix in this process: its shards are stored in Redis for the workers to load.
     Matrix(ArrayView2<'a, f32>),
-    /// A float32 .npy file every worker reads at the same path.
-    Npy(PathBuf),
+    /// Float32 .npy files every worker reads at the same paths, whose rows, one after the
+    /// other, are the data (one file, or a file per part). This process reads their headers
+    /// for the plan; each holder reads the rows of its shards.
+    Npy(Vec<PathBuf>),
     /// Float32 matrices already stored where every worker can read them (the outputs of
     /// `extract` tasks), whose rows, one after the other, are the data: nothing is copied,
     /// each holder reads the rows of its shards. They must outlive the fit.
@@ -252,9 +254,22 @@ async fn store(
             }
             (plan, ShardSource::Keys(prefix))
         }
-        ClusterData::Npy(path) => {
-            let (n, d, _) = npy_shape(&path)?;
-            (params.plan(n, d)?, ShardSource::Npy(path))
+        ClusterData::Npy(paths) => {
+            let (mut n, mut d) = (0, None);
+            for path in &paths {
+                let (rows, cols, _) = npy_shape(path)?;
+                if d.is_some_and(|d| d != cols) {
+                    return Err(crate::Error::input(format!(
+                        "{} has {cols} columns, the files before it {}",
+                        path.display(),
+                        d.unwrap_or_default()
+                    ))
+                    .into());
+                }
+                (n, d) = (n + rows, Some(cols));
+            }
+            let d = d.ok_or_else(|| crate::Error::input("no .npy file to fit"))?;
+            (params.plan(n, d)?, ShardSource::Npy(paths))
         }
         ClusterData::Parts(parts) => {
             let parts: Vec<MatrixRef> = parts.into_iter().filter(|p| p.rows > 0).collect();

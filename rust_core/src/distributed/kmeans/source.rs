@@ -1,5 +1,6 @@
-//! Where a worker loads a shard from: a float32 .npy file every worker can read, or shard
-//! blobs in Redis (data that came from memory, e.g. a numpy array in Python).
+//! Where a worker loads a shard from: float32 .npy files every worker can read, shard blobs
+//! in Redis (data that came from memory, e.g. a numpy array in Python), or parts stored by
+//! other tasks.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,8 +15,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ShardSource {
-    /// A little-endian float32, C-order `n × d` .npy file at this path on every worker.
-    Npy(PathBuf),
+    /// Little-endian float32, C-order .npy files at these paths on every worker, whose rows,
+    /// one after the other, are the data (one file, or a file per part). A shard reads only
+    /// its rows of the files it spans.
+    Npy(Vec<PathBuf>),
     /// Shard `s` is the raw float32 matrix at Redis key `{prefix}:{s}`.
     Keys(String),
     /// The rows of matrices stored elsewhere (e.g. the outputs of `extract` tasks), one after
@@ -51,44 +54,44 @@ impl ShardSource {
                 let text = text.ok_or_else(|| Error::input(format!("the list of parts `{manifest}` is gone")))?;
                 let parts: Vec<MatrixRef> =
                     serde_json::from_str(&text).map_err(|e| Error::input(format!("the list of parts: {e}")))?;
+                let parts: Vec<Part> = parts.into_iter().map(|at| Part { at, offset: 0 }).collect();
                 read_rows(queue, &parts, plan, s).await
             }
-            ShardSource::Npy(path) => {
-                let (n, d, offset) = npy_shape(path)?;
-                if (n, d) != (plan.n, plan.d) {
-                    return Err(Error::input(format!(
-                        "{} holds {n} × {d}, the fit expects {} × {}",
-                        path.display(),
-                        plan.n,
-                        plan.d
-                    )));
+            ShardSource::Npy(paths) => {
+                let mut parts = Vec::with_capacity(paths.len());
+                for path in paths {
+                    let (rows, cols, offset) = npy_shape(path)?;
+                    parts.push(Part { at: MatrixRef { at: DataRef::Path(path.clone()), rows, cols }, offset });
                 }
-                let range = plan.range(s);
-                let mut bytes = vec![0u8; range.len() * d * 4];
-                let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-                file.seek(SeekFrom::Start(offset + (range.start * d * 4) as u64))
-                    .and_then(|_| file.read_exact(&mut bytes))
-                    .map_err(|e| Error::io(path, e))?;
-                Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+                read_rows(queue, &parts, plan, s).await
             }
         }
     }
 }
 
+/// A matrix whose rows are some of the data's, and where its values start in its file or key.
+struct Part {
+    at: MatrixRef,
+    offset: u64,
+}
+
 /// The rows of shard `s` from the `parts` that together hold the `plan.n` rows.
-async fn read_rows(queue: &Queue, parts: &[MatrixRef], plan: &ShardPlan, s: usize) -> Result<Vec<f32>> {
+async fn read_rows(queue: &Queue, parts: &[Part], plan: &ShardPlan, s: usize) -> Result<Vec<f32>> {
     let (range, d) = (plan.range(s), plan.d);
-    let total: usize = parts.iter().map(|p| p.rows).sum();
-    if total != plan.n || parts.iter().any(|p| p.cols != d && p.rows > 0) {
-        return Err(Error::input(format!("the parts hold {total} rows, not the plan's {} × {d}", plan.n)));
+    if let Some(p) = parts.iter().find(|p| p.at.cols != d && p.at.rows > 0) {
+        return Err(Error::input(format!("{:?} has {} columns, the fit expects {d}", p.at.at, p.at.cols)));
+    }
+    let total: usize = parts.iter().map(|p| p.at.rows).sum();
+    if total != plan.n {
+        return Err(Error::input(format!("the data now holds {total} rows, the fit expects {}", plan.n)));
     }
     let mut values = Vec::with_capacity(range.len() * d);
     let mut first = 0;
-    for part in parts {
+    for Part { at: part, offset } in parts {
         let (lo, hi) = (range.start.max(first), range.end.min(first + part.rows));
         if lo < hi {
             let bytes = (lo - first) * d * 4..(hi - first) * d * 4;
-            let raw = read_bytes(queue, &part.at, bytes.clone()).await?;
+            let raw = read_bytes(queue, &part.at, *offset, bytes.clone()).await?;
             if raw.len() != bytes.len() {
                 return Err(Error::input(format!(
                     "{:?} is gone or shorter than its {} × {d} values",
@@ -102,17 +105,18 @@ async fn read_rows(queue: &Queue, parts: &[MatrixRef], plan: &ShardPlan, s: usiz
     Ok(values)
 }
 
-/// Bytes `range` of the data at `at` (fewer when it is shorter).
-async fn read_bytes(queue: &Queue, at: &DataRef, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+/// Bytes `range` of the values at `at`, which start `offset` bytes in (fewer when it is shorter).
+async fn read_bytes(queue: &Queue, at: &DataRef, offset: u64, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
     match at {
         DataRef::Key(key) => {
-            let cmd = redis::cmd("GETRANGE").arg(key).arg(range.start).arg(range.end - 1).clone();
+            let (start, end) = (offset as usize + range.start, offset as usize + range.end);
+            let cmd = redis::cmd("GETRANGE").arg(key).arg(start).arg(end - 1).clone();
             queue.conn.query(&cmd).await.map_err(|e| Error::input(format!("{key}: {e}")))
         }
         DataRef::Path(path) => {
             let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
             let mut bytes = Vec::with_capacity(range.len());
-            file.seek(SeekFrom::Start(range.start as u64))
+            file.seek(SeekFrom::Start(offset + range.start as u64))
                 .and_then(|_| Read::by_ref(&mut file).take(range.len() as u64).read_to_end(&mut bytes))
                 .map_err(|e| Error::io(path, e))?;
             Ok(bytes)
