@@ -1033,7 +1033,7 @@ mod tests {
             };
             divisors.push(f64::from_bits(mantissa | (1006 + next() % 160) << 52));
             let value = f64::from_bits(next() & 0x000f_ffff_ffff_ffff | (900 + next() % 250) << 52);
-            values.push(if next() % 2 == 0 { f64::from(value as f32) } else { value });
+            values.push(if next().is_multiple_of(2) { f64::from(value as f32) } else { value });
         }
         values.extend([0.0, 0.2, 1.0, 3.0, f32::MAX.into(), f32::MIN_POSITIVE.into(), 1.401298464324817e-45]);
         for &divisor in divisors.iter().chain(&[1e-5, 3.0, 0.2, 1.0 - f64::EPSILON / 2.0, 7.0]) {
