@@ -24,14 +24,8 @@ pub(crate) trait Kernel {
 pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
-            // SAFETY: every feature `avx512` enables was detected on this CPU just above.
+        if has_avx512() {
+            // SAFETY: every feature `avx512` enables was detected on this CPU (`has_avx512`).
             return unsafe { avx512(kernel) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt") {
@@ -40,6 +34,18 @@ pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
         }
     }
     kernel.run()
+}
+
+/// Whether this CPU has every feature [`avx512`] is compiled for.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("popcnt")
 }
 
 /// `kernel` compiled for x86-64 with AVX-512 (F, BW, DQ, VL).
@@ -90,16 +96,8 @@ impl<K: FusedKernel, const FMA: bool> Kernel for Fused<K, FMA> {
 pub(crate) fn dispatch_fused<K: FusedKernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        let detected = [
-            std::arch::is_x86_feature_detected!("avx512f"),
-            std::arch::is_x86_feature_detected!("avx512bw"),
-            std::arch::is_x86_feature_detected!("avx512dq"),
-            std::arch::is_x86_feature_detected!("avx512vl"),
-            std::arch::is_x86_feature_detected!("avx2"),
-            std::arch::is_x86_feature_detected!("popcnt"),
-        ];
-        if detected.into_iter().all(|feature| feature) {
-            // SAFETY: every feature `avx512` enables was detected on this CPU just above.
+        if has_avx512() {
+            // SAFETY: every feature `avx512` enables was detected on this CPU (`has_avx512`).
             return unsafe { avx512(Fused::<K, true>(kernel)) };
         }
     }
