@@ -4,7 +4,6 @@
 
 mod cluster;
 mod extract;
-mod npy;
 mod predict;
 mod progress;
 mod queue;
