@@ -225,6 +225,188 @@ fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
     assert_nothing_left(&server);
 }
 
+/// A number of Redis `INFO`: a field, or the calls of a command (`cmdstat_…`, 0 if never called).
+fn redis_info(server: &RedisServer, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(&mut server.sync()).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix(&format!("{field}:")));
+    line.map_or(0, |value| value.split(',').next().unwrap().trim_start_matches("calls=").parse().unwrap())
+}
+
+/// What is left in a folder, by name.
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn cluster_with_a_shared_dir_writes_what_the_local_run_writes_and_sends_no_rows_through_redis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 200);
+    std::fs::write(images.join("broken.png"), b"not a png").unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let server = RedisServer::start();
+    let config = fast_config();
+    let workers = [cli_worker(&server, &config, &["--name", "a"]), cli_worker(&server, &config, &["--name", "b"])];
+    let remote = ["--redis", &server.url(), "--chunk", "16", "--shared-dir", path(&shared)];
+
+    // Fitted here: the same files as the local run, byte for byte.
+    let (local, here) = (tmp.path().join("local"), tmp.path().join("here"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "2"];
+    ok(&[&common[..], &["-o", path(&local)]].concat());
+    let bytes_before = redis_info(&server, "stats", "total_net_input_bytes");
+    ok(&[&common[..], &["-o", path(&here)], &remote[..]].concat());
+    let sent = redis_info(&server, "stats", "total_net_input_bytes") - bytes_before;
+    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
+        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(here.join(file)).unwrap());
+        assert!(a == b, "{file} differs between the local run and the one with a shared dir");
+    }
+    let metrics = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
+        assert_eq!(metrics(&local)[field], metrics(&here)[field], "{field}");
+    }
+    // 200 rows of 324 float32 features are 259,200 bytes: the tasks and their results are less.
+    let features_bytes = 200 * 324 * 4;
+    assert!(sent < features_bytes, "{sent} bytes went to Redis: the rows went through it");
+
+    // Fitted on the workers, which read their shards from the files (no GETRANGE on Redis).
+    let (parallel, fitted) = (tmp.path().join("parallel"), tmp.path().join("fitted"));
+    let shards = ["--shard-rows", "30", "--init", "k-means||"];
+    ok(&[&common[..], &shards[..], &["-o", path(&parallel)]].concat());
+    ok(&[&common[..], &shards[..], &["-o", path(&fitted), "--distributed-fit", "always"], &remote[..]].concat());
+    let (a, b) = (assignments(&parallel), assignments(&fitted));
+    assert_eq!(a.0, b.0, "assignments");
+    let (i_local, i_remote) =
+        (metrics(&parallel)["inertia"].as_f64().unwrap(), metrics(&fitted)["inertia"].as_f64().unwrap());
+    assert!((i_local - i_remote).abs() <= 1e-6 * i_local, "inertia {i_local} here, {i_remote} on the workers");
+    assert_eq!(metrics(&fitted)["fit_on"], "redis workers");
+    for w in &workers {
+        assert!(w.log_text().contains("loaded a k-means shard"), "{}", w.log_text());
+    }
+    assert_eq!(redis_info(&server, "commandstats", "cmdstat_getrange"), 0, "shards read from Redis");
+
+    assert_nothing_left(&server);
+    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+}
+
+#[test]
+fn a_worker_killed_mid_run_with_a_shared_dir_changes_nothing_and_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 300);
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let server = RedisServer::start();
+    let config = fast_config();
+    let doomed = cli_worker(&server, &config, &["--name", "doomed"]);
+    let _survivor = cli_worker(&server, &config, &["--name", "survivor"]);
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "4"];
+    ok(&[&common[..], &["-o", path(&local)]].concat());
+    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .args(["--quiet"])
+        .args(common)
+        .args(["-o", path(&remote), "--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let succeeded = || -> u64 {
+        let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
+        n.unwrap_or(0)
+    };
+    while succeeded() < 10 {
+        assert!(Instant::now() < deadline, "the extraction did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    doomed.signal("KILL");
+    assert!(succeeded() < 150, "the 150 tasks were over before the worker was killed");
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
+        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(remote.join(file)).unwrap());
+        assert!(a == b, "{file} differs between the local run and the one that lost a worker");
+    }
+    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn ctrl_c_during_an_extraction_into_a_shared_dir_removes_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 400);
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let server = RedisServer::start();
+    let config = fast_config();
+    let worker = cli_worker(&server, &config, &[]);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .args(["--quiet", "cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&tmp.path().join("o"))])
+        .args(["--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once some of the 200 matrices are written, the only worker stops: the run waits on the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written =
+        || -> usize { std::fs::read_dir(&shared).unwrap().flatten().map(|run| files_in(&run.path()).len()).sum() };
+    while written() < 3 {
+        assert!(Instant::now() < deadline, "no matrix was written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    worker.signal("STOP");
+    assert!(run.try_wait().unwrap().is_none(), "the run was over before the worker stopped");
+    let kill = Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("interrupted"), "{stderr}");
+    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+    // The tasks the worker held are cancelled: once resumed, it writes nothing.
+    worker.signal("CONT");
+    assert_nothing_left(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(files_in(&shared).is_empty(), "written after the run: {:?}", files_in(&shared));
+}
+
+#[test]
+fn a_shared_dir_that_is_missing_or_not_writable_is_a_clear_error_before_any_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 8);
+    let server = RedisServer::start();
+    let out = tmp.path().join("o");
+    let missing = tmp.path().join("missing");
+    // sysfs refuses new folders to every user, root included.
+    for (dir, why) in [(missing.as_path(), "No such file"), (Path::new("/sys"), "give a folder")] {
+        let run = ferrocluster(&[
+            "cluster",
+            path(&images),
+            "--k",
+            "2",
+            "-o",
+            path(&out),
+            "--redis",
+            &server.url(),
+            "--shared-dir",
+            path(dir),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{stderr}");
+        assert!(stderr.contains(&format!("--shared-dir {}", dir.display())) && stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let tasks: Vec<String> = redis::cmd("KEYS").arg("fc:*").query(&mut server.sync()).unwrap();
+    assert!(tasks.is_empty(), "{tasks:?}");
+    assert!(!out.exists() && !missing.exists());
+    let without_redis = ferrocluster(&["cluster", path(&images), "--k", "2", "-o", path(&out), "--shared-dir", "/tmp"]);
+    assert!(String::from_utf8_lossy(&without_redis.stderr).contains("needs --redis"), "{without_redis:?}");
+}
+
 #[test]
 fn distributed_fit_options_that_cannot_work_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
