@@ -28,6 +28,44 @@ fn sample(dir: &Path, n: usize) {
     ok(&["sample", "synthetic", path(dir), "--n", &n, "--size", "32", "--classes", "4", "--seed", "5"]);
 }
 
+/// `ferrocluster --quiet ARGS` started in the background, its stderr kept for the end.
+fn spawn_cli(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .arg("--quiet")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Tasks recorded succeeded so far.
+fn succeeded(server: &RedisServer) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
+    n.unwrap_or(0)
+}
+
+/// Waits (a minute at most) until `n` tasks have succeeded.
+fn wait_succeeded(server: &RedisServer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while succeeded(server) < n {
+        assert!(Instant::now() < deadline, "{n} tasks did not succeed within a minute");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Asserts two runs of `cluster` wrote the same assignments, model and contact sheet.
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
+        let same = std::fs::read(a.join(file)).unwrap() == std::fs::read(b.join(file)).unwrap();
+        assert!(same, "{file} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+fn metrics(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -45,13 +83,7 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"), "skipped files are reported");
 
-    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
-        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(remote.join(file)).unwrap());
-        assert!(a == b, "{file} differs between the local and the distributed run");
-    }
-    let metrics = |dir: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-    };
+    assert_same_outputs(&local, &remote);
     let (m_local, m_remote) = (metrics(&local), metrics(&remote));
     for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
         assert_eq!(m_local[field], m_remote[field], "{field}");
@@ -158,7 +190,7 @@ fn cluster_fits_on_the_workers_the_model_of_a_local_kmeans_parallel_fit_and_leav
     for (x, y) in dist_l.iter().zip(&dist_r) {
         assert!((x - y).abs() <= 1e-5 * x.max(1.0), "distance {x} vs {y}");
     }
-    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(remote.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&remote);
     assert_eq!(
         (metrics["features_on"].as_str(), metrics["fit_on"].as_str()),
         (Some("redis workers"), Some("redis workers"))
@@ -181,22 +213,13 @@ fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
     let _a = cli_worker(&server, &config, &["--name", "a"]);
     let b = cli_worker(&server, &config, &["--name", "b"]);
     let mut conn = server.sync();
-    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet", "cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&tmp.path().join("o"))])
-        .args(["--redis", &server.url(), "--chunk", "4", "--distributed-fit", "always", "--shard-rows", "10"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let out = tmp.path().join("o");
+    let common = ["cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&out), "--redis", &server.url()];
+    let run =
+        spawn_cli(&[&common[..], &["--chunk", "4", "--distributed-fit", "always", "--shard-rows", "10"]].concat());
     // Once the features are extracted, worker b stops answering: the fit waits on its shards.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let succeeded = || -> u64 {
-        let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
-        n.unwrap_or(0)
-    };
-    while succeeded() < 10 {
-        assert!(Instant::now() < deadline, "the extraction did not finish");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_succeeded(&server, 10);
     b.signal("STOP");
     let manifest = loop {
         let keys: Vec<String> = redis::cmd("KEYS").arg("fc:kmeans:*:parts").query(&mut conn).unwrap();
@@ -232,19 +255,29 @@ fn redis_info(server: &RedisServer, section: &str, field: &str) -> u64 {
     line.map_or(0, |value| value.split(',').next().unwrap().trim_start_matches("calls=").parse().unwrap())
 }
 
-/// What is left in a folder, by name.
+/// What is in a folder, by name.
 fn files_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
+fn assert_empty(dir: &Path) {
+    let left = files_in(dir);
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+}
+
+/// A temp dir with `n` sample images in `images/` and an empty `shared/` folder.
+fn images_and_shared_dir(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, shared) = (tmp.path().join("images"), tmp.path().join("shared"));
+    sample(&images, n);
+    std::fs::create_dir(&shared).unwrap();
+    (tmp, images, shared)
+}
+
 #[test]
 fn cluster_with_a_shared_dir_writes_what_the_local_run_writes_and_sends_no_rows_through_redis() {
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("images");
-    sample(&images, 200);
+    let (tmp, images, shared) = images_and_shared_dir(200);
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
-    let shared = tmp.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
     let server = RedisServer::start();
     let config = fast_config();
     let workers = [cli_worker(&server, &config, &["--name", "a"]), cli_worker(&server, &config, &["--name", "b"])];
@@ -257,13 +290,7 @@ fn cluster_with_a_shared_dir_writes_what_the_local_run_writes_and_sends_no_rows_
     let bytes_before = redis_info(&server, "stats", "total_net_input_bytes");
     ok(&[&common[..], &["-o", path(&here)], &remote[..]].concat());
     let sent = redis_info(&server, "stats", "total_net_input_bytes") - bytes_before;
-    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
-        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(here.join(file)).unwrap());
-        assert!(a == b, "{file} differs between the local run and the one with a shared dir");
-    }
-    let metrics = |dir: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-    };
+    assert_same_outputs(&local, &here);
     for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
         assert_eq!(metrics(&local)[field], metrics(&here)[field], "{field}");
     }
@@ -288,16 +315,12 @@ fn cluster_with_a_shared_dir_writes_what_the_local_run_writes_and_sends_no_rows_
     assert_eq!(redis_info(&server, "commandstats", "cmdstat_getrange"), 0, "shards read from Redis");
 
     assert_nothing_left(&server);
-    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+    assert_empty(&shared);
 }
 
 #[test]
 fn a_worker_killed_mid_run_with_a_shared_dir_changes_nothing_and_leaves_no_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("images");
-    sample(&images, 300);
-    let shared = tmp.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
+    let (tmp, images, shared) = images_and_shared_dir(300);
     let server = RedisServer::start();
     let config = fast_config();
     let doomed = cli_worker(&server, &config, &["--name", "doomed"]);
@@ -305,51 +328,41 @@ fn a_worker_killed_mid_run_with_a_shared_dir_changes_nothing_and_leaves_no_file(
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
     let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "4"];
     ok(&[&common[..], &["-o", path(&local)]].concat());
-    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet"])
-        .args(common)
-        .args(["-o", path(&remote), "--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let succeeded = || -> u64 {
-        let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
-        n.unwrap_or(0)
-    };
-    while succeeded() < 10 {
-        assert!(Instant::now() < deadline, "the extraction did not start");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let remote_args = ["-o", path(&remote), "--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)];
+    let run = spawn_cli(&[&common[..], &remote_args[..]].concat());
+    wait_succeeded(&server, 10);
     doomed.signal("KILL");
-    assert!(succeeded() < 150, "the 150 tasks were over before the worker was killed");
+    assert!(succeeded(&server) < 150, "the 150 tasks were over before the worker was killed");
     let output = run.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
-        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(remote.join(file)).unwrap());
-        assert!(a == b, "{file} differs between the local run and the one that lost a worker");
-    }
-    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+    assert_same_outputs(&local, &remote);
+    assert_empty(&shared);
     assert_nothing_left(&server);
 }
 
 #[test]
 fn ctrl_c_during_an_extraction_into_a_shared_dir_removes_its_files() {
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("images");
-    sample(&images, 400);
-    let shared = tmp.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
+    let (tmp, images, shared) = images_and_shared_dir(400);
     let server = RedisServer::start();
     let config = fast_config();
     let worker = cli_worker(&server, &config, &[]);
-    let mut run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet", "cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&tmp.path().join("o"))])
-        .args(["--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let out = tmp.path().join("o");
+    let mut run = spawn_cli(&[
+        "cluster",
+        path(&images),
+        "--k",
+        "3",
+        "--size",
+        "32",
+        "-o",
+        path(&out),
+        "--redis",
+        &server.url(),
+        "--chunk",
+        "2",
+        "--shared-dir",
+        path(&shared),
+    ]);
     // Once some of the 200 matrices are written, the only worker stops: the run waits on the rest.
     let deadline = Instant::now() + Duration::from_secs(60);
     let written =
@@ -365,12 +378,12 @@ fn ctrl_c_during_an_extraction_into_a_shared_dir_removes_its_files() {
     let output = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("interrupted"), "{stderr}");
-    assert!(files_in(&shared).is_empty(), "left in the shared dir: {:?}", files_in(&shared));
+    assert_empty(&shared);
     // The tasks the worker held are cancelled: once resumed, it writes nothing.
     worker.signal("CONT");
     assert_nothing_left(&server);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(files_in(&shared).is_empty(), "written after the run: {:?}", files_in(&shared));
+    assert_empty(&shared);
 }
 
 #[test]
@@ -444,12 +457,21 @@ async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
     let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
     let _workers = [cli_worker(&server, &config, &[]), cli_worker(&server, &config, &[])];
     let out = tmp.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet", "cluster", path(&images), "--k", "4", "--size", "32", "-o", path(&out)])
-        .args(["--redis", &server.url(), "--chunk", "2"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let url = server.url();
+    let run = spawn_cli(&[
+        "cluster",
+        path(&images),
+        "--k",
+        "4",
+        "--size",
+        "32",
+        "-o",
+        path(&out),
+        "--redis",
+        &url,
+        "--chunk",
+        "2",
+    ]);
     while counter(&q, "succeeded").await < 10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -459,8 +481,7 @@ async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(done < 120, "the job was over before Redis restarted ({done} tasks done)");
     assert_eq!(counter(&q, "succeeded").await, 120, "each of the 120 tasks recorded once");
-    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["images"], 240);
+    assert_eq!(metrics(&out)["images"], 240);
 }
 
 #[test]
