@@ -161,10 +161,11 @@ impl RemoteJob {
 
     /// Reads each task's matrix straight into its rows of the whole one.
     async fn gather(&self, dim: usize) -> Result<FileFeatures, Failure> {
-        for (out, id) in self.outputs.iter().zip(&self.job.ids) {
-            if out.features.cols != dim || out.features.rows != out.rows.len() {
+        for ((out, id), (_, files)) in self.outputs.iter().zip(&self.job.ids).zip(&self.job.spans) {
+            let outside = out.rows.iter().chain(out.failures.iter().map(|(r, _)| r)).any(|r| r >= files);
+            if out.features.cols != dim || out.features.rows != out.rows.len() || outside {
                 return Err(Failure::Job(format!(
-                    "extract task {id} returned {} × {} features for {} files of dimension {dim}: is the worker of another version?",
+                    "extract task {id} returned {} × {} features for {} of its {files} files, of dimension {dim}: is the worker of another version?",
                     out.features.rows,
                     out.features.cols,
                     out.rows.len()
