@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn replies_cross_json_as_bytes_bit_for_bit() {
-        let sums = vec![0.1, -0.0, f64::MIN_POSITIVE / 3.0, 1e300, 2.0f64.powi(-1074), 123456789.123456789];
+        let sums = vec![0.1, -0.0, f64::MIN_POSITIVE / 3.0, 1e300, 2.0f64.powi(-1074), 123_456_789.123_456_79];
         let reply = ShardReply::Step { sums: sums.clone(), weights: vec![3.0, 0.0], changed: 7 };
         let text = serde_json::to_string(&reply).unwrap();
         assert!(text.contains(r#""sums":"mpmZmZmZuT8AAAAAAAAAg"#), "{text}");
