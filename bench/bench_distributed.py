@@ -7,14 +7,15 @@ the project targets: >= 1.8x from 1 to 2 workers, 2 workers within 10% of 2 thre
 16-core machine >= 75% parallel efficiency at 14 workers.
 
     python bench/bench_distributed.py [--workers 1,2] [--repeat 3] [--quick] [--part features|kmeans]
-        [--images 40000] [--size 32] [--chunk 256] [--clusters 16] [--shard-rows 2500]
+        [--images 40000] [--size 32] [--chunk 256] [--clusters 16] [--shard-rows 2500] [--transfer files|redis]
         [--n ROWS --d 64 --k 32 --iter 30]
 
 Part `features` runs `ferrocluster cluster` on synthetic images, in process with --threads T
 and --init 'k-means||', and with --redis and --distributed-fit always on T workers, and reads
 the features and fit times it reports in metrics.json (features: listing, extraction and
 gathering the rows into the command; the fit: k-means|| over shards of --shard-rows image
-features). Part `kmeans` is bench_distributed_kmeans.py (the Python API, float32 blobs,
+features). The workers write the features as .npy files in a shared folder (--shared-dir;
+`--transfer redis`: into Redis keys, the path without a shared folder). Part `kmeans` is bench_distributed_kmeans.py (the Python API, float32 blobs,
 1,048,576 x 64 by default). --quick runs small sizes once: a check that everything works, not
 a measure. Needs redis-server and release builds of ferrocluster and ferrocluster-worker (and
 for `kmeans` the ferrocluster Python package).
@@ -71,11 +72,16 @@ def bench_features(url: str, tmp: Path, args: argparse.Namespace) -> None:
         namespace = f"bench-features-{count}"
         with Workers(url, namespace, count) as pool:
             remote = ["--redis", url, "--namespace", namespace, "--distributed-fit", "always", "--chunk", str(args.chunk)]
+            if args.transfer == "files":
+                shared = tmp / "shared"
+                shared.mkdir(exist_ok=True)
+                remote += ["--shared-dir", str(shared)]
             record("workers", count, 1, remote, pool)
     reference = inertia[("threads", min(args.workers))]
     for key, value in inertia.items():
         assert abs(value - reference) <= 1e-6 * reference, f"the fit of {key} differs: inertia {value} vs {reference}"
-    print_scaling(f"features: HOG of {args.images:,} synthetic {args.size}x{args.size} images, tasks of {args.chunk} "
+    print_scaling(f"features: HOG of {args.images:,} synthetic {args.size}x{args.size} images, tasks of {args.chunk}, "
+                  f"rows through {'a shared folder' if args.transfer == 'files' else 'Redis'} "
                   f"(CPU: the whole command, fit included) ({load_line()})", features["threads"], features["workers"])
     print_scaling(f"k-means|| fit of those features, k={args.clusters}, shards of {args.shard_rows:,} rows "
                   f"(wall only)", fit["threads"], fit["workers"])
@@ -90,6 +96,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=256, help="features part: images per extract task")
     parser.add_argument("--clusters", type=int, default=16, help="features part: k of the fit")
     parser.add_argument("--shard-rows", type=int, default=2500, help="features part: rows per shard of the fit")
+    parser.add_argument("--transfer", choices=["files", "redis"], default="files",
+                        help="features part: the workers' rows go to a shared folder (--shared-dir), or through Redis")
     add_kmeans_options(parser)
     args = parser.parse_args()
     settle_defaults(args, images=(40_000, 4_000))

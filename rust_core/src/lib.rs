@@ -33,6 +33,7 @@ pub mod features;
 pub mod image;
 pub mod metrics;
 pub mod model;
+pub mod npy;
 pub mod pipeline;
 pub mod queue;
 pub mod real;

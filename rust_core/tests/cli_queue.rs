@@ -28,6 +28,44 @@ fn sample(dir: &Path, n: usize) {
     ok(&["sample", "synthetic", path(dir), "--n", &n, "--size", "32", "--classes", "4", "--seed", "5"]);
 }
 
+/// `ferrocluster --quiet ARGS` started in the background, its stderr kept for the end.
+fn spawn_cli(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
+        .arg("--quiet")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Tasks recorded succeeded so far.
+fn succeeded(server: &RedisServer) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
+    n.unwrap_or(0)
+}
+
+/// Waits (a minute at most) until `n` tasks have succeeded.
+fn wait_succeeded(server: &RedisServer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while succeeded(server) < n {
+        assert!(Instant::now() < deadline, "{n} tasks did not succeed within a minute");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Asserts two runs of `cluster` wrote the same assignments, model and contact sheet.
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
+        let same = std::fs::read(a.join(file)).unwrap() == std::fs::read(b.join(file)).unwrap();
+        assert!(same, "{file} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+fn metrics(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -45,13 +83,7 @@ fn cluster_over_redis_with_two_workers_writes_what_the_local_run_writes() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"), "skipped files are reported");
 
-    for file in ["assignments.csv", "model.json", "contact_sheet.png"] {
-        let (a, b) = (std::fs::read(local.join(file)).unwrap(), std::fs::read(remote.join(file)).unwrap());
-        assert!(a == b, "{file} differs between the local and the distributed run");
-    }
-    let metrics = |dir: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-    };
+    assert_same_outputs(&local, &remote);
     let (m_local, m_remote) = (metrics(&local), metrics(&remote));
     for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
         assert_eq!(m_local[field], m_remote[field], "{field}");
@@ -158,7 +190,7 @@ fn cluster_fits_on_the_workers_the_model_of_a_local_kmeans_parallel_fit_and_leav
     for (x, y) in dist_l.iter().zip(&dist_r) {
         assert!((x - y).abs() <= 1e-5 * x.max(1.0), "distance {x} vs {y}");
     }
-    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(remote.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&remote);
     assert_eq!(
         (metrics["features_on"].as_str(), metrics["fit_on"].as_str()),
         (Some("redis workers"), Some("redis workers"))
@@ -181,22 +213,13 @@ fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
     let _a = cli_worker(&server, &config, &["--name", "a"]);
     let b = cli_worker(&server, &config, &["--name", "b"]);
     let mut conn = server.sync();
-    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet", "cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&tmp.path().join("o"))])
-        .args(["--redis", &server.url(), "--chunk", "4", "--distributed-fit", "always", "--shard-rows", "10"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let out = tmp.path().join("o");
+    let common = ["cluster", path(&images), "--k", "3", "--size", "32", "-o", path(&out), "--redis", &server.url()];
+    let run =
+        spawn_cli(&[&common[..], &["--chunk", "4", "--distributed-fit", "always", "--shard-rows", "10"]].concat());
     // Once the features are extracted, worker b stops answering: the fit waits on its shards.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let succeeded = || -> u64 {
-        let n: Option<u64> = redis::cmd("HGET").arg("fc:stats").arg("succeeded").query(&mut server.sync()).unwrap();
-        n.unwrap_or(0)
-    };
-    while succeeded() < 10 {
-        assert!(Instant::now() < deadline, "the extraction did not finish");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_succeeded(&server, 10);
     b.signal("STOP");
     let manifest = loop {
         let keys: Vec<String> = redis::cmd("KEYS").arg("fc:kmeans:*:parts").query(&mut conn).unwrap();
@@ -223,6 +246,178 @@ fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
     assert!(stopped_at.elapsed() < Duration::from_secs(5), "took {:?} to stop", stopped_at.elapsed());
     b.signal("CONT");
     assert_nothing_left(&server);
+}
+
+/// A number of Redis `INFO`: a field, or the calls of a command (`cmdstat_…`, 0 if never called).
+fn redis_info(server: &RedisServer, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(&mut server.sync()).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix(&format!("{field}:")));
+    line.map_or(0, |value| value.split(',').next().unwrap().trim_start_matches("calls=").parse().unwrap())
+}
+
+/// What is in a folder, by name.
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn assert_empty(dir: &Path) {
+    let left = files_in(dir);
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+}
+
+/// A temp dir with `n` sample images in `images/` and an empty `shared/` folder.
+fn images_and_shared_dir(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, shared) = (tmp.path().join("images"), tmp.path().join("shared"));
+    sample(&images, n);
+    std::fs::create_dir(&shared).unwrap();
+    (tmp, images, shared)
+}
+
+#[test]
+fn cluster_with_a_shared_dir_writes_what_the_local_run_writes_and_sends_no_rows_through_redis() {
+    let (tmp, images, shared) = images_and_shared_dir(200);
+    std::fs::write(images.join("broken.png"), b"not a png").unwrap();
+    let server = RedisServer::start();
+    let config = fast_config();
+    let workers = [cli_worker(&server, &config, &["--name", "a"]), cli_worker(&server, &config, &["--name", "b"])];
+    let remote = ["--redis", &server.url(), "--chunk", "16", "--shared-dir", path(&shared)];
+
+    // Fitted here: the same files as the local run, byte for byte.
+    let (local, here) = (tmp.path().join("local"), tmp.path().join("here"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "2"];
+    ok(&[&common[..], &["-o", path(&local)]].concat());
+    let bytes_before = redis_info(&server, "stats", "total_net_input_bytes");
+    ok(&[&common[..], &["-o", path(&here)], &remote[..]].concat());
+    let sent = redis_info(&server, "stats", "total_net_input_bytes") - bytes_before;
+    assert_same_outputs(&local, &here);
+    for field in ["images", "skipped", "inertia", "cluster_sizes", "adjusted_rand_index", "silhouette_sampled"] {
+        assert_eq!(metrics(&local)[field], metrics(&here)[field], "{field}");
+    }
+    // 200 rows of 324 float32 features are 259,200 bytes: the tasks and their results are less.
+    let features_bytes = 200 * 324 * 4;
+    assert!(sent < features_bytes, "{sent} bytes went to Redis: the rows went through it");
+
+    // Fitted on the workers, which read their shards from the files (no GETRANGE on Redis).
+    let (parallel, fitted) = (tmp.path().join("parallel"), tmp.path().join("fitted"));
+    let shards = ["--shard-rows", "30", "--init", "k-means||"];
+    ok(&[&common[..], &shards[..], &["-o", path(&parallel)]].concat());
+    ok(&[&common[..], &shards[..], &["-o", path(&fitted), "--distributed-fit", "always"], &remote[..]].concat());
+    let (a, b) = (assignments(&parallel), assignments(&fitted));
+    assert_eq!(a.0, b.0, "assignments");
+    let (i_local, i_remote) =
+        (metrics(&parallel)["inertia"].as_f64().unwrap(), metrics(&fitted)["inertia"].as_f64().unwrap());
+    assert!((i_local - i_remote).abs() <= 1e-6 * i_local, "inertia {i_local} here, {i_remote} on the workers");
+    assert_eq!(metrics(&fitted)["fit_on"], "redis workers");
+    for w in &workers {
+        assert!(w.log_text().contains("loaded a k-means shard"), "{}", w.log_text());
+    }
+    assert_eq!(redis_info(&server, "commandstats", "cmdstat_getrange"), 0, "shards read from Redis");
+
+    assert_nothing_left(&server);
+    assert_empty(&shared);
+}
+
+#[test]
+fn a_worker_killed_mid_run_with_a_shared_dir_changes_nothing_and_leaves_no_file() {
+    let (tmp, images, shared) = images_and_shared_dir(300);
+    let server = RedisServer::start();
+    let config = fast_config();
+    let doomed = cli_worker(&server, &config, &["--name", "doomed"]);
+    let _survivor = cli_worker(&server, &config, &["--name", "survivor"]);
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let common = ["cluster", path(&images), "--k", "4", "--size", "32", "--seed", "4"];
+    ok(&[&common[..], &["-o", path(&local)]].concat());
+    let remote_args = ["-o", path(&remote), "--redis", &server.url(), "--chunk", "2", "--shared-dir", path(&shared)];
+    let run = spawn_cli(&[&common[..], &remote_args[..]].concat());
+    wait_succeeded(&server, 10);
+    doomed.signal("KILL");
+    assert!(succeeded(&server) < 150, "the 150 tasks were over before the worker was killed");
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_same_outputs(&local, &remote);
+    assert_empty(&shared);
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn ctrl_c_during_an_extraction_into_a_shared_dir_removes_its_files() {
+    let (tmp, images, shared) = images_and_shared_dir(400);
+    let server = RedisServer::start();
+    let config = fast_config();
+    let worker = cli_worker(&server, &config, &[]);
+    let out = tmp.path().join("o");
+    let mut run = spawn_cli(&[
+        "cluster",
+        path(&images),
+        "--k",
+        "3",
+        "--size",
+        "32",
+        "-o",
+        path(&out),
+        "--redis",
+        &server.url(),
+        "--chunk",
+        "2",
+        "--shared-dir",
+        path(&shared),
+    ]);
+    // Once some of the 200 matrices are written, the only worker stops: the run waits on the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written =
+        || -> usize { std::fs::read_dir(&shared).unwrap().flatten().map(|run| files_in(&run.path()).len()).sum() };
+    while written() < 3 {
+        assert!(Instant::now() < deadline, "no matrix was written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    worker.signal("STOP");
+    assert!(run.try_wait().unwrap().is_none(), "the run was over before the worker stopped");
+    let kill = Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("interrupted"), "{stderr}");
+    assert_empty(&shared);
+    // The tasks the worker held are cancelled: once resumed, it writes nothing.
+    worker.signal("CONT");
+    assert_nothing_left(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_empty(&shared);
+}
+
+#[test]
+fn a_shared_dir_that_is_missing_or_not_writable_is_a_clear_error_before_any_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    sample(&images, 8);
+    let server = RedisServer::start();
+    let out = tmp.path().join("o");
+    let missing = tmp.path().join("missing");
+    // sysfs refuses new folders to every user, root included.
+    for (dir, why) in [(missing.as_path(), "No such file"), (Path::new("/sys"), "give a folder")] {
+        let run = ferrocluster(&[
+            "cluster",
+            path(&images),
+            "--k",
+            "2",
+            "-o",
+            path(&out),
+            "--redis",
+            &server.url(),
+            "--shared-dir",
+            path(dir),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{stderr}");
+        assert!(stderr.contains(&format!("--shared-dir {}", dir.display())) && stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let tasks: Vec<String> = redis::cmd("KEYS").arg("fc:*").query(&mut server.sync()).unwrap();
+    assert!(tasks.is_empty(), "{tasks:?}");
+    assert!(!out.exists() && !missing.exists());
+    let without_redis = ferrocluster(&["cluster", path(&images), "--k", "2", "-o", path(&out), "--shared-dir", "/tmp"]);
+    assert!(String::from_utf8_lossy(&without_redis.stderr).contains("needs --redis"), "{without_redis:?}");
 }
 
 #[test]
@@ -262,12 +457,21 @@ async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
     let q = Queue::connect(&server.url(), config.clone()).await.unwrap();
     let _workers = [cli_worker(&server, &config, &[]), cli_worker(&server, &config, &[])];
     let out = tmp.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_ferrocluster"))
-        .args(["--quiet", "cluster", path(&images), "--k", "4", "--size", "32", "-o", path(&out)])
-        .args(["--redis", &server.url(), "--chunk", "2"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let url = server.url();
+    let run = spawn_cli(&[
+        "cluster",
+        path(&images),
+        "--k",
+        "4",
+        "--size",
+        "32",
+        "-o",
+        path(&out),
+        "--redis",
+        &url,
+        "--chunk",
+        "2",
+    ]);
     while counter(&q, "succeeded").await < 10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -277,8 +481,7 @@ async fn cluster_over_redis_rides_over_a_redis_crash_and_restart_mid_job() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(done < 120, "the job was over before Redis restarted ({done} tasks done)");
     assert_eq!(counter(&q, "succeeded").await, 120, "each of the 120 tasks recorded once");
-    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["images"], 240);
+    assert_eq!(metrics(&out)["images"], 240);
 }
 
 #[test]

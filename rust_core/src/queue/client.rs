@@ -159,10 +159,10 @@ impl Queue {
         for batch in ids.chunks(1000) {
             let mut pipe = redis::pipe();
             for id in batch {
-                pipe.hgetall(self.keys.task(id));
+                pipe.cmd("HMGET").arg(self.keys.task(id)).arg(&TaskStatus::FIELDS[..]);
             }
-            let records: Vec<HashMap<String, String>> = self.conn.pipeline(&pipe).await?;
-            statuses.extend(records.iter().map(TaskStatus::from_record));
+            let records: Vec<Vec<Option<String>>> = self.conn.pipeline(&pipe).await?;
+            statuses.extend(records.into_iter().map(TaskStatus::from_fields));
         }
         Ok(statuses)
     }

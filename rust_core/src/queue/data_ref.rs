@@ -37,7 +37,8 @@ impl DataRef {
     }
 }
 
-/// A float32 matrix by reference: raw little-endian values, row-major, `rows × cols`.
+/// A float32 matrix by reference, `rows × cols`: at a key, raw little-endian values,
+/// row-major; at a path, a `.npy` file ([`crate::npy`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatrixRef {
     /// Where the bytes are.
@@ -69,9 +70,9 @@ impl MatrixRef {
         matrix: &Array2<f32>,
         ttl: Option<Duration>,
     ) -> Result<Self> {
-        let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
         match &at {
             DataRef::Key(key) => {
+                let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let mut set = redis::cmd("SET");
                 set.arg(key).arg(bytes);
                 if let Some(ttl) = ttl {
@@ -80,11 +81,7 @@ impl MatrixRef {
                 queue.conn.query::<()>(&set).await?
             }
             DataRef::Path(path) => {
-                // Written aside and renamed, so a reader never sees half a matrix.
-                let partial = path.with_extension("partial");
-                std::fs::write(&partial, &bytes)
-                    .and_then(|()| std::fs::rename(&partial, path))
-                    .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+                crate::npy::write_f32(path, matrix.view()).map_err(|e| Error::Data(e.to_string()))?
             }
         }
         Ok(MatrixRef { at, rows: matrix.nrows(), cols: matrix.ncols() })
@@ -95,24 +92,71 @@ impl MatrixRef {
     /// # Errors
     /// [`Error::Data`] when it is missing or of the wrong size; Redis errors.
     pub async fn read(&self, queue: &Queue) -> Result<Array2<f32>> {
-        let bytes: Vec<u8> = match &self.at {
-            DataRef::Key(key) => {
-                let bytes: Option<Vec<u8>> = queue.conn.query(redis::cmd("GET").arg(key)).await?;
-                bytes.ok_or_else(|| Error::Data(format!("no Redis key `{key}`")))?
-            }
-            DataRef::Path(path) => std::fs::read(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?,
-        };
-        let expected = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(4));
-        if expected != Some(bytes.len()) {
+        let stored = self.open(queue).await?;
+        // The size is the data's own, checked by `open`: no reference can ask for more.
+        let mut matrix = Array2::zeros((self.rows, self.cols));
+        stored.copy_into(matrix.as_slice_mut().expect("a new matrix is contiguous"))?;
+        Ok(matrix)
+    }
+
+    /// Loads the matrix into `out` (`rows × cols` values, row-major), checking its size.
+    ///
+    /// # Errors
+    /// As [`MatrixRef::read`]; [`Error::Data`] when `out` is of another size.
+    pub async fn read_into(&self, queue: &Queue, out: &mut [f32]) -> Result<()> {
+        if self.rows.checked_mul(self.cols) != Some(out.len()) {
             return Err(Error::Data(format!(
-                "{:?} holds {} bytes, not the {} × {} float32 values its reference announces",
+                "{:?}: {} values asked of a {} × {} matrix",
                 self.at,
-                bytes.len(),
+                out.len(),
                 self.rows,
                 self.cols
             )));
         }
-        let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        Array2::from_shape_vec((self.rows, self.cols), values).map_err(|e| Error::Data(e.to_string()))
+        self.open(queue).await?.copy_into(out)
+    }
+
+    /// The stored values, checked to be `rows × cols` of them.
+    async fn open(&self, queue: &Queue) -> Result<Stored> {
+        match &self.at {
+            DataRef::Key(key) => {
+                let bytes: Option<Vec<u8>> = queue.conn.query(redis::cmd("GET").arg(key)).await?;
+                let bytes = bytes.ok_or_else(|| Error::Data(format!("no Redis key `{key}`")))?;
+                let expected = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(4));
+                if expected != Some(bytes.len()) {
+                    return Err(Error::Data(format!(
+                        "{:?} holds {} bytes, not the {} × {} float32 values its reference announces",
+                        self.at,
+                        bytes.len(),
+                        self.rows,
+                        self.cols
+                    )));
+                }
+                Ok(Stored::Bytes(bytes))
+            }
+            DataRef::Path(path) => crate::npy::NpyFile::open_shaped(path, self.rows, self.cols)
+                .map(Stored::File)
+                .map_err(|e| Error::Data(e.to_string())),
+        }
+    }
+}
+
+/// A matrix's values as read from where they are stored, of the size its reference says.
+enum Stored {
+    Bytes(Vec<u8>),
+    File(crate::npy::NpyFile),
+}
+
+impl Stored {
+    fn copy_into(self, out: &mut [f32]) -> Result<()> {
+        match self {
+            Stored::Bytes(bytes) => {
+                for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                Ok(())
+            }
+            Stored::File(mut file) => file.read_into(out).map_err(|e| Error::Data(e.to_string())),
+        }
     }
 }

@@ -73,8 +73,29 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
-    /// Reads a status from a task record's fields; `None` when the record is not a task's.
-    pub(crate) fn from_record(fields: &HashMap<String, String>) -> Option<Self> {
+    /// The fields of a task record that a status is read from: a record also holds its
+    /// envelope, which can be large (an `extract` task's paths) and is not read for a status.
+    pub(crate) const FIELDS: [&'static str; 13] = [
+        "id",
+        "queue",
+        "kind",
+        "state",
+        "attempts",
+        "deliveries",
+        "progress_total",
+        "progress_done",
+        "error",
+        "result",
+        "worker",
+        "cancel",
+        "retry_at_ms",
+    ];
+
+    /// Reads a status from the values of [`TaskStatus::FIELDS`], in that order (`None` for a
+    /// field the record lacks); `None` when the record is not a task's.
+    pub(crate) fn from_fields(values: Vec<Option<String>>) -> Option<Self> {
+        let fields: HashMap<&str, String> =
+            Self::FIELDS.iter().zip(values).filter_map(|(name, v)| Some((*name, v?))).collect();
         let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
         let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
         let state = TaskState::parse(fields.get("state")?)?;

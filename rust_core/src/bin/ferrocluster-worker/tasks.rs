@@ -139,7 +139,19 @@ fn write_rows(
     // A task cancelled meanwhile (its caller gave up) leaves no matrix behind.
     ctx.check_cancelled()?;
     let ttl = ttl_s.map(Duration::from_secs);
-    let features = block_on(MatrixRef::write_expiring(queue, output, matrix, ttl))?;
+    let to_file = matches!(output, DataRef::Path(_));
+    let written = tokio::runtime::Handle::current().block_on(MatrixRef::write_expiring(queue, output, matrix, ttl));
+    let features = written.map_err(|e| {
+        // A folder shared by the submitter and the workers: say which worker could not write it.
+        if to_file {
+            TaskError::Failed(format!(
+                "worker {}: {e} (every worker must reach the folder at the same path)",
+                ctx.worker
+            ))
+        } else {
+            TaskError::Failed(e.to_string())
+        }
+    })?;
     serde_json::to_value(FileRows { features, rows, failures }).map_err(|e| TaskError::Failed(e.to_string()))
 }
 

@@ -104,6 +104,9 @@ fn check(args: &ClusterArgs) -> Result<(), Error> {
             return Err(Error::parameter("distributed-fit", "`always` fits k-means: use --algorithm kmeans"));
         }
     }
+    if args.remote.shared_dir.is_some() && args.remote.redis.is_none() {
+        return Err(Error::parameter("shared-dir", "needs --redis URL (the workers write the features there)"));
+    }
     Ok(())
 }
 

@@ -72,7 +72,7 @@ pub fn run(args: ExtractArgs, bars: &Bars) -> Result<(), Error> {
     let config = args.features.load()?;
     let paths = images_in(&args.dir)?;
     let extracted = features_of(&paths, &config, bars)?;
-    crate::npy::write_f32(&args.output, &extracted.features)?;
+    ferrocluster_core::npy::write_f32(&args.output, extracted.features.view())?;
     let list_path = args.output.with_extension("files.txt");
     let list: String = extracted.rows.iter().map(|&i| format!("{}\n", paths[i].display())).collect();
     std::fs::write(&list_path, list).map_err(|e| Error::io(&list_path, e))?;

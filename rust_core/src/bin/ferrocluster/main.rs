@@ -4,12 +4,12 @@
 
 mod cluster;
 mod extract;
-mod npy;
 mod predict;
 mod progress;
 mod queue;
 mod remote;
 mod sample;
+mod shared_dir;
 // The worker is one implementation shared with the `ferrocluster-worker` binary.
 #[path = "../ferrocluster-worker/tasks.rs"]
 mod tasks;

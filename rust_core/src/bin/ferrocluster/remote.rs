@@ -1,7 +1,8 @@
 //! Work on the Redis queue (`ferrocluster cluster --redis`): the files are split into
 //! `extract` tasks that workers run; a progress bar follows the tasks' progress; the
-//! matrices they write stay in Redis while the job lives, for a k-means fit on the workers to
-//! read in place, and are gathered in file order for what this process computes.
+//! matrices they write stay in Redis (or as .npy files in `--shared-dir`) while the job
+//! lives, for a k-means fit on the workers to read in place, and are gathered in file order
+//! for what this process computes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,13 @@ use ferrocluster_core::distributed::{KeptKeys, DATA_TTL};
 use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::DecodeLimits;
 use ferrocluster_core::queue::{DataRef, Listener, Queue, TaskSpec, TaskState, TaskStatus};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::extract::FileFeatures;
 use crate::progress::Bars;
+use crate::shared_dir::RunFolder;
 use crate::tasks::{ExtractJob, FileRows};
 use crate::Failure;
 
@@ -68,6 +70,11 @@ pub struct RemoteArgs {
     /// (k-means||, the same model as `--init 'k-means||'` here), or in this process.
     #[arg(long, value_enum, default_value_t = DistributedFit::Auto)]
     pub distributed_fit: DistributedFit,
+    /// A folder this process and every worker can write at the same path (with --redis): the
+    /// workers write the features there as .npy files instead of sending them through Redis,
+    /// and the fit on the workers reads them there. The run's files are removed when it ends.
+    #[arg(long)]
+    pub shared_dir: Option<PathBuf>,
 }
 
 /// The runtime of the queue's connections, and the Ctrl-C watcher, for the whole process:
@@ -99,9 +106,9 @@ fn session() -> Result<&'static Session, Failure> {
     Ok(SESSION.get_or_init(|| Session { runtime, busy, interrupted }))
 }
 
-/// Features extracted by the workers of a queue, kept in Redis while this lives: dropping it
-/// cancels what is left of the job and deletes its matrices (which expire after
-/// [`DATA_TTL`] anyway, should this process be killed).
+/// Features extracted by the workers of a queue, kept in Redis (or the shared folder) while
+/// this lives: dropping it cancels what is left of the job and deletes its matrices (keys
+/// expire after [`DATA_TTL`] anyway, should this process be killed).
 pub struct RemoteJob {
     session: &'static Session,
     queue: Queue,
@@ -109,6 +116,9 @@ pub struct RemoteJob {
     /// Each task's output: its matrix, the files its rows are of, the files it skipped.
     outputs: Vec<FileRows>,
     kept: KeptKeys,
+    /// The run's folder in `--shared-dir`, removed after the tasks are cancelled (fields drop
+    /// after [`Drop::drop`]).
+    folder: Option<RunFolder>,
 }
 
 impl RemoteJob {
@@ -120,13 +130,16 @@ impl RemoteJob {
         config: &FeatureConfig,
         bars: &Bars,
     ) -> Result<Self, Failure> {
+        // A fresh name per run: task ids, matrix keys and files never meet an earlier run's.
+        let name = format!("cluster-{:016x}", rand::random::<u64>());
+        let folder = args.shared_dir.as_deref().map(|dir| RunFolder::create(dir, &name)).transpose()?;
         let session = session()?;
         let rt = &session.runtime;
         let queue = rt.block_on(crate::queue::connect(url, &args.namespace))?;
         session.busy.store(true, Ordering::SeqCst);
         let kept = KeptKeys::new(&queue, rt.handle(), DATA_TTL);
-        let mut remote = RemoteJob { session, queue, job: Job::default(), outputs: Vec::new(), kept };
-        remote.job = rt.block_on(Job::enqueue(&remote.queue, args, paths, config))?;
+        let mut remote = RemoteJob { session, queue, job: Job::default(), outputs: Vec::new(), kept, folder };
+        remote.job = rt.block_on(Job::enqueue(&remote.queue, args, &name, remote.folder.as_ref(), paths, config))?;
         remote.kept.add(remote.job.keys.iter().cloned());
         let statuses = rt.block_on(remote.job.follow(&remote.queue, bars, session.interrupted.clone()))?;
         remote.outputs = remote.job.outputs(&statuses)?;
@@ -140,31 +153,36 @@ impl RemoteJob {
         Ok(km.fit_on_cluster_with(&self.queue, self.session.runtime.handle(), ClusterData::Parts(parts), fit)?)
     }
 
-    /// The rows of every task, in file order, read from Redis.
+    /// The rows of every task, in file order, read from Redis or the shared folder.
     pub fn features(&self, paths: &[PathBuf], dim: usize) -> Result<FileFeatures, Failure> {
         let features = self.session.runtime.block_on(self.gather(dim))?;
         Ok(features.checked(paths)?)
     }
 
+    /// Reads each task's matrix straight into its rows of the whole one.
     async fn gather(&self, dim: usize) -> Result<FileFeatures, Failure> {
-        let mut matrices = Vec::with_capacity(self.outputs.len());
-        let (mut rows, mut skipped) = (Vec::new(), Vec::new());
-        for ((out, id), (first, _)) in self.outputs.iter().zip(&self.job.ids).zip(&self.job.spans) {
-            let matrix = out.features.read(&self.queue).await?;
-            if matrix.ncols() != dim || matrix.nrows() != out.rows.len() {
+        for ((out, id), (_, files)) in self.outputs.iter().zip(&self.job.ids).zip(&self.job.spans) {
+            let outside = out.rows.iter().chain(out.failures.iter().map(|(r, _)| r)).any(|r| r >= files);
+            if out.features.cols != dim || out.features.rows != out.rows.len() || outside {
                 return Err(Failure::Job(format!(
-                    "extract task {id} returned {} × {} features for {} files of dimension {dim}: is the worker of another version?",
-                    matrix.nrows(),
-                    matrix.ncols(),
+                    "extract task {id} returned {} × {} features for {} of its {files} files, of dimension {dim}: is the worker of another version?",
+                    out.features.rows,
+                    out.features.cols,
                     out.rows.len()
                 )));
             }
-            matrices.push(matrix);
+        }
+        let n = self.outputs.iter().map(|o| o.rows.len()).sum();
+        let mut features = Array2::zeros((n, dim));
+        let mut values = features.as_slice_mut().expect("a new matrix is contiguous");
+        let (mut rows, mut skipped) = (Vec::with_capacity(n), Vec::new());
+        for (out, (first, _)) in self.outputs.iter().zip(&self.job.spans) {
+            let (these, rest) = std::mem::take(&mut values).split_at_mut(out.rows.len() * dim);
+            out.features.read_into(&self.queue, these).await?;
+            values = rest;
             rows.extend(out.rows.iter().map(|r| first + r));
             skipped.extend(out.failures.iter().map(|(r, e)| (first + r, e.clone())));
         }
-        let views: Vec<_> = matrices.iter().map(Array2::view).collect();
-        let features = ndarray::concatenate(Axis(0), &views).map_err(|e| Failure::Job(e.to_string()))?;
         Ok(FileFeatures { features, rows, skipped })
     }
 }
@@ -195,7 +213,7 @@ struct Job {
     /// The notification channel of its tasks.
     channel: String,
     ids: Vec<String>,
-    /// The matrix key of each task.
+    /// The matrix key of each task (none when they go to the shared folder).
     keys: Vec<String>,
     /// The index of each task's first file, and how many files it has.
     spans: Vec<(usize, usize)>,
@@ -205,6 +223,8 @@ impl Job {
     async fn enqueue(
         queue: &Queue,
         args: &RemoteArgs,
+        name: &str,
+        folder: Option<&RunFolder>,
         paths: &[PathBuf],
         config: &FeatureConfig,
     ) -> Result<Self, Failure> {
@@ -213,18 +233,23 @@ impl Job {
             .iter()
             .map(|p| std::path::absolute(p).map_err(|e| ferrocluster_core::Error::io(p, e)))
             .collect::<Result<_, _>>()?;
-        // A fresh name per run: task ids and matrix keys never meet an earlier run's.
-        let name = format!("cluster-{:016x}", rand::random::<u64>());
-        let mut job = Job { channel: name.clone(), ..Job::default() };
+        let mut job = Job { channel: name.to_owned(), ..Job::default() };
         let mut specs = Vec::new();
         for (i, files) in absolute.chunks(args.chunk as usize).enumerate() {
-            let key = format!("{}:data:{name}:{i}", args.namespace);
+            let (output, ttl_s) = match folder {
+                Some(folder) => (DataRef::Path(folder.file(i)), None),
+                None => {
+                    let key = format!("{}:data:{name}:{i}", args.namespace);
+                    job.keys.push(key.clone());
+                    (DataRef::Key(key), Some(DATA_TTL.as_secs()))
+                }
+            };
             let payload = ExtractJob {
                 paths: files.to_vec(),
                 config: config.clone(),
                 limits: DecodeLimits::default(),
-                output: DataRef::Key(key.clone()),
-                ttl_s: Some(DATA_TTL.as_secs()),
+                output,
+                ttl_s,
             };
             let payload = serde_json::to_value(payload).map_err(|e| Failure::Job(e.to_string()))?;
             specs.push(TaskSpec {
@@ -233,7 +258,6 @@ impl Job {
                 notify: Some(job.channel.clone()),
                 ..TaskSpec::new(&args.queue, "extract", payload)
             });
-            job.keys.push(key);
             job.spans.push((i * args.chunk as usize, files.len()));
         }
         job.ids = queue.enqueue_many(&specs).await?.into_iter().map(|(id, _)| id).collect();

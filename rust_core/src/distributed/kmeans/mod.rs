@@ -50,7 +50,7 @@ pub use host::register;
 pub use local::LocalShards;
 pub use op::{FarPoint, ShardOp, ShardReply, Versioned};
 pub use remote::{ClusterData, ClusterFit, ClusterShards, Error};
-pub use source::{npy_shape, ShardSource};
+pub use source::ShardSource;
 
 use crate::cluster::kmeans::{average, check_common, default_trials, given_centres, move_point, plusplus};
 use crate::cluster::kmeans::{Data, KMeansInit, KMeansModel, Kernel};

@@ -22,11 +22,12 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::op::{ShardOp, ShardReply};
-use super::source::{npy_shape, ShardSource};
+use super::source::ShardSource;
 use super::{ShardExecutor, ShardPlan, ShardedKMeans};
 use crate::cluster::kmeans::KMeansModel;
 use crate::cluster::{validate_data, Progress};
 use crate::distributed::{KeptKeys, DATA_TTL};
+use crate::npy::NpyFile;
 use crate::queue::{inbox, DataRef, Listener, MatrixRef, Priority, Queue, TaskSpec, TaskState, TaskStatus};
 
 /// What can go wrong in a fit on a cluster.
@@ -257,7 +258,7 @@ async fn store(
         ClusterData::Npy(paths) => {
             let (mut n, mut d) = (0, None);
             for path in &paths {
-                let (rows, cols, _) = npy_shape(path)?;
+                let NpyFile { rows, cols, .. } = NpyFile::open(path)?;
                 if d.is_some_and(|d| d != cols) {
                     return Err(crate::Error::input(format!(
                         "{} has {cols} columns, the files before it {}",
