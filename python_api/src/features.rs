@@ -63,7 +63,11 @@ fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
 
 fn view_of<'a, T: Copy + Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<ImageView<'a, T>> {
     let (h, w, c) = shape_of(array.shape())?;
-    let data = array.as_slice().map_err(|_| PyValueError::new_err("the image array must be C-contiguous"))?;
+    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
+    let data = match array.as_slice() {
+        Ok(data) if array.is_c_contiguous() => data,
+        _ => return Err(PyValueError::new_err("the image array must be C-contiguous")),
+    };
     ImageView::new(h, w, c, data)
         .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
 }
@@ -147,9 +151,10 @@ fn hog_view<'a, T: Copy + Element>(
             )))
         }
     };
+    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
     let data = match array.as_slice() {
-        Ok(data) => data,
-        Err(_) => {
+        Ok(data) if array.is_c_contiguous() => data,
+        _ => {
             *copy = array.as_array().iter().copied().collect();
             copy
         }
