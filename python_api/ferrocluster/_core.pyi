@@ -20,7 +20,16 @@ _Vector = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _Image = npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _Progress = Callable[[int], object] | None
 
-def hog(image: _Image, params: str) -> tuple[npt.NDArray[_Float], list[int]]: ...
+def hog(
+    image: _Image,
+    orientations: int,
+    pixels_per_cell: int | tuple[int, int],
+    cells_per_block: int | tuple[int, int],
+    block_norm: str,
+    transform_sqrt: bool,
+    feature_vector: bool,
+    multichannel: bool,
+) -> npt.NDArray[_Float]: ...
 def local_binary_pattern(image: _Image, params: str) -> npt.NDArray[np.float64]: ...
 def feature_dim(config: str) -> int: ...
 def extract_arrays(

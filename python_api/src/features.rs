@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use ferrocluster_core::features::{FeatureConfig, Hog, Lbp};
+use ferrocluster_core::features::{BlockNorm, FeatureConfig, Hog, Lbp};
 use ferrocluster_core::image::{DecodeLimits, Image, ImageView, Sample};
 use ferrocluster_core::pipeline::{extract_files, extract_images};
 use ferrocluster_core::Error;
@@ -13,6 +13,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString, PyTuple};
 
 use crate::errors::{json_error, to_py};
 use crate::progress::with_progress;
@@ -62,7 +63,11 @@ fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
 
 fn view_of<'a, T: Copy + Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<ImageView<'a, T>> {
     let (h, w, c) = shape_of(array.shape())?;
-    let data = array.as_slice().map_err(|_| PyValueError::new_err("the image array must be C-contiguous"))?;
+    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
+    let data = match array.as_slice() {
+        Ok(data) if array.is_c_contiguous() => data,
+        _ => return Err(PyValueError::new_err("the image array must be C-contiguous")),
+    };
     ImageView::new(h, w, c, data)
         .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
 }
@@ -85,31 +90,135 @@ impl ImageArray<'_> {
     }
 }
 
+/// A positive int argument: any integer but a bool, as scikit-image takes them.
+fn positive_int(value: &Bound<'_, PyAny>) -> Option<usize> {
+    if value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    value.extract::<usize>().ok().filter(|&v| v >= 1)
+}
+
+/// `pixels_per_cell` or `cells_per_block`: a positive int for both sides, or a pair of them.
+fn positive_pair(value: &Bound<'_, PyAny>, name: &str) -> PyResult<[usize; 2]> {
+    // A tuple first: trying it as an int would build and drop a TypeError.
+    let sides: Option<Vec<Bound<'_, PyAny>>> = match value.cast::<PyTuple>() {
+        Ok(pair) => Some(pair.iter().take(3).collect()),
+        Err(_) => {
+            if let Some(side) = positive_int(value) {
+                return Ok([side, side]);
+            }
+            value.try_iter().ok().and_then(|items| items.take(3).collect::<PyResult<_>>().ok())
+        }
+    };
+    match sides.as_deref() {
+        Some([a, b]) => match (positive_int(a), positive_int(b)) {
+            (Some(a), Some(b)) => Ok([a, b]),
+            _ => Err(PyValueError::new_err(format!("{name} must hold positive ints, got {}", value.repr()?))),
+        },
+        _ => Err(PyValueError::new_err(format!("{name} must be an int or a pair of ints, got {}", value.repr()?))),
+    }
+}
+
+/// `block_norm` by its scikit-image name.
+fn block_norm_of(value: &Bound<'_, PyAny>) -> PyResult<BlockNorm> {
+    match value.cast::<PyString>().ok().map(|name| name.to_str()).transpose()? {
+        Some(name) => name.parse().map_err(to_py),
+        None => Err(PyValueError::new_err(format!("block_norm must be a str, got {}", value.repr()?))),
+    }
+}
+
+/// The image of `hog`: 2-D grey, or with `multichannel` 3-D with 1 or 3 channels last; a
+/// copy in C order when the array is not contiguous.
+fn hog_view<'a, T: Copy + Element>(
+    array: &'a PyReadonlyArrayDyn<'_, T>,
+    multichannel: bool,
+    copy: &'a mut Vec<T>,
+) -> PyResult<ImageView<'a, T>> {
+    let (h, w, c) = match (array.shape(), multichannel) {
+        (&[h, w], false) => (h, w, 1),
+        (&[h, w, c @ (1 | 3)], true) => (h, w, c),
+        (&[_, _, c], true) => {
+            return Err(PyValueError::new_err(format!("multichannel images must have 1 or 3 channels, got {c}")))
+        }
+        (shape, true) => {
+            return Err(PyValueError::new_err(format!(
+                "with channel_axis set the image must be 3-D, got shape {shape:?}"
+            )))
+        }
+        (shape, false) => {
+            return Err(PyValueError::new_err(format!(
+                "expected a 2-D grey image, got shape {shape:?}: pass channel_axis=-1 for a colour image"
+            )))
+        }
+    };
+    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
+    let data = match array.as_slice() {
+        Ok(data) if array.is_c_contiguous() => data,
+        _ => {
+            *copy = array.as_array().iter().copied().collect();
+            copy
+        }
+    };
+    ImageView::new(h, w, c, data)
+        .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
+}
+
 fn hog_typed<'py, S: Sample + Element>(
     py: Python<'py>,
     hog: &Hog,
     image: &PyReadonlyArrayDyn<'py, S>,
-) -> PyResult<(Bound<'py, PyAny>, [usize; 5])>
+    feature_vector: bool,
+    multichannel: bool,
+) -> PyResult<Bound<'py, PyAny>>
 where
     S::Float: Element,
 {
-    let view = view_of(image)?;
+    let mut copy = Vec::new();
+    let view = hog_view(image, multichannel, &mut copy)?;
     let shape = hog.output_shape(view.height(), view.width()).map_err(to_py)?;
     let out = py.detach(|| hog.compute(view)).map_err(to_py)?;
-    Ok((out.into_pyarray(py).into_any(), shape))
+    let dims: &[usize] = if feature_vector { &[out.len()] } else { &shape };
+    let out = ndarray::ArrayD::from_shape_vec(dims, out).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(out.into_pyarray(py).into_any())
 }
 
-/// HOG of one image (grey 2-D, or RGB 3-D with channels last); `params` is the core's `Hog`
-/// as JSON. Returns the flat descriptor (float64 for uint8 images, else the image's dtype)
-/// and its 5-D shape.
+/// HOG of one image with scikit-image's parameters (the Python layer's `fc.hog` passes them on
+/// as given and checks them here, once per call, without a parameter document): grey 2-D, or
+/// with `multichannel` 3-D with channels last. Returns the descriptor (float64 for uint8
+/// images, else the image's dtype), flat or of shape
+/// `(blocks_row, blocks_col, cells_row, cells_col, orientations)`.
 #[pyfunction]
-pub fn hog<'py>(py: Python<'py>, image: ImageArray<'py>, params: &str) -> PyResult<(Bound<'py, PyAny>, [usize; 5])> {
-    let hog: Hog = serde_json::from_str(params).map_err(|e| json_error("HOG parameters", e))?;
+#[allow(clippy::too_many_arguments)]
+pub fn hog<'py>(
+    py: Python<'py>,
+    image: ImageArray<'py>,
+    orientations: &Bound<'py, PyAny>,
+    pixels_per_cell: &Bound<'py, PyAny>,
+    cells_per_block: &Bound<'py, PyAny>,
+    block_norm: &Bound<'py, PyAny>,
+    transform_sqrt: &Bound<'py, PyAny>,
+    feature_vector: &Bound<'py, PyAny>,
+    multichannel: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(orientations) = positive_int(orientations) else {
+        return Err(PyValueError::new_err(format!(
+            "orientations must be a positive int, got {}",
+            orientations.repr()?
+        )));
+    };
+    let hog = Hog {
+        orientations,
+        pixels_per_cell: positive_pair(pixels_per_cell, "pixels_per_cell")?,
+        cells_per_block: positive_pair(cells_per_block, "cells_per_block")?,
+        block_norm: block_norm_of(block_norm)?,
+        transform_sqrt: transform_sqrt.is_truthy()?,
+    };
     hog.validate().map_err(to_py)?;
+    let feature_vector = feature_vector.is_truthy()?;
     match &image {
-        ImageArray::U8(a) => hog_typed(py, &hog, a),
-        ImageArray::F32(a) => hog_typed(py, &hog, a),
-        ImageArray::F64(a) => hog_typed(py, &hog, a),
+        ImageArray::U8(a) => hog_typed(py, &hog, a, feature_vector, multichannel),
+        ImageArray::F32(a) => hog_typed(py, &hog, a, feature_vector, multichannel),
+        ImageArray::F64(a) => hog_typed(py, &hog, a, feature_vector, multichannel),
         ImageArray::U16(_) => {
             Err(PyValueError::new_err("hog takes uint8, float32 or float64 images (the Python layer converts others)"))
         }

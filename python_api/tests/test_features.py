@@ -152,6 +152,26 @@ def test_hog_accepts_read_only_and_strided_input():
     assert max_delta(fc.hog(view, channel_axis=-1), sk_hog(view, channel_axis=-1)) <= TOL
 
 
+def test_hog_takes_what_skimage_takes_in_any_layout():
+    # The core reads the arguments and the array as given: numpy integers, lists, byte orders,
+    # strides and a single channel last must give what scikit-image gives.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    cases = [
+        (image, dict(orientations=np.int64(6), pixels_per_cell=[np.int32(8), 8], cells_per_block=(np.int64(2), 2))),
+        (np.asfortranarray(image), dict(cells_per_block=(2, 2))),
+        (image.astype(">f8"), dict(cells_per_block=(2, 2))),
+        (image.astype(np.float16), dict(cells_per_block=(2, 2))),
+        (image[:, :, None], dict(cells_per_block=(2, 2), channel_axis=-1)),
+        (np.stack([image, image[::-1], image[:, ::-1]]), dict(cells_per_block=(2, 2), channel_axis=0)),
+    ]
+    for arr, kwargs in cases:
+        expected = sk_hog(arr, **kwargs)
+        got = fc.hog(arr, **kwargs)
+        assert got.dtype == expected.dtype and got.shape == expected.shape, (arr.dtype, arr.shape, kwargs)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_hog_rejects_bad_input():
     image = np.zeros((32, 32), dtype=np.uint8)
     with pytest.raises(ValueError, match="L2-Hys"):

@@ -8,7 +8,7 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
 use crate::features::{FeatureConfig, FeatureExtractor};
-use crate::image::{load, resize_rgb, DecodeLimits, ImageView};
+use crate::image::{load_pixels, resize_rgb, DecodeLimits, ImageView};
 use crate::{Error, Result};
 
 /// Feature rows for the inputs that could be read, and the reasons the others could not.
@@ -82,7 +82,7 @@ pub fn extract_files(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Extracted> {
     extract_rows(paths.len(), config, progress, |extractor, i, row| {
-        let image = load(&paths[i], Some(config.size), limits)?;
-        extractor.extract(image.view(), row)
+        let image = load_pixels(&paths[i], Some(config.size), limits)?;
+        extractor.extract_decoded(&image, row)
     })
 }

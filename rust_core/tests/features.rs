@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferrocluster_core::features::{BlockNorm, ColourHistogram, FeatureConfig, Hog, Lbp, LbpMethod, Pixels};
-use ferrocluster_core::image::ImageView;
+use ferrocluster_core::image::{DecodedImage, Image, ImageView};
 use ndarray::{s, Array2};
 use proptest::prelude::*;
 
@@ -114,6 +114,32 @@ fn wrong_images_and_configurations_are_errors_that_say_why() {
         assert!(bad.validate().is_err(), "{bad:?}");
         assert!(bad.extract(&images[..1]).is_err());
     }
+}
+
+#[test]
+fn decoded_bytes_give_the_features_of_their_f32_values() {
+    // HOG takes bytes on its integer path, and converts f32 values that are bytes to it: the
+    // f32 extraction is the oracle, for every part that converts them itself.
+    let hog = |hog: Hog| FeatureConfig { size: [32, 40], hog: Some(hog), ..FeatureConfig::default() };
+    let mut configs = vec![everything(), FeatureConfig { grey: true, ..everything() }, hog(Hog::default())];
+    for block_norm in BlockNorm::ALL {
+        for transform_sqrt in [false, true] {
+            configs.push(hog(Hog { block_norm, transform_sqrt, cells_per_block: [2, 2], ..Hog::default() }));
+        }
+    }
+    for (seed, config) in configs.iter().enumerate() {
+        let [h, w] = config.size;
+        let floats = noise(h * w * 3, seed as u64);
+        let bytes: Vec<u8> = floats.iter().map(|&v| v as u8).collect();
+        let extractor = config.extractor().unwrap();
+        let mut expected = vec![0.0; config.dim()];
+        extractor.extract(ImageView::new(h, w, 3, &floats).unwrap(), &mut expected).unwrap();
+        let mut got = vec![f32::NAN; config.dim()];
+        extractor.extract_decoded(&DecodedImage::Bytes(Image::from_vec(h, w, 3, bytes).unwrap()), &mut got).unwrap();
+        assert_eq!(got, expected, "{config:?}");
+    }
+    let small = DecodedImage::Bytes(Image::from_vec(4, 4, 3, vec![0; 48]).unwrap());
+    assert!(FeatureConfig::default().extractor().unwrap().extract_decoded(&small, &mut [0.0; 1764]).is_err());
 }
 
 #[test]

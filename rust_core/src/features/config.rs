@@ -10,7 +10,7 @@ use super::grey::grey;
 use super::hog::{Hog, OrientationBins};
 use super::lbp::{Lbp, LbpPlan};
 use super::{ColourHistogram, Pixels};
-use crate::image::ImageView;
+use crate::image::{DecodedImage, ImageView};
 use crate::{Error, Result};
 
 /// Largest accepted image side.
@@ -138,10 +138,10 @@ impl FeatureConfig {
                 let mut scratch = Vec::new();
                 for (mut row, image) in rows.outer_iter_mut().zip(chunk) {
                     match row.as_slice_mut() {
-                        Some(slice) => extractor.extract_checked(*image, slice)?,
+                        Some(slice) => extractor.extract_checked(Rgb::Floats(*image), slice)?,
                         None => {
                             scratch.resize(extractor.dim, 0.0);
-                            extractor.extract_checked(*image, &mut scratch)?;
+                            extractor.extract_checked(Rgb::Floats(*image), &mut scratch)?;
                             row.assign(&ArrayView1::from(&scratch));
                         }
                     }
@@ -158,6 +158,14 @@ impl FeatureConfig {
         self.extract_into(images, out.view_mut(), &|_| {})?;
         Ok(out)
     }
+}
+
+/// The RGB pixels of one image.
+#[derive(Clone, Copy)]
+enum Rgb<'a> {
+    Floats(ImageView<'a, f32>),
+    /// 8-bit samples, converted to f32 only for the features that need it.
+    Bytes(ImageView<'a, u8>),
 }
 
 /// A validated [`FeatureConfig`] with its per-parameter tables built once, for extracting
@@ -183,7 +191,7 @@ impl<'a> FeatureExtractor<'a> {
     }
 
     /// Image `index` must be RGB at exactly the configured size.
-    fn check(&self, index: usize, image: ImageView<'_, f32>) -> Result<()> {
+    fn check<T: Copy>(&self, index: usize, image: ImageView<'_, T>) -> Result<()> {
         let [height, width] = self.config.size;
         if (image.height(), image.width(), image.channels()) != (height, width, 3) {
             return Err(Error::input(format!(
@@ -205,11 +213,23 @@ impl<'a> FeatureExtractor<'a> {
     /// 0..=255, exactly the configured size) into `out`.
     pub fn extract(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
         self.check(0, image)?;
-        self.extract_checked(image, out)
+        self.extract_checked(Rgb::Floats(image), out)
+    }
+
+    /// [`FeatureExtractor::extract`] of a decoded image: the same features, with 8-bit pixels
+    /// given to HOG as they are rather than through their f32 values.
+    pub fn extract_decoded(&self, image: &DecodedImage, out: &mut [f32]) -> Result<()> {
+        match image {
+            DecodedImage::Floats(image) => self.extract(image.view(), out),
+            DecodedImage::Bytes(image) => {
+                self.check(0, image.view())?;
+                self.extract_checked(Rgb::Bytes(image.view()), out)
+            }
+        }
     }
 
     /// [`FeatureExtractor::extract`] of an image already [checked](FeatureExtractor::check).
-    fn extract_checked(&self, image: ImageView<'_, f32>, out: &mut [f32]) -> Result<()> {
+    fn extract_checked(&self, source: Rgb<'_>, out: &mut [f32]) -> Result<()> {
         if out.len() != self.dim {
             return Err(Error::input(format!(
                 "the feature buffer holds {} values, {} are needed",
@@ -219,10 +239,32 @@ impl<'a> FeatureExtractor<'a> {
         }
         let config = self.config;
         let [height, width] = config.size;
+        // HOG computes on bytes as on their f32 values, but for `transform_sqrt` (the root is
+        // taken in the image's float type) and the grey image (f32).
+        let hog_bytes = match source {
+            Rgb::Bytes(bytes) if !config.grey && config.hog.as_ref().is_some_and(|hog| !hog.transform_sqrt) => {
+                Some(bytes)
+            }
+            _ => None,
+        };
         let wants_grey = config.lbp.is_some()
             || (config.grey && config.hog.is_some())
             || config.pixels.as_ref().is_some_and(|pixels| pixels.grey);
-        let grey_values = if wants_grey { grey(image) } else { Vec::new() };
+        let wants_floats = wants_grey
+            || config.colour.is_some()
+            || config.pixels.is_some()
+            || (config.hog.is_some() && hog_bytes.is_none());
+        let converted: Vec<f32>;
+        let image = match source {
+            Rgb::Floats(image) => Some(image),
+            Rgb::Bytes(bytes) if wants_floats => {
+                converted = bytes.data().iter().map(|&v| f32::from(v)).collect();
+                Some(bytes.with_data(&converted))
+            }
+            Rgb::Bytes(_) => None,
+        };
+        let image = || image.ok_or_else(|| Error::input("the image's f32 values were not converted"));
+        let grey_values = if wants_grey { grey(image()?) } else { Vec::new() };
         let grey_image = ImageView::new(height, width, 1, &grey_values);
         let grey_image = || grey_image.ok_or_else(|| Error::input("grey conversion lost pixels"));
         let mut rest = out;
@@ -232,17 +274,27 @@ impl<'a> FeatureExtractor<'a> {
             head
         };
         if let (Some(hog), Some(bins)) = (&config.hog, &self.orientation_bins) {
-            let source = if config.grey { grey_image()? } else { image };
-            hog.compute_with(bins, source, next(hog.len(height, width)?))?;
+            let out = next(hog.len(height, width)?);
+            match hog_bytes {
+                Some(bytes) => {
+                    // A byte image's descriptor is float64, the f32 one its rounding.
+                    let mut wide = vec![0.0; out.len()];
+                    hog.compute_with(bins, bytes, &mut wide)?;
+                    for (o, &w) in out.iter_mut().zip(&wide) {
+                        *o = w as f32;
+                    }
+                }
+                None => hog.compute_with(bins, if config.grey { grey_image()? } else { image()? }, out)?,
+            }
         }
         if let Some(lbp) = &self.lbp {
             lbp.histogram(&grey_values, height, width, next(config.lbp.as_ref().map_or(0, Lbp::n_bins)))?;
         }
         if let Some(colour) = &config.colour {
-            colour.compute_into(image, next(colour.len()))?;
+            colour.compute_into(image()?, next(colour.len()))?;
         }
         if let Some(pixels) = &config.pixels {
-            let source = if pixels.grey { grey_image()? } else { image };
+            let source = if pixels.grey { grey_image()? } else { image()? };
             pixels.compute_into(source, next(pixels.len(height, width)))?;
         }
         Ok(())

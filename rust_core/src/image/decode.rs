@@ -81,9 +81,37 @@ pub fn decode_dynamic(bytes: &[u8], source_name: &str, limits: &DecodeLimits) ->
     reader.decode().map_err(|e| image_error(source_name, e.to_string()))
 }
 
-/// Decodes a PNG into RGB f32 (0–255), resized to `size` if given, exactly as
-/// [`decode_dynamic`] then [`to_rgb`] would.
-fn decode_png(bytes: &[u8], source_name: &str, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
+/// A decoded image, made RGB: 8-bit pixels at the size asked for stay bytes (what HOG's integer
+/// path takes), the others are f32 (0–255).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodedImage {
+    /// 8-bit RGB.
+    Bytes(Image<u8>),
+    /// RGB f32, 0–255.
+    Floats(Image<f32>),
+}
+
+impl DecodedImage {
+    /// The image as RGB f32 (0–255).
+    pub fn into_floats(self) -> Image<f32> {
+        match self {
+            DecodedImage::Bytes(image) => {
+                let data = image.data.iter().map(|&v| f32::from(v)).collect();
+                Image { height: image.height, width: image.width, channels: image.channels, data }
+            }
+            DecodedImage::Floats(image) => image,
+        }
+    }
+}
+
+/// Decodes a PNG into RGB, resized to `size` if given, exactly as [`decode_dynamic`] then
+/// [`to_rgb`] would.
+fn decode_png(
+    bytes: &[u8],
+    source_name: &str,
+    size: Option<[usize; 2]>,
+    limits: &DecodeLimits,
+) -> Result<DecodedImage> {
     let failed = |e: png::DecodingError| image_error(source_name, format!("invalid PNG: {e}"));
     let allocation = usize::try_from(decoder_allocation(limits)).unwrap_or(usize::MAX);
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: allocation });
@@ -101,25 +129,23 @@ fn decode_png(bytes: &[u8], source_name: &str, size: Option<[usize; 2]>, limits:
     let (colour, depth) = reader.output_color_type();
     let (h, w) = (height as usize, width as usize);
     if depth == png::BitDepth::Eight && size.is_none_or(|size| size == [h, w]) {
-        let data = rgb_from_8_bit(&pixels, colour.samples());
-        return Ok(Image { height: h, width: w, channels: 3, data });
+        let data = rgb_from_8_bit(pixels, colour.samples());
+        return Ok(DecodedImage::Bytes(Image { height: h, width: w, channels: 3, data }));
     }
     let image = dynamic_from_png(pixels, colour, depth, width, height)
         .ok_or_else(|| image_error(source_name, format!("unsupported PNG pixels ({colour:?}, {depth:?})")))?;
-    Ok(to_rgb(&image, size))
+    Ok(DecodedImage::Floats(to_rgb(&image, size)))
 }
 
-/// RGB f32 of 8-bit grey, grey + alpha, RGB or RGBA samples (`channels` a pixel).
-fn rgb_from_8_bit(pixels: &[u8], channels: usize) -> Vec<f32> {
+/// RGB of 8-bit grey, grey + alpha, RGB or RGBA samples (`channels` a pixel).
+fn rgb_from_8_bit(pixels: Vec<u8>, channels: usize) -> Vec<u8> {
     if channels == 3 {
-        return pixels.iter().map(|&v| f32::from(v)).collect();
+        return pixels;
     }
-    let mut rgb = vec![0.0; pixels.len() / channels * 3];
+    let mut rgb = vec![0; pixels.len() / channels * 3];
     for (out, pixel) in rgb.chunks_exact_mut(3).zip(pixels.chunks_exact(channels)) {
         let colour = if channels < 3 { [pixel[0]; 3] } else { [pixel[0], pixel[1], pixel[2]] };
-        for (o, &v) in out.iter_mut().zip(&colour) {
-            *o = f32::from(v);
-        }
+        out.copy_from_slice(&colour);
     }
     rgb
 }
@@ -194,15 +220,30 @@ pub fn to_rgb(image: &DynamicImage, size: Option<[usize; 2]>) -> Image<f32> {
 
 /// Decodes an encoded image into RGB f32 (0–255), resized to `size` if given.
 pub fn decode(bytes: &[u8], source_name: &str, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
+    decode_pixels(bytes, source_name, size, limits).map(DecodedImage::into_floats)
+}
+
+/// [`decode`], with 8-bit pixels kept as bytes where no resize was needed.
+pub fn decode_pixels(
+    bytes: &[u8],
+    source_name: &str,
+    size: Option<[usize; 2]>,
+    limits: &DecodeLimits,
+) -> Result<DecodedImage> {
     if bytes.starts_with(PNG_SIGNATURE) {
         check_file_size(source_name, bytes.len() as u64, limits)?;
         return decode_png(bytes, source_name, size, limits);
     }
-    decode_dynamic(bytes, source_name, limits).map(|img| to_rgb(&img, size))
+    decode_dynamic(bytes, source_name, limits).map(|img| DecodedImage::Floats(to_rgb(&img, size)))
 }
 
 /// Reads and decodes an image file into RGB f32 (0–255), resized to `size` if given.
 pub fn load(path: &Path, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<Image<f32>> {
+    load_pixels(path, size, limits).map(DecodedImage::into_floats)
+}
+
+/// [`load`], with 8-bit pixels kept as bytes where no resize was needed.
+pub fn load_pixels(path: &Path, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Result<DecodedImage> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -210,5 +251,5 @@ pub fn load(path: &Path, size: Option<[usize; 2]>, limits: &DecodeLimits) -> Res
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // One byte past the limit is enough to tell a file that grew past it since.
     file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    decode(&bytes, &name, size, limits)
+    decode_pixels(&bytes, &name, size, limits)
 }

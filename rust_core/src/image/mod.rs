@@ -164,7 +164,7 @@ mod decode;
 mod resize;
 
 pub use batch::{list_images, load_batch, LoadedBatch, IMAGE_EXTENSIONS};
-pub use decode::{decode, decode_dynamic, load, to_rgb, DecodeLimits};
+pub use decode::{decode, decode_dynamic, decode_pixels, load, load_pixels, to_rgb, DecodeLimits, DecodedImage};
 pub use resize::resize_rgb;
 
 impl<T> Image<T> {
