@@ -57,10 +57,6 @@ impl Lanes for F32x8 {
         lowest(&vs, &is)
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
-    }
-    #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m256, w: f64) {
         let w = _mm256_set1_pd(w);
         let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
@@ -121,10 +117,6 @@ impl Lanes for F64x4 {
         _mm256_storeu_pd(vs.as_mut_ptr(), v);
         _mm256_storeu_pd(is.as_mut_ptr(), idx);
         lowest(&vs, &is)
-    }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const f64) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m256d, w: f64) {

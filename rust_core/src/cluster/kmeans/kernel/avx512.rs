@@ -56,10 +56,6 @@ impl Lanes for F32x16 {
         (min, _mm512_mask_reduce_min_ps(at_min, idx))
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
-    }
-    #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m512, w: f64) {
         let w = _mm512_set1_pd(w);
         let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
@@ -117,10 +113,6 @@ impl Lanes for F64x8 {
         let min = _mm512_reduce_min_pd(v);
         let at_min = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, _mm512_set1_pd(min));
         (min, _mm512_mask_reduce_min_pd(at_min, idx))
-    }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const f64) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m512d, w: f64) {

@@ -39,9 +39,26 @@ pub(super) trait Lanes {
     unsafe fn sum(v: Self::V) -> Self::T;
     /// `acc[i] += w · v[i]` in f64 for the W lanes (a product, then a sum: no fused rounding).
     unsafe fn add_scaled_f64(acc: *mut f64, v: Self::V, w: f64);
-    /// Hints that the cache line holding `p` will be read soon.
-    #[inline(always)]
-    unsafe fn prefetch(_p: *const Self::T) {}
+}
+
+/// Hints that the cache line holding `p` will be read soon: into L1 if `NEAR` (read next), else
+/// into L2 only (read after the block in L1 is done, which L1 could not hold as well).
+#[inline(always)]
+fn prefetch<T, const NEAR: bool>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        // SAFETY: a prefetch never faults, whatever the address, and SSE is part of x86_64.
+        unsafe {
+            if NEAR {
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+            } else {
+                _mm_prefetch::<_MM_HINT_T1>(p.cast());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`).
@@ -133,16 +150,26 @@ macro_rules! with_panel_width {
 ///
 /// # Safety
 /// `L`'s instruction set is available, `c` was packed with panels of `NVMAX·W` centres and `x`
-/// holds `labels.len()` rows of `c.d` values (checked by [`super::Kernel::nearest`]).
+/// holds `labels.len()` rows of `c.d` values (checked by [`super::Kernel::nearest`]); `ahead` is
+/// only prefetched, which reads nothing.
 #[inline(always)]
 pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
     c: &Packed<L::T>,
     labels: &mut [u32],
     values: &mut [L::T],
+    ahead: &[L::T],
 ) {
     let (d, nr, data, norms) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr());
-    for r0 in (0..labels.len()).step_by(MR) {
+    // `ahead`'s cache lines, spread evenly over the row groups: the memory fetches the next
+    // block while this one computes, instead of stalling the copy that starts it.
+    let line = 64 / std::mem::size_of::<L::T>();
+    let lines = ahead.len().div_ceil(line);
+    let per_group = lines.div_ceil(labels.len().div_ceil(MR).max(1));
+    for (group, r0) in (0..labels.len()).step_by(MR).enumerate() {
+        for l in group * per_group..lines.min((group + 1) * per_group) {
+            prefetch::<L::T, false>(ahead.as_ptr().add(l * line));
+        }
         let m = MR.min(labels.len() - r0);
         let rows = row_block::<L::T, MR>(x, d, r0, m);
         let mut best = [L::splat(L::T::infinity()); MR];
@@ -259,7 +286,7 @@ pub(super) unsafe fn gather<L: Lanes>(
                 if let Some(&ahead) = list.get(ahead).or_else(|| then.get(ahead - list.len())) {
                     let row = x.as_ptr().add(ahead as usize * d);
                     for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
-                        L::prefetch(row.add(line));
+                        prefetch::<L::T, true>(row.add(line));
                     }
                 }
                 copy_row::<L>(x.as_ptr().add(i as usize * d), d, shift, out.as_mut_ptr().add(r * d));
@@ -352,8 +379,8 @@ macro_rules! routines {
             use super::lanes::{self, trials_entry};
             use super::{Listed, Packed};
             #[target_feature(enable = $feature)]
-            unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
-                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
+            unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t], ahead: &[$t]) {
+                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values, ahead)
             }
             trials_entry!(trials, $feature, $t, $lanes, $mr, $mrw, $nv);
             trials_entry!(trials_narrow, $feature, $t, $narrow, $mr, $nmrw, $nv);

@@ -67,9 +67,9 @@ impl<T: Real> Lanes for Array8<T> {
     }
 }
 
-fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
+fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T], ahead: &[T]) {
     // SAFETY: the portable lanes need no instruction set; lengths are checked by `Kernel`.
-    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
+    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values, ahead) }
 }
 
 fn trials<T: Real>(x: &[T], c: &Packed<T>, listed: &Listed<'_, T>, stride: usize, dists: &mut [T], pots: &mut [f64]) {
