@@ -263,9 +263,9 @@ fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
 }
 
-/// Centres (or candidates) laid out for the micro-kernel: panels of `nr` centres, each panel `d × nr` with the
-/// `nr` values of one feature contiguous, 64-byte aligned; norms padded with +∞ so that padding
-/// columns never win an argmin.
+/// Centres (or candidates) laid out for the micro-kernel, times −2: panels of `nr` centres, each
+/// panel `d × nr` with the `nr` values of one feature contiguous, 64-byte aligned; norms (of the
+/// centres themselves) padded with +∞ so that padding columns never win an argmin.
 #[derive(Debug, Clone)]
 pub(crate) struct Packed<T> {
     buf: Vec<T>,
@@ -291,10 +291,13 @@ impl<T: Real> Packed<T> {
         let offset = buf.as_ptr().align_offset(64).min(align);
         let data = &mut buf[offset..offset + len];
         let mut norms = vec![T::infinity(); panels * nr];
+        let minus_two = T::from_f64_lossy(-2.0);
         for (j, c) in centres.outer_iter().enumerate() {
             let (p, lane) = (j / nr, j % nr);
+            // −2c, so that the kernel's dot products are `−2 x·c` exactly (a power of two scales
+            // every rounding alike) and `‖c‖² − 2 x·c` is an add, not an FMA beside the others.
             for (q, &v) in c.iter().enumerate() {
-                data[p * d * nr + q * nr + lane] = v;
+                data[p * d * nr + q * nr + lane] = minus_two * v;
             }
             norms[j] = c.iter().map(|&v| v * v).sum();
         }

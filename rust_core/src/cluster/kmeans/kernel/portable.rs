@@ -45,14 +45,12 @@ impl<T: Real> Lanes for Array8<T> {
         std::array::from_fn(|i| if a[i] < b[i] { x[i] } else { y[i] })
     }
     #[inline(always)]
-    unsafe fn iota() -> [T; W] {
-        std::array::from_fn(|i| T::from_f64_lossy(i as f64))
+    unsafe fn min_lane(v: [T; W]) -> T {
+        v.into_iter().fold(T::infinity(), T::min)
     }
     #[inline(always)]
-    unsafe fn argmin(v: [T; W], idx: [T; W]) -> (T, T) {
-        let min = v.iter().copied().fold(T::infinity(), T::min);
-        let at = v.iter().zip(&idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
-        (min, at)
+    unsafe fn eq_mask(a: [T; W], b: [T; W]) -> u64 {
+        (0..W).fold(0, |mask, i| mask | u64::from(a[i] == b[i]) << i)
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: [T; W], w: f64) {
