@@ -189,11 +189,8 @@ pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
                 keep_min::<L, MR, NV>(&acc, norms.add(p * nr), p * nr, &mut best, &mut best_idx);
             });
         }
-        // Element by element: a call to `memcpy` costs more than these few rows.
-        for r in 0..m {
-            labels[r0 + r] = best_idx[r];
-            values[r0 + r] = best[r];
-        }
+        labels[r0..r0 + m].copy_from_slice(&best_idx[..m]);
+        values[r0..r0 + m].copy_from_slice(&best[..m]);
     }
 }
 
