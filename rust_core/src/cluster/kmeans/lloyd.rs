@@ -185,7 +185,10 @@ pub(crate) fn pass<'a, T: Real>(
             for s in (0..labels.len()).step_by(sub) {
                 let m = sub.min(labels.len() - s);
                 let x = data.block(kernel, start + s, m, &mut buf);
-                kernel.nearest(x, &packed, &mut new[..m], &mut values[..m]);
+                // The rows after this block (the next chunk's too: a thread mostly takes them next).
+                let next = start + s + m;
+                let ahead = data.rows(next, sub.min(data.n() - next));
+                kernel.nearest(x, &packed, &mut new[..m], &mut values[..m], ahead);
                 for (old, &new) in labels[s..s + m].iter_mut().zip(&new[..m]) {
                     changed += usize::from(*old != new);
                     *old = new;

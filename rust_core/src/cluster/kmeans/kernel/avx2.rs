@@ -46,19 +46,15 @@ impl Lanes for F32x8 {
         _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b))
     }
     #[inline(always)]
-    unsafe fn iota() -> __m256 {
-        _mm256_setr_ps(0., 1., 2., 3., 4., 5., 6., 7.)
-    }
-    #[inline(always)]
-    unsafe fn argmin(v: __m256, idx: __m256) -> (f32, f32) {
-        let (mut vs, mut is) = ([0f32; 8], [0f32; 8]);
+    unsafe fn min_lane(v: __m256) -> f32 {
+        let mut vs = [0f32; 8];
         _mm256_storeu_ps(vs.as_mut_ptr(), v);
-        _mm256_storeu_ps(is.as_mut_ptr(), idx);
-        lowest(&vs, &is)
+        vs.into_iter().fold(f32::INFINITY, f32::min)
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    unsafe fn eq_mask(a: __m256, b: __m256) -> u64 {
+        // The sign bits of the lanes: 1 where equal.
+        u64::from(_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, b)) as u32)
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m256, w: f64) {
@@ -112,19 +108,15 @@ impl Lanes for F64x4 {
         _mm256_blendv_pd(y, x, _mm256_cmp_pd::<_CMP_LT_OQ>(a, b))
     }
     #[inline(always)]
-    unsafe fn iota() -> __m256d {
-        _mm256_setr_pd(0., 1., 2., 3.)
-    }
-    #[inline(always)]
-    unsafe fn argmin(v: __m256d, idx: __m256d) -> (f64, f64) {
-        let (mut vs, mut is) = ([0f64; 4], [0f64; 4]);
+    unsafe fn min_lane(v: __m256d) -> f64 {
+        let mut vs = [0f64; 4];
         _mm256_storeu_pd(vs.as_mut_ptr(), v);
-        _mm256_storeu_pd(is.as_mut_ptr(), idx);
-        lowest(&vs, &is)
+        vs.into_iter().fold(f64::INFINITY, f64::min)
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f64) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    unsafe fn eq_mask(a: __m256d, b: __m256d) -> u64 {
+        // The sign bits of the lanes: 1 where equal.
+        u64::from(_mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(a, b)) as u32)
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m256d, w: f64) {
@@ -136,14 +128,6 @@ impl Lanes for F64x4 {
         _mm256_storeu_pd(vs.as_mut_ptr(), v);
         vs.iter().sum()
     }
-}
-
-/// The smallest value and the smallest index among the lanes holding it.
-#[inline(always)]
-fn lowest<T: crate::Real>(values: &[T], idx: &[T]) -> (T, T) {
-    let min = values.iter().copied().fold(T::infinity(), T::min);
-    let at = values.iter().zip(idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
-    (min, at)
 }
 
 routines!(F32, F32x8, F32x8, f32, 6, 12, 12, 2, "avx2,fma");

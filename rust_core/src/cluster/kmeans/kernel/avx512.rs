@@ -46,18 +46,12 @@ impl Lanes for F32x16 {
         _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b), y, x)
     }
     #[inline(always)]
-    unsafe fn iota() -> __m512 {
-        _mm512_setr_ps(0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.)
+    unsafe fn min_lane(v: __m512) -> f32 {
+        _mm512_reduce_min_ps(v)
     }
     #[inline(always)]
-    unsafe fn argmin(v: __m512, idx: __m512) -> (f32, f32) {
-        let min = _mm512_reduce_min_ps(v);
-        let at_min = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, _mm512_set1_ps(min));
-        (min, _mm512_mask_reduce_min_ps(at_min, idx))
-    }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    unsafe fn eq_mask(a: __m512, b: __m512) -> u64 {
+        u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b))
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m512, w: f64) {
@@ -109,18 +103,12 @@ impl Lanes for F64x8 {
         _mm512_mask_blend_pd(_mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, b), y, x)
     }
     #[inline(always)]
-    unsafe fn iota() -> __m512d {
-        _mm512_setr_pd(0., 1., 2., 3., 4., 5., 6., 7.)
+    unsafe fn min_lane(v: __m512d) -> f64 {
+        _mm512_reduce_min_pd(v)
     }
     #[inline(always)]
-    unsafe fn argmin(v: __m512d, idx: __m512d) -> (f64, f64) {
-        let min = _mm512_reduce_min_pd(v);
-        let at_min = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, _mm512_set1_pd(min));
-        (min, _mm512_mask_reduce_min_pd(at_min, idx))
-    }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const f64) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    unsafe fn eq_mask(a: __m512d, b: __m512d) -> u64 {
+        u64::from(_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, b))
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: __m512d, w: f64) {

@@ -2,8 +2,8 @@
 //!
 //! The micro-kernel keeps an `MR × NV·W` block of dot products in registers (MR rows of X, NV
 //! vectors of W centres), loading each centre vector once per feature and broadcasting each x
-//! value from memory: `MR·NV` FMAs per `NV + MR` loads. The argmin is folded in per panel as a
-//! lane-wise running minimum, so distances never go to memory.
+//! value from memory: `MR·NV` FMAs per `NV + MR` loads. The argmin is folded in per panel (one
+//! horizontal minimum per row), so distances never go to memory.
 
 use num_traits::{Float, One, Zero};
 
@@ -30,21 +30,40 @@ pub(super) trait Lanes {
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise `if a < b { x } else { y }`.
     unsafe fn select_lt(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
-    /// `0, 1, …, W − 1`.
-    unsafe fn iota() -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
-    /// The smallest value and the smallest `idx` among the lanes holding it.
-    unsafe fn argmin(v: Self::V, idx: Self::V) -> (Self::T, Self::T);
+    /// The smallest lane of `v`, which holds no NaN.
+    unsafe fn min_lane(v: Self::V) -> Self::T;
+    /// Bit `i` set where `a[i] == b[i]`.
+    unsafe fn eq_mask(a: Self::V, b: Self::V) -> u64;
     /// Sum of the lanes.
     unsafe fn sum(v: Self::V) -> Self::T;
     /// `acc[i] += w · v[i]` in f64 for the W lanes (a product, then a sum: no fused rounding).
     unsafe fn add_scaled_f64(acc: *mut f64, v: Self::V, w: f64);
-    /// Hints that the cache line holding `p` will be read soon.
-    #[inline(always)]
-    unsafe fn prefetch(_p: *const Self::T) {}
 }
 
-/// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`).
+/// Hints that the cache line holding `p` will be read soon: into L1 if `NEAR` (read next), else
+/// into L2 only (read after the block in L1 is done, which L1 could not hold as well).
+#[inline(always)]
+fn prefetch<T, const NEAR: bool>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        // SAFETY: a prefetch never faults, whatever the address, and SSE is part of x86_64.
+        unsafe {
+            if NEAR {
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+            } else {
+                _mm_prefetch::<_MM_HINT_T1>(p.cast());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Dot products of MR rows of X with the `NV·W` centres of one panel (stride `nr`), prefetching
+/// the first `d` cache lines of `ahead` into L2 on the way (one per feature, so that the
+/// prefetches never queue up behind each other and stall the loads of the FMAs).
 ///
 /// Each row has its own pointer so that the broadcasts address `row + q` with one shared
 /// index: no per-row address arithmetic competes with the FMAs for ports.
@@ -57,9 +76,14 @@ unsafe fn dot_block<L: Lanes, const MR: usize, const NV: usize>(
     d: usize,
     panel: *const L::T,
     nr: usize,
+    ahead: &[L::T],
 ) -> [[L::V; NV]; MR] {
+    let line = 64 / std::mem::size_of::<L::T>();
     let mut acc = [[L::splat(L::T::zero()); NV]; MR];
     for q in 0..d {
+        if q * line < ahead.len() {
+            prefetch::<L::T, false>(ahead.as_ptr().add(q * line));
+        }
         let mut b = [L::splat(L::T::zero()); NV];
         for (v, b) in b.iter_mut().enumerate() {
             *b = L::load(panel.add(q * nr + v * L::W));
@@ -82,29 +106,33 @@ fn row_block<T: Real, const MR: usize>(x: &[T], d: usize, r0: usize, m: usize) -
     std::array::from_fn(|r| rows[r.min(m - 1) * d..].as_ptr())
 }
 
-/// Folds `‖c‖² − 2·acc` (centres `col..col + NV·W`) into the running lane-wise minimum of each
-/// row; strict `<` in increasing centre order keeps the lowest index among equals.
+/// Folds the panel's `‖c‖² − 2 x·c` (`acc` holds `−2 x·c`: the panel is packed as `−2c`) into
+/// each row's best: the panel's smallest value, at its lowest index, replaces the best only if
+/// strictly smaller, so that the lowest index among equals wins across panels too. One
+/// horizontal minimum per row and panel instead of a lane-wise running minimum and index per
+/// vector: fewer vector operations beside the FMAs.
 ///
 /// # Safety
-/// `norms` is valid for reads of `col + NV·W` values.
+/// `norms` is valid for reads of `NV·W` values (the panel's).
 #[inline(always)]
 unsafe fn keep_min<L: Lanes, const MR: usize, const NV: usize>(
     acc: &[[L::V; NV]; MR],
     norms: *const L::T,
     col: usize,
-    best: &mut [L::V; MR],
-    best_idx: &mut [L::V; MR],
+    best: &mut [L::T; MR],
+    best_idx: &mut [u32; MR],
 ) {
-    let minus_two = L::splat(L::T::from_f64_lossy(-2.0));
-    for v in 0..NV {
-        let c = col + v * L::W;
-        let norm = L::load(norms.add(c));
-        let idx = L::add(L::splat(L::T::from_f64_lossy(c as f64)), L::iota());
-        for ((acc, best), best_idx) in acc.iter().zip(best.iter_mut()).zip(best_idx.iter_mut()) {
-            let val = L::mul_add(acc[v], minus_two, norm);
-            *best_idx = L::select_lt(val, *best, idx, *best_idx);
-            *best = L::select_lt(val, *best, val, *best);
-        }
+    let norm: [L::V; NV] = std::array::from_fn(|v| L::load(norms.add(v * L::W)));
+    let inf = L::splat(L::T::infinity());
+    for ((acc, best), best_idx) in acc.iter().zip(best.iter_mut()).zip(best_idx.iter_mut()) {
+        let val: [L::V; NV] = std::array::from_fn(|v| L::add(acc[v], norm[v]));
+        // A NaN lane (only from overflow) never wins: `select_lt` keeps the running minimum.
+        let min = L::min_lane(val.iter().fold(inf, |m, &v| L::select_lt(v, m, v, m)));
+        // `min` is a lane of some `val[v]` whenever it is below `best`, so the mask is not empty.
+        let at = (0..NV).fold(0u64, |mask, v| mask | L::eq_mask(val[v], L::splat(min)) << (v * L::W));
+        let better = min < *best;
+        *best_idx = if better { (col + at.trailing_zeros() as usize) as u32 } else { *best_idx };
+        *best = if better { min } else { *best };
     }
 }
 
@@ -133,32 +161,36 @@ macro_rules! with_panel_width {
 ///
 /// # Safety
 /// `L`'s instruction set is available, `c` was packed with panels of `NVMAX·W` centres and `x`
-/// holds `labels.len()` rows of `c.d` values (checked by [`super::Kernel::nearest`]).
+/// holds `labels.len()` rows of `c.d` values (checked by [`super::Kernel::nearest`]); `ahead` is
+/// only prefetched, which reads nothing.
 #[inline(always)]
 pub(super) unsafe fn nearest<L: Lanes, const MR: usize, const NVMAX: usize>(
     x: &[L::T],
     c: &Packed<L::T>,
     labels: &mut [u32],
     values: &mut [L::T],
+    ahead: &[L::T],
 ) {
     let (d, nr, data, norms) = (c.d, c.nr, c.data().as_ptr(), c.norms.as_ptr());
-    for r0 in (0..labels.len()).step_by(MR) {
+    // `ahead`, spread evenly over the row groups (a few lines each, fewer than `d`): the memory
+    // fetches the next block while this one computes, instead of stalling the copy that starts it.
+    let groups = labels.len().div_ceil(MR).max(1);
+    let per_group = ahead.len().div_ceil(groups).next_multiple_of(64 / std::mem::size_of::<L::T>());
+    for (group, r0) in (0..labels.len()).step_by(MR).enumerate() {
+        let ahead = &ahead[ahead.len().min(group * per_group)..ahead.len().min((group + 1) * per_group)];
         let m = MR.min(labels.len() - r0);
         let rows = row_block::<L::T, MR>(x, d, r0, m);
-        let mut best = [L::splat(L::T::infinity()); MR];
-        let mut best_idx = [L::splat(L::T::zero()); MR];
+        let (mut best, mut best_idx) = ([L::T::infinity(); MR], [0u32; MR]);
         for p in 0..c.panels() {
             let panel = data.add(p * d * nr);
+            let ahead = if p == 0 { ahead } else { &[] };
             with_panel_width!(c, p, NVMAX, |NV| {
-                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
-                keep_min::<L, MR, NV>(&acc, norms, p * nr, &mut best, &mut best_idx);
+                let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr, ahead);
+                keep_min::<L, MR, NV>(&acc, norms.add(p * nr), p * nr, &mut best, &mut best_idx);
             });
         }
-        for r in 0..m {
-            let (value, idx) = L::argmin(best[r], best_idx[r]);
-            labels[r0 + r] = idx.to_f64_exact() as u32;
-            values[r0 + r] = value;
-        }
+        labels[r0..r0 + m].copy_from_slice(&best_idx[..m]);
+        values[r0..r0 + m].copy_from_slice(&best[..m]);
     }
 }
 
@@ -205,12 +237,12 @@ unsafe fn trials_panel<L: Lanes, const MR: usize, const NV: usize>(
 ) {
     let (d, nr) = (c.d, c.nr);
     let (panel, norms, col) = (c.data().as_ptr().add(p * d * nr), c.norms.as_ptr(), p * nr);
-    let (zero, minus_two) = (L::splat(L::T::zero()), L::splat(L::T::from_f64_lossy(-2.0)));
+    let zero = L::splat(L::T::zero());
     let n = listed.rows.len();
     for r0 in (0..n).step_by(MR) {
         let m = MR.min(n - r0);
         let rows = row_block::<L::T, MR>(x, d, r0, m);
-        let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr);
+        let acc = dot_block::<L, MR, NV>(&rows, d, panel, nr, &[]);
         // Rows past `m` repeat the last one: their results are dropped.
         for (r, acc) in acc.iter().enumerate().take(m) {
             let i = *listed.rows.get_unchecked(r0 + r) as usize;
@@ -220,7 +252,7 @@ unsafe fn trials_panel<L: Lanes, const MR: usize, const NV: usize>(
             for (v, &acc) in acc.iter().enumerate() {
                 let cc = col + v * L::W;
                 // ‖x‖² + (‖c‖² − 2 x·c), at least 0: the rounding may take it below.
-                let dist = L::add(norm, L::mul_add(acc, minus_two, L::load(norms.add(cc))));
+                let dist = L::add(norm, L::add(acc, L::load(norms.add(cc))));
                 let dist = L::select_lt(dist, zero, zero, dist);
                 L::store(dists.as_mut_ptr().add((r0 + r) * stride + cc), dist);
                 L::add_scaled_f64(pots.as_mut_ptr().add(cc), L::select_lt(dist, closest, dist, closest), w);
@@ -259,7 +291,7 @@ pub(super) unsafe fn gather<L: Lanes>(
                 if let Some(&ahead) = list.get(ahead).or_else(|| then.get(ahead - list.len())) {
                     let row = x.as_ptr().add(ahead as usize * d);
                     for line in (0..d).step_by(64 / std::mem::size_of::<L::T>()) {
-                        L::prefetch(row.add(line));
+                        prefetch::<L::T, true>(row.add(line));
                     }
                 }
                 copy_row::<L>(x.as_ptr().add(i as usize * d), d, shift, out.as_mut_ptr().add(r * d));
@@ -352,8 +384,8 @@ macro_rules! routines {
             use super::lanes::{self, trials_entry};
             use super::{Listed, Packed};
             #[target_feature(enable = $feature)]
-            unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t]) {
-                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values)
+            unsafe fn nearest(x: &[$t], c: &Packed<$t>, labels: &mut [u32], values: &mut [$t], ahead: &[$t]) {
+                lanes::nearest::<$lanes, $mr, $nv>(x, c, labels, values, ahead)
             }
             trials_entry!(trials, $feature, $t, $lanes, $mr, $mrw, $nv);
             trials_entry!(trials_narrow, $feature, $t, $narrow, $mr, $nmrw, $nv);

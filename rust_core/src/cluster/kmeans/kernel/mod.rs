@@ -38,7 +38,7 @@ pub(crate) struct Kernel {
     isa: Isa,
 }
 
-type NearestFn<T> = unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T]);
+type NearestFn<T> = unsafe fn(&[T], &Packed<T>, &mut [u32], &mut [T], &[T]);
 type TrialsFn<T> = unsafe fn(&[T], &Packed<T>, &Listed<'_, T>, usize, &mut [T], &mut [f64]);
 type GatherFn<T> = unsafe fn(&[T], usize, Rows<'_>, Option<&[T]>, &mut [T]);
 type AccumulateFn<T> = unsafe fn(&[T], Option<&[T]>, &[u32], &mut [T], &mut [f64]);
@@ -126,14 +126,22 @@ impl Kernel {
 
     /// For each row of `x` (row-major, `labels.len()` rows of `packed.d`), the nearest centre
     /// (the lowest index among equals) and its `‖c‖² − 2 x·c` (add `‖x‖²` for the squared distance).
-    pub(crate) fn nearest<T: Real>(self, x: &[T], packed: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
+    /// `ahead` (the memory the caller reads next) is prefetched into L2 meanwhile.
+    pub(crate) fn nearest<T: Real>(
+        self,
+        x: &[T],
+        packed: &Packed<T>,
+        labels: &mut [u32],
+        values: &mut [T],
+        ahead: &[T],
+    ) {
         assert_eq!(packed.kernel, self, "centres packed for another kernel");
         let routines = self.routines::<T>();
         assert!(packed.lanes == routines.lanes && packed.nr == routines.panel, "not packed by pack");
         assert!(x.len() == labels.len() * packed.d && values.len() == labels.len());
         // SAFETY: `self` was made by `available()`, so the CPU has the variant's instruction set;
         // the slice lengths were checked above.
-        unsafe { (self.routines::<T>().nearest)(x, packed, labels, values) }
+        unsafe { (self.routines::<T>().nearest)(x, packed, labels, values, ahead) }
     }
 
     /// The variant of [`Kernel::trials`] for `count` candidates: the narrowest that holds them.
@@ -255,9 +263,9 @@ fn is<T: 'static, U: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
 }
 
-/// Centres (or candidates) laid out for the micro-kernel: panels of `nr` centres, each panel `d × nr` with the
-/// `nr` values of one feature contiguous, 64-byte aligned; norms padded with +∞ so that padding
-/// columns never win an argmin.
+/// Centres (or candidates) laid out for the micro-kernel, times −2: panels of `nr` centres, each
+/// panel `d × nr` with the `nr` values of one feature contiguous, 64-byte aligned; norms (of the
+/// centres themselves) padded with +∞ so that padding columns never win an argmin.
 #[derive(Debug, Clone)]
 pub(crate) struct Packed<T> {
     buf: Vec<T>,
@@ -283,10 +291,13 @@ impl<T: Real> Packed<T> {
         let offset = buf.as_ptr().align_offset(64).min(align);
         let data = &mut buf[offset..offset + len];
         let mut norms = vec![T::infinity(); panels * nr];
+        let minus_two = T::from_f64_lossy(-2.0);
         for (j, c) in centres.outer_iter().enumerate() {
             let (p, lane) = (j / nr, j % nr);
+            // −2c, so that the kernel's dot products are `−2 x·c` exactly (a power of two scales
+            // every rounding alike) and `‖c‖² − 2 x·c` is an add, not an FMA beside the others.
             for (q, &v) in c.iter().enumerate() {
-                data[p * d * nr + q * nr + lane] = v;
+                data[p * d * nr + q * nr + lane] = minus_two * v;
             }
             norms[j] = c.iter().map(|&v| v * v).sum();
         }
@@ -333,7 +344,7 @@ mod tests {
             for kernel in Kernel::available() {
                 let packed = kernel.pack(c.view());
                 let (mut labels, mut values) = (vec![0; n], vec![T::zero(); n]);
-                kernel.nearest(xs, &packed, &mut labels, &mut values);
+                kernel.nearest(xs, &packed, &mut labels, &mut values, xs);
                 let name = kernel.name();
                 let exact = |i: usize, j: usize| -> f64 {
                     (0..d).map(|q| (x[[i, q]].to_f64_exact() - c[[j, q]].to_f64_exact()).powi(2)).sum()
@@ -412,7 +423,7 @@ mod tests {
             let portable = Kernel { isa: Isa::Portable };
             let run = |kernel: Kernel| {
                 let (mut labels, mut values) = (vec![0; n], vec![0.0; n]);
-                kernel.nearest(x.as_slice().unwrap(), &kernel.pack(c.view()), &mut labels, &mut values);
+                kernel.nearest(x.as_slice().unwrap(), &kernel.pack(c.view()), &mut labels, &mut values, &[]);
                 (labels, values)
             };
             let (labels, values) = run(portable);
@@ -462,7 +473,7 @@ mod tests {
             let c = Array2::<f32>::zeros((40, 3));
             let packed = kernel.pack(c.view());
             let (mut labels, mut values) = (vec![9; 2], vec![1.0; 2]);
-            kernel.nearest(&[1.0, 2.0, 3.0, 0.0, 0.0, 0.0], &packed, &mut labels, &mut values);
+            kernel.nearest(&[1.0, 2.0, 3.0, 0.0, 0.0, 0.0], &packed, &mut labels, &mut values, &[]);
             assert_eq!(labels, [0, 0], "{}", kernel.name());
         }
     }

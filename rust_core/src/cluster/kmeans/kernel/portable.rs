@@ -45,14 +45,12 @@ impl<T: Real> Lanes for Array8<T> {
         std::array::from_fn(|i| if a[i] < b[i] { x[i] } else { y[i] })
     }
     #[inline(always)]
-    unsafe fn iota() -> [T; W] {
-        std::array::from_fn(|i| T::from_f64_lossy(i as f64))
+    unsafe fn min_lane(v: [T; W]) -> T {
+        v.into_iter().fold(T::infinity(), T::min)
     }
     #[inline(always)]
-    unsafe fn argmin(v: [T; W], idx: [T; W]) -> (T, T) {
-        let min = v.iter().copied().fold(T::infinity(), T::min);
-        let at = v.iter().zip(&idx).filter(|(&v, _)| v == min).map(|(_, &i)| i).fold(T::infinity(), T::min);
-        (min, at)
+    unsafe fn eq_mask(a: [T; W], b: [T; W]) -> u64 {
+        (0..W).fold(0, |mask, i| mask | u64::from(a[i] == b[i]) << i)
     }
     #[inline(always)]
     unsafe fn add_scaled_f64(acc: *mut f64, v: [T; W], w: f64) {
@@ -67,9 +65,9 @@ impl<T: Real> Lanes for Array8<T> {
     }
 }
 
-fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T]) {
+fn nearest<T: Real>(x: &[T], c: &Packed<T>, labels: &mut [u32], values: &mut [T], ahead: &[T]) {
     // SAFETY: the portable lanes need no instruction set; lengths are checked by `Kernel`.
-    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values) }
+    unsafe { lanes::nearest::<Array8<T>, 4, 2>(x, c, labels, values, ahead) }
 }
 
 fn trials<T: Real>(x: &[T], c: &Packed<T>, listed: &Listed<'_, T>, stride: usize, dists: &mut [T], pots: &mut [f64]) {
