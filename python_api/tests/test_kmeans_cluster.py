@@ -244,7 +244,9 @@ def test_a_cancel_stops_a_fit_on_the_cluster_between_iterations(cluster, tmp_pat
     """A task on a Python worker fits on the Rust workers; cancelling the task stops the fit
     at its next step and releases the shards."""
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "uniform.npy", rng.uniform(size=(100_000, 4)).astype(np.float32))
+    # Uniform rows in 16 dimensions take ~500 strict (tol=0) iterations to settle (100,000 × 4
+    # took ~150, which a fast machine ran within the half second before the cancel).
+    np.save(tmp_path / "uniform.npy", rng.uniform(size=(200_000, 16)).astype(np.float32))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     log = tmp_path / "py-worker.log"
     with log.open("w") as stderr:

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::op::ShardOp;
-use super::remote::{job_key, ShardTask, RELEASE};
+use super::remote::{job_key, reply_key, ShardTask, RELEASE};
 use super::shard::ShardState;
 use crate::queue::{Queue, Registry, TaskContext, TaskError};
 
@@ -26,6 +26,17 @@ pub const IDLE_RELEASE: Duration = Duration::from_secs(600);
 
 /// Seconds a reply kept by reference waits in Redis for its coordinator.
 const REPLY_TTL_S: u64 = 600;
+
+/// Stores a step's reply unless its task was cancelled meanwhile (atomic with the queue's
+/// cancel script, which flags a running task's record), so that a coordinator that gave up and
+/// deleted the replies it knew of never leaves one behind. Returns 1 if it stored it.
+static STORE_REPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], 'cancel') then return 0 end
+         redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+         return 1",
+    )
+});
 
 /// Extends a lease only if this holder has it (or nobody does). Returns 1 if it did.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -109,8 +120,12 @@ fn run_step(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, T
     if text.len() <= queue.config().max_envelope_bytes / 4 {
         return Ok(json!({ "inline": replies }));
     }
-    let key = job_key(queue, &task.job, &format!("reply:{}", ctx.id));
-    block_on(queue.conn.query::<()>(redis::cmd("SET").arg(&key).arg(text).arg("EX").arg(REPLY_TTL_S)))?;
+    let key = reply_key(queue, &task.job, &ctx.id);
+    let mut call = STORE_REPLY.prepare_invoke();
+    call.key(queue.keys.task(&ctx.id)).key(&key).arg(text).arg(REPLY_TTL_S);
+    if block_on(queue.conn.invoke::<i64>(&call))? == 0 {
+        return Err(TaskError::Cancelled);
+    }
     Ok(json!({ "reply": key }))
 }
 

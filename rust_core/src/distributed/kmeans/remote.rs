@@ -109,6 +109,11 @@ pub(crate) fn job_key(queue: &Queue, job: &str, what: &str) -> String {
     format!("{}:kmeans:{job}:{what}", queue.config().namespace)
 }
 
+/// Where the step task `task` of job `job` leaves a reply too large for its result.
+pub(crate) fn reply_key(queue: &Queue, job: &str, task: &str) -> String {
+    job_key(queue, job, &format!("reply:{task}"))
+}
+
 /// The notification channel of job `job`'s step tasks.
 fn channel(job: &str) -> String {
     format!("kmeans-{job}")
@@ -602,8 +607,14 @@ impl ClusterShards {
     /// Cancels the steps still in flight, tells the holders to drop the job's shards, and
     /// deletes the job's keys (shard blobs, list of parts, notifications).
     async fn release(&mut self) -> Result<(), Error> {
+        let mut replies = Vec::new();
         for id in std::mem::take(&mut self.in_flight).into_keys() {
             self.queue.cancel(&id).await?;
+            // Stored before the cancel, if at all: none can be stored after it.
+            replies.push(reply_key(&self.queue, &self.job, &id));
+        }
+        if !replies.is_empty() {
+            self.queue.conn.query::<()>(redis::cmd("DEL").arg(replies)).await?;
         }
         let mut holders: Vec<&str> = self.holders.iter().flatten().map(|h| h.consumer.as_str()).collect();
         holders.sort_unstable();
