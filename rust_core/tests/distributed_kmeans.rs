@@ -71,6 +71,22 @@ fn distributed_equals_local_for_several_seeds_and_k() {
     assert_no_job_keys(&server);
 }
 
+#[test]
+fn replies_too_large_for_a_result_go_by_reference_and_leave_no_key() {
+    let rt = runtime();
+    let (server, _workers, queue, _) = cluster(&rt, 2);
+    // Each step's partial sums (k × d values a shard, 5 shards a worker) are well over the
+    // inline limit of a task's result (a quarter of the envelope cap): they go through keys.
+    let x = blobs(4000, 160, 40, 5);
+    let km = ShardedKMeans { n_clusters: 40, random_state: 3, shard_rows: 400, ..ShardedKMeans::default() };
+    let local = km.fit(x.view(), None).unwrap();
+    let remote = km.fit_on_cluster(&queue, rt.handle(), ClusterData::Matrix(x.view()), TIMEOUT).unwrap();
+    assert_same(&remote, &local, "replies by reference");
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut server.sync()).unwrap();
+    assert!(stats.contains("cmdstat_getdel:"), "no reply went by reference: {stats}");
+    assert_no_job_keys(&server);
+}
+
 /// Waits until no key of a k-means job is left in Redis.
 fn assert_no_job_keys(server: &RedisServer) {
     let mut conn = server.sync();

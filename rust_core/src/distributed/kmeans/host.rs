@@ -32,7 +32,7 @@ const REPLY_TTL_S: u64 = 600;
 /// deleted the replies it knew of never leaves one behind. Returns 1 if it stored it.
 static STORE_REPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('HGET', KEYS[1], 'cancel') then return 0 end
+        "if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end
          redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
          return 1",
     )
