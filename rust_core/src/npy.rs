@@ -59,6 +59,12 @@ fn write_to(path: &Path, matrix: ArrayView2<'_, f32>) -> std::io::Result<()> {
     file.flush()
 }
 
+/// The float32 values of little-endian bytes, four a value: the data of a `.npy` file, and of
+/// a matrix or blob stored in Redis.
+pub fn le_f32(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// An open float32 `.npy` file: its shape, and the file positioned at its first value.
 #[derive(Debug)]
 pub struct NpyFile {
@@ -180,8 +186,8 @@ impl NpyFile {
         for values in out.chunks_mut(CHUNK_VALUES) {
             let bytes = &mut bytes[..values.len() * 4];
             self.file.read_exact(bytes).map_err(io)?;
-            for (v, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            for (v, x) in values.iter_mut().zip(le_f32(bytes)) {
+                *v = x;
             }
         }
         Ok(())

@@ -151,8 +151,8 @@ impl Stored {
     fn copy_into(self, out: &mut [f32]) -> Result<()> {
         match self {
             Stored::Bytes(bytes) => {
-                for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                for (v, x) in out.iter_mut().zip(crate::npy::le_f32(&bytes)) {
+                    *v = x;
                 }
                 Ok(())
             }

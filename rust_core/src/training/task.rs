@@ -115,7 +115,7 @@ impl TrainOutput {
         let model = queue.get_blob(&self.model).await?.ok_or_else(|| gone("centres"))?;
         let model: KMeansModel<f32> = serde_json::from_slice(&model).map_err(|e| Error::Data(e.to_string()))?;
         let raw = queue.get_blob(&self.features).await?.ok_or_else(|| gone("features"))?;
-        let values = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values = crate::npy::le_f32(&raw).collect();
         let features = Array2::from_shape_vec((self.n_samples, self.n_features), values)
             .map_err(|e| Error::Data(format!("training features: {e}")))?;
         Ok(Trained {

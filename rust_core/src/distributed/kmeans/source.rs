@@ -91,7 +91,7 @@ async fn read_rows(queue: &Queue, parts: &[MatrixRef], plan: &ShardPlan, s: usiz
                     part.at, part.rows
                 )));
             }
-            values.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            values.extend(crate::npy::le_f32(&raw));
         }
         first += part.rows;
     }
