@@ -140,17 +140,13 @@ fn write_rows(
     ctx.check_cancelled()?;
     let ttl = ttl_s.map(Duration::from_secs);
     let to_file = matches!(output, DataRef::Path(_));
-    let written = tokio::runtime::Handle::current().block_on(MatrixRef::write_expiring(queue, output, matrix, ttl));
-    let features = written.map_err(|e| {
+    let features = block_on(MatrixRef::write_expiring(queue, output, matrix, ttl)).map_err(|e| match e {
         // A folder shared by the submitter and the workers: say which worker could not write it.
-        if to_file {
-            TaskError::Failed(format!(
-                "worker {}: {e} (every worker must reach the folder at the same path)",
-                ctx.worker
-            ))
-        } else {
-            TaskError::Failed(e.to_string())
-        }
+        TaskError::Failed(why) if to_file => TaskError::Failed(format!(
+            "worker {}: {why} (every worker must reach the folder at the same path)",
+            ctx.worker
+        )),
+        e => e,
     })?;
     serde_json::to_value(FileRows { features, rows, failures }).map_err(|e| TaskError::Failed(e.to_string()))
 }
