@@ -61,13 +61,15 @@ fn shape_of(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
     }
 }
 
+/// The array's samples, if they are in C order: `as_slice` also takes Fortran order, whose
+/// samples are not in the image's order.
+fn c_order<'a, T: Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> Option<&'a [T]> {
+    array.as_slice().ok().filter(|_| array.is_c_contiguous())
+}
+
 fn view_of<'a, T: Copy + Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<ImageView<'a, T>> {
     let (h, w, c) = shape_of(array.shape())?;
-    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
-    let data = match array.as_slice() {
-        Ok(data) if array.is_c_contiguous() => data,
-        _ => return Err(PyValueError::new_err("the image array must be C-contiguous")),
-    };
+    let data = c_order(array).ok_or_else(|| PyValueError::new_err("the image array must be C-contiguous"))?;
     ImageView::new(h, w, c, data)
         .ok_or_else(|| PyValueError::new_err("the image array's size does not match its shape"))
 }
@@ -151,10 +153,9 @@ fn hog_view<'a, T: Copy + Element>(
             )))
         }
     };
-    // `as_slice` also takes Fortran order, whose samples are not in the image's order.
-    let data = match array.as_slice() {
-        Ok(data) if array.is_c_contiguous() => data,
-        _ => {
+    let data = match c_order(array) {
+        Some(data) => data,
+        None => {
             *copy = array.as_array().iter().copied().collect();
             copy
         }
