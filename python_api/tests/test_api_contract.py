@@ -7,6 +7,11 @@ body — with invalid requests refused, an undeclared method answered 405 with `
 enforced. A seeded dataset and model give the id routes real data: the document's operations are
 given those ids as examples, and generated images are, most of the time, a real PNG.
 
+Training jobs go to a real Redis work queue that no worker serves, so every job the phases create
+stays `queued` until it is cancelled: a job is cancellable whenever a sequence reaches its cancel,
+however fast training is, and the sequence then reads it back `cancelled`. The seeded model is
+trained first by the same data folder's embedded executor.
+
 schemathesis runs as its CLI (`schemathesis run`), all four phases. One check is left out:
 `positive_data_acceptance` expects every schema-valid request to succeed, which an image API
 cannot promise — a base64 string is schema-valid whether or not it holds a decodable image, and
@@ -27,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from api_server import ADMIN_KEY, READ_KEY, images_json, png, running_server, seed_model
+from redis_support import redis_server, requires_redis
 
 # Bounded so the whole module stays under about three minutes on two loaded cores.
 MAX_EXAMPLES = 15
@@ -45,8 +51,8 @@ values = ["{png}"]
 [phases.stateful]
 max-steps = {max_steps}
 
-# More sequences than examples elsewhere: a job is cancellable only while it runs, and the
-# sequences that cancel one should go on to read it.
+# More sequences than examples elsewhere, so that many go from a dataset through training to a
+# job's cancel and read.
 [phases.stateful.generation]
 max-examples = {stateful_examples}
 
@@ -59,13 +65,27 @@ algorithms = []
 [[operations]]
 include-operation-id = "get_job"
 checks.use_after_free.enabled = false
+
+# With no worker on the queue the service is not ready: `/readyz` answers its documented 503, which
+# must still conform to the document (status, content type, problem body).
+[[operations]]
+include-operation-id = "readyz"
+checks.not_a_server_error.enabled = false
 """
+
+
+pytestmark = requires_redis
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("contract") / "data") as server:
-        server.ids = seed_model(server)
+    """The service on a Redis queue with no worker (its jobs wait, `queued`), over a data folder
+    holding a model the embedded executor trained."""
+    folder = tmp_path_factory.mktemp("contract")
+    with running_server(folder / "data") as embedded:
+        ids = seed_model(embedded)
+    with redis_server(folder) as url, running_server(folder / "data", {"redis_url": f'"{url}"'}) as server:
+        server.ids = ids
         yield server
 
 
@@ -136,7 +156,10 @@ def test_every_operation_conforms_to_the_document(server, tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     report = result.stdout + result.stderr
-    assert result.returncode == 0, report[-30_000:]
+    # The service outlived every request; its own log says why if it did not, or what it did.
+    log = server.log.read_text(errors="replace")[-10_000:]
+    assert server.process.poll() is None, f"ferrocluster-api exited ({server.process.returncode}):\n{log}"
+    assert result.returncode == 0, report[-30_000:] + "\n--- service log ---\n" + log
     assert f"{operations} selected / {operations} total" in report, report[-5_000:]
     assert f"Tested: {operations}" in report, report[-5_000:]
     # The stateful phase ran sequences through the document's links, most of them followed.
