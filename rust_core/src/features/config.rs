@@ -96,6 +96,26 @@ impl FeatureConfig {
         .fold(0, usize::saturating_add)
     }
 
+    /// An upper bound of the heap one thread allocates while it extracts the features of one
+    /// f32 image at `size`, beyond the image itself and its output row (a byte image adds its
+    /// f32 copy, `height · width · 12` bytes, when an extractor other than RGB HOG is on): the
+    /// grey conversion, then the largest of what the extractors, run one after the other, take
+    /// (LBP's buffers stay while the colour histogram and the pixels run). For a valid
+    /// configuration. A service multiplies it by its threads to bound a request's memory before
+    /// it starts.
+    pub fn scratch_bytes(&self) -> u64 {
+        let [height, width] = self.size;
+        let plane = (height * width) as u64;
+        let wants_grey = self.lbp.is_some() || self.grey || self.pixels.as_ref().is_some_and(|p| p.grey);
+        let grey = if wants_grey { plane * 4 } else { 0 };
+        let channels = if self.grey { 1 } else { 3 };
+        let hog = self.hog.as_ref().map_or(0, |hog| hog.scratch_bytes(height, width, channels));
+        let lbp = self.lbp.as_ref().map_or(0, |lbp| lbp.scratch_bytes(height, width));
+        let colour = self.colour.as_ref().map_or(0, |colour| colour.len() as u64 * 8);
+        let pixels = if self.pixels.is_some() { plane * 3 * 4 } else { 0 };
+        grey + hog.max(lbp + colour.max(pixels))
+    }
+
     /// Writes the [`FeatureConfig::dim`] features of one RGB image (3 channels, values
     /// 0..=255, exactly `size`) into `out`.
     /// Builds its tables each call: for many images use [`FeatureConfig::extractor`] or

@@ -295,6 +295,22 @@ impl Hog {
             .ok_or_else(|| Error::input(format!("the HOG of a {height}×{width} image is too long to allocate")))
     }
 
+    /// An upper bound of the heap the descriptor of one `height × width` image of `channels`
+    /// channels takes on a thread: the cells and blocks in f64, the f64 descriptor of a byte
+    /// image, the square roots with `transform_sqrt`, the per-row gradients, and the orientation
+    /// table of byte images (for a valid configuration).
+    pub fn scratch_bytes(&self, height: usize, width: usize, channels: usize) -> u64 {
+        let len = self.len(height, width).unwrap_or(0) as u64;
+        let [cell_r, cell_c] = self.pixels_per_cell.map(|side| side.max(1));
+        let cells = ((height / cell_r) * (width / cell_c) * self.orientations) as u64;
+        let (plane, row) = ((height * width * channels) as u64, (width * channels) as u64);
+        let roots = if self.transform_sqrt { plane * 4 } else { 0 };
+        // Byte images take the table path only for RGB without square roots; building the
+        // table takes about four times its size.
+        let table = if channels == 3 && !self.transform_sqrt { BYTE_TABLE_LEN as u64 * 8 } else { 0 };
+        cells * 8 + len * 16 + roots + row * 64 + table
+    }
+
     /// Writes the flattened descriptor of a grey (1 channel) or RGB (3 channels) image into
     /// `out`, which must be [`Hog::len`] long. RGB uses, per pixel, the channel with the
     /// largest gradient magnitude, like scikit-image with `channel_axis=-1`. Computes exactly

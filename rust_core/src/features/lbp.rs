@@ -133,13 +133,28 @@ impl Lbp {
         let plan = LbpPlan::cached(self, image.data().len());
         let mut codes = vec![0.0; image.data().len()];
         BUFFERS.with_borrow_mut(|buffers| {
-            simd::dispatch(CodesKernel { plan: &plan, image, buffers, codes: &mut codes })
+            let outcome = simd::dispatch(CodesKernel { plan: &plan, image, buffers, codes: &mut codes });
+            buffers.trim();
+            outcome
         })?;
         Ok(codes)
     }
 
     /// Number of distinct codes: `2^P` (default, ror), `P + 2` (uniform), `P(P − 1) + 3`
     /// (nri_uniform).
+    /// An upper bound of the heap the histogram of one `height × width` grey image takes on a
+    /// thread: the image padded in f64 by the widest column shift, one interpolated f64 plane
+    /// per distinct column offset (two planes two rows taller for P = 8, R = 1), the row
+    /// buffers, the counts and the code table (for a valid configuration).
+    pub fn scratch_bytes(&self, height: usize, width: usize) -> u64 {
+        let plan = LbpPlan::new(self, 0);
+        let (h, w) = (height as u64, width as u64);
+        let pad = plan.columns.iter().map(|group| group.offset.abs().ceil() as u64).max().unwrap_or(0).clamp(1, w + 1);
+        let planes = (plan.columns.len() as u64).max(2);
+        let table = if LbpPlan::wants_table(self.points, height * width) { 4 << self.points } else { 0 };
+        (h + 2) * (w + 2 * pad) * 8 + planes * (h + 2) * w * 8 + w * 32 + self.n_bins() as u64 * 4 + table
+    }
+
     pub fn n_bins(&self) -> usize {
         let p = self.points;
         match self.method {
@@ -165,8 +180,31 @@ thread_local! {
     static LAST_PLAN: RefCell<Option<Rc<LbpPlan>>> = const { RefCell::new(None) };
     /// Per-thread buffers, so that no image allocates or zeroes them (large short-lived
     /// allocations make the allocator give pages back to the system and fault them in again on
-    /// every call). They only grow, and every value read is written first.
+    /// every call). They grow up to [`RETAINED_BYTES`] and are given back past it (a thread of a
+    /// long-running service would otherwise keep the planes of its largest image for good), and
+    /// every value read is written first.
     static BUFFERS: RefCell<Buffers> = RefCell::default();
+}
+
+/// Most bytes a buffer of [`BUFFERS`] keeps between images: the planes of a 512×512 image at
+/// P = 16 stay, those of a 4096×4096 one are freed after it.
+const RETAINED_BYTES: usize = 64 << 20;
+
+impl Buffers {
+    /// Frees the buffers past [`RETAINED_BYTES`].
+    fn trim(&mut self) {
+        fn trim<T>(buffer: &mut Vec<T>) {
+            if buffer.capacity() * size_of::<T>() > RETAINED_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+        trim(&mut self.padded);
+        trim(&mut self.horizontal);
+        trim(&mut self.zeros);
+        trim(&mut self.masks);
+        trim(&mut self.bytes);
+        trim(&mut self.counts);
+    }
 }
 
 /// The buffers of [`LbpPlan::for_each_row_of_masks`].
@@ -323,6 +361,7 @@ impl LbpPlan {
                 *o = (f64::from(count) / total) as f32;
             }
             buffers.counts = counts;
+            buffers.trim();
             outcome
         })
     }
