@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
-use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::DecodeLimits;
 use rocket::data::{ByteUnit, Limits, ToByteUnit};
 use serde::Deserialize;
 
 use crate::auth::KeyConfig;
-use crate::error::{ApiError, ApiResult, ProblemKind};
 
 /// Everything the service reads from its configuration; each field has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,9 +46,12 @@ pub struct Settings {
     pub decode_limits: DecodeLimits,
     /// Bounds on what a tar or zip upload inflates to (zip bombs, sparse tar members).
     pub archive_limits: ArchiveLimits,
-    /// Most bytes one request's images, resized, and their features may take, or one
-    /// training job's feature matrix (default 4 GiB); past it the request is refused (422)
-    /// before any work: a small body of tiny images at a large `size` could ask for far more.
+    /// Most bytes the requests and training jobs running at once may take (default 4 GiB):
+    /// each reserves what it needs at most (its images resized, their features, its answer, the
+    /// extraction's scratch per thread) before any work (see [`crate::memory`]). Work past it
+    /// alone is refused (422); work that does not fit beside what runs now gets 503 with
+    /// `Retry-After` (training jobs wait): a small body of tiny images at a large `size` could
+    /// otherwise ask for far more than the machine has.
     pub max_working_bytes: u64,
     /// Origins allowed to call the API from a browser (`["https://app.example"]`, or `["*"]`
     /// for any); none by default, so no CORS headers are sent.
@@ -155,24 +156,4 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// Refuses work on `n_images` images with `config` that would take more than `max_bytes`:
-/// their feature matrix (f32), and with `resized` the images themselves at `config.size`
-/// (RGB, f32), as `POST /v1/features` and predict hold them all at once.
-pub fn check_working_set(max_bytes: u64, n_images: usize, config: &FeatureConfig, resized: bool) -> ApiResult<()> {
-    let [height, width] = config.size.map(|side| side as u64);
-    let per_image = config.dim() as u64 + if resized { height * width * 3 } else { 0 };
-    let bytes = (n_images as u64).saturating_mul(per_image).saturating_mul(4);
-    if bytes > max_bytes {
-        let what = if resized { "resized images and their features" } else { "feature matrix" };
-        return Err(ApiError::new(
-            ProblemKind::InvalidInput,
-            format!(
-                "the {what} of {n_images} images at size {height}×{width} would take {bytes} bytes, over the \
-                 service's limit of {max_bytes} (max_working_bytes): send fewer images or ask for a smaller size"
-            ),
-        ));
-    }
-    Ok(())
 }

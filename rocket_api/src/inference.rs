@@ -21,8 +21,9 @@ use rocket::tokio::{self, time::Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::{check_working_set, Settings};
+use crate::config::Settings;
 use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::memory::{Need, WorkingMemory};
 use crate::store::models::ModelMeta;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -148,7 +149,7 @@ pub struct Predictor {
     batching: bool,
     policy: BatchPolicy,
     limits: DecodeLimits,
-    max_working_bytes: u64,
+    memory: Arc<WorkingMemory>,
     nearest: usize,
     /// The batcher's inbox, made on first use (it needs the async runtime).
     inbox: OnceLock<mpsc::UnboundedSender<Pending>>,
@@ -156,7 +157,7 @@ pub struct Predictor {
 
 impl Predictor {
     /// A predictor with the settings' batching, bounds and limits.
-    pub fn new(settings: &Settings, cache: Arc<ModelCache>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: &Settings, cache: Arc<ModelCache>, metrics: Arc<Metrics>, memory: Arc<WorkingMemory>) -> Self {
         Predictor {
             cache,
             metrics,
@@ -169,7 +170,7 @@ impl Predictor {
                 max_running: settings.max_concurrent_batches,
             },
             limits: settings.decode_limits,
-            max_working_bytes: settings.max_working_bytes,
+            memory,
             nearest: settings.nearest_examples,
             inbox: OnceLock::new(),
         }
@@ -195,7 +196,8 @@ impl Predictor {
         let cache = self.cache.clone();
         let id = model_id.to_owned();
         let model = tokio::task::spawn_blocking(move || cache.get(&id)).await.map_err(join_error)??;
-        check_working_set(self.max_working_bytes, images.len(), &model.features, true)?;
+        // Held until the answer: the batch decodes and extracts this request's images.
+        let _reservation = self.memory.reserve(Need::predict(images.len(), &model.features))?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending { model, images, reply };
         if self.batching {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod inference;
+pub mod memory;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::inference::{ModelCache, Predictor};
+use crate::memory::WorkingMemory;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::training::Jobs;
@@ -26,6 +27,8 @@ pub struct Service {
     pub predictor: Predictor,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The working memory requests and training jobs reserve.
+    pub memory: Arc<WorkingMemory>,
 }
 
 impl Service {
@@ -39,10 +42,12 @@ impl Service {
         }
         let store = Store::open(&settings.data_dir)
             .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
-        let jobs = Jobs::start(store.clone(), &settings).map_err(|e| format!("loading the job records: {e}"))?;
+        let memory = WorkingMemory::new(settings.max_working_bytes);
+        let jobs = Jobs::start(store.clone(), &settings, memory.clone())
+            .map_err(|e| format!("loading the job records: {e}"))?;
         let cache = Arc::new(ModelCache::new(store.clone()));
         let metrics = Arc::new(Metrics::default());
-        let predictor = Predictor::new(&settings, cache.clone(), metrics.clone());
-        Ok(Service { settings, keys, store, jobs, cache, predictor, metrics })
+        let predictor = Predictor::new(&settings, cache.clone(), metrics.clone(), memory.clone());
+        Ok(Service { settings, keys, store, jobs, cache, predictor, metrics, memory })
     }
 }

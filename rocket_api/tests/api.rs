@@ -5,6 +5,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ferrocluster_api::api::routes;
+use ferrocluster_api::memory::Need;
+use ferrocluster_api::service::Service;
 use ferrocluster_core::cluster::kmeans::KMeans;
 use ferrocluster_core::cluster::Clusterer;
 use ferrocluster_core::features::{BlockNorm, FeatureConfig, Hog, LbpMethod};
@@ -608,15 +610,16 @@ fn training_gives_the_cores_model_and_predict_labels_like_it() {
 #[test]
 fn work_past_max_working_bytes_is_refused_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();
+    let (dataset, _, model_id) = trained(&client_with(dir.path(), json!({})), 9, 3);
     let config: FeatureConfig = serde_json::from_value(small_features()).unwrap();
-    let [height, width] = config.size.map(|side| side as u64);
-    let per_image = (config.dim() as u64 + height * width * 3) * 4;
-    // Room for three images resized with their features, and for the feature matrix of nine.
-    let client = client_with(dir.path(), json!({"max_working_bytes": 3 * per_image}));
+    // The same data, served with room for exactly `need`.
+    let limited = |need: Need| client_with(dir.path(), json!({"max_working_bytes": need.bytes}));
     let refused = |response: LocalResponse<'_>| {
         let doc = problem(response, Status::UnprocessableEntity, "invalid-input");
         assert!(doc["detail"].as_str().unwrap().contains("max_working_bytes"), "{doc}");
     };
+
+    let client = limited(Need::features(3, &config));
     let features = |n: usize| {
         let body = json_images(&files(n), json!({"features": small_features()}));
         client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body).dispatch()
@@ -624,16 +627,58 @@ fn work_past_max_working_bytes_is_refused_before_it_starts() {
     assert_eq!(features(3).status(), Status::Ok);
     refused(features(4));
 
-    let (dataset, _, model_id) = trained(&client, 9, 3);
+    let client = limited(Need::predict(3, &config));
     let predict = |n: usize| predict_json(&client, &model_id, json_images(&files(n), json!({})));
     assert_eq!(predict(3).status(), Status::Ok);
     refused(predict(4));
-    // Raw pixels as well: nine rows of 3·32·32 more values each are past the limit.
+
+    // Training on the nine images fits; with raw pixels as well (3·32·32 more values a row) not.
+    let client = limited(Need::training(9, &config));
+    let train = |features: Value| {
+        let request = json!({"dataset_id": dataset["id"], "k": 3, "features": features});
+        client.post("/v1/models").header(admin()).header(ContentType::JSON).body(request.to_string()).dispatch()
+    };
     let mut wide = small_features();
     wide["pixels"] = json!({});
-    let request = json!({"dataset_id": dataset["id"], "k": 3, "features": wide});
-    refused(client.post("/v1/models").header(admin()).header(ContentType::JSON).body(request.to_string()).dispatch());
-    assert_eq!(json_of(client.get("/v1/jobs").header(reader()).dispatch()).as_array().unwrap().len(), 1, "no job made");
+    refused(train(wide));
+    let job = json_of(train(small_features()));
+    assert_eq!(wait_for_job(&client, job["id"].as_str().unwrap())["state"], "succeeded");
+    assert_eq!(
+        json_of(client.get("/v1/jobs").header(reader()).dispatch()).as_array().unwrap().len(),
+        2,
+        "one job made"
+    );
+}
+
+#[test]
+fn work_that_fits_only_beside_less_gets_503_and_training_waits_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let config: FeatureConfig = serde_json::from_value(small_features()).unwrap();
+    let limit = Need::features(2, &config).bytes.max(Need::training(9, &config).bytes);
+    let client = client_with(dir.path(), json!({"max_working_bytes": limit}));
+    let (dataset, _, _) = trained(&client, 9, 3);
+    let memory = client.rocket().state::<Service>().unwrap().memory.clone();
+    // Other work fills the budget, one image's features at a time.
+    let held: Vec<_> = std::iter::from_fn(|| memory.reserve(Need::features(1, &config)).ok()).collect();
+    assert!(!held.is_empty());
+    let body = json_images(&files(2), json!({"features": small_features()}));
+    let busy = client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body.clone()).dispatch();
+    assert_eq!(busy.headers().get_one("Retry-After"), Some("1"));
+    let doc = problem(busy, Status::ServiceUnavailable, "overloaded");
+    assert!(doc["detail"].as_str().unwrap().contains("max_working_bytes"), "{doc}");
+    // A training job waits, queued, rather than failing.
+    let request = json!({"dataset_id": dataset["id"], "k": 3, "features": small_features()});
+    let job = json_of(
+        client.post("/v1/models").header(admin()).header(ContentType::JSON).body(request.to_string()).dispatch(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting = json_of(client.get(format!("/v1/jobs/{}", job["id"].as_str().unwrap())).header(reader()).dispatch());
+    assert_eq!((&waiting["state"], &waiting["attempts"]), (&json!("queued"), &json!(0)), "{waiting}");
+    drop(held);
+    assert_eq!(wait_for_job(&client, job["id"].as_str().unwrap())["state"], "succeeded");
+    let answer = client.post("/v1/features").header(reader()).header(ContentType::JSON).body(body).dispatch();
+    assert_eq!(answer.status(), Status::Ok);
+    assert_eq!(memory.in_use(), 0, "every reservation is given back");
 }
 
 #[test]

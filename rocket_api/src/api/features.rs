@@ -13,9 +13,12 @@ use utoipa::ToSchema;
 
 use super::blocking;
 use crate::auth::Reader;
-use crate::config::{check_working_set, BodyLimit};
-use crate::error::responses::{BadRequest, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
+use crate::config::BodyLimit;
+use crate::error::responses::{
+    BadRequest, Overloaded, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
 use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::memory::Need;
 use crate::service::Service;
 use crate::upload::{body_kind, integral_numbers, parse_upload, read_body, InlineImage, NamedImage};
 
@@ -89,6 +92,7 @@ pub(crate) fn decode_all(
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = Unprocessable),
+        (status = 503, response = Overloaded),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -104,10 +108,11 @@ pub async fn extract(
     let body = read_body(data, limits, BodyLimit::Features).await?;
     let mut upload = parse_upload(&kind, body).await?;
     let config = feature_config(&mut upload.fields)?;
-    check_working_set(service.settings.max_working_bytes, upload.images.len(), &config, true)?;
+    let reservation = service.memory.reserve(Need::features(upload.images.len(), &config))?;
     let limits = service.settings.decode_limits;
     let images = upload.images;
     blocking(move || {
+        let _reservation = reservation;
         let decoded = decode_all(&images, Some(config.size), &limits)?;
         let views: Vec<_> = decoded.iter().map(|image| image.view()).collect();
         let extracted = extract_images(&views, &config, &|_| {})?;

@@ -9,12 +9,13 @@ use utoipa::ToSchema;
 
 use super::{blocking, checked_id, query_number};
 use crate::auth::{Admin, Reader};
-use crate::config::{check_working_set, BodyLimit};
+use crate::config::BodyLimit;
 use crate::error::responses::{
     BadRequest, Forbidden, NotFound, Overloaded, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::inference::{cluster_examples_png, Prediction};
+use crate::memory::Need;
 use crate::service::Service;
 use crate::store::jobs::Job;
 use crate::store::models::ModelMeta;
@@ -79,11 +80,11 @@ pub async fn train(
     }
     let request: TrainRequest = parse_json(&read_body(data, limits, BodyLimit::Models).await?)?;
     let id = checked_id("dataset", &request.dataset_id)?.to_owned();
-    let (store, jobs, max_bytes) = (service.store.clone(), service.jobs.clone(), service.settings.max_working_bytes);
+    let (store, jobs, memory) = (service.store.clone(), service.jobs.clone(), service.memory.clone());
     let job = blocking(move || {
         let dataset = store.dataset(&id)?.ok_or_else(|| ApiError::not_found("dataset", &id))?;
         request.validate(dataset.summary.n_images)?;
-        check_working_set(max_bytes, dataset.summary.n_images, &request.features, false)?;
+        memory.check(Need::training(dataset.summary.n_images, &request.features))?;
         Ok(jobs.submit(request)?)
     })
     .await?;

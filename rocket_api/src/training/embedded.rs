@@ -8,6 +8,7 @@ use ferrocluster_core::training::{train, Observer, Stage, TrainError, Trained};
 use ferrocluster_core::CancelToken;
 
 use super::Jobs;
+use crate::memory::Need;
 use crate::store::jobs::{JobProgress, JobState};
 use crate::store::now_ms;
 
@@ -46,22 +47,16 @@ fn work(jobs: &Weak<Jobs>, receiver: &Mutex<Receiver<String>>) {
     }
 }
 
-/// Runs job `id` to its end, unless it is already finished.
+/// Runs job `id` to its end, unless it is already finished. It stays `queued` until the
+/// service's working memory has room for it (or it is cancelled meanwhile).
 fn run(jobs: &Jobs, id: &str) {
     let (request, cancel) = {
-        let mut table = jobs.lock();
-        let Some(entry) = table.get_mut(id) else { return };
+        let table = jobs.lock();
+        let Some(entry) = table.get(id) else { return };
         if entry.job.state.is_final() {
             return;
         }
-        let job = &mut entry.job;
-        job.state = JobState::Running;
-        job.attempts += 1;
-        job.started_at_ms = Some(now_ms());
-        job.timings_ms.clear();
-        job.progress = JobProgress::default();
-        let _ = jobs.store.save_job(job);
-        (job.request.clone(), entry.cancel.clone())
+        (entry.job.request.clone(), entry.cancel.clone())
     };
     let outcome = (|| -> Result<Trained, TrainError> {
         let dataset = jobs
@@ -70,6 +65,25 @@ fn run(jobs: &Jobs, id: &str) {
             .map_err(|e| TrainError::Failed(format!("reading the dataset: {e}")))?
             .ok_or_else(|| TrainError::Failed(format!("dataset `{}` was deleted", request.dataset_id)))?;
         let paths = jobs.store.dataset_files(&dataset);
+        let need = Need::training(paths.len(), &request.features);
+        jobs.memory.check(need).map_err(|e| TrainError::Failed(e.detail))?;
+        let Some(_reservation) = jobs.memory.reserve_waiting(need, || cancel.is_cancelled()) else {
+            return Err(TrainError::Cancelled);
+        };
+        {
+            let mut table = jobs.lock();
+            let Some(entry) = table.get_mut(id) else { return Err(TrainError::Cancelled) };
+            if entry.job.state.is_final() {
+                return Err(TrainError::Cancelled);
+            }
+            let job = &mut entry.job;
+            job.state = JobState::Running;
+            job.attempts += 1;
+            job.started_at_ms = Some(now_ms());
+            job.timings_ms.clear();
+            job.progress = JobProgress::default();
+            let _ = jobs.store.save_job(job);
+        }
         train(&paths, &request, &jobs.limits, &JobObserver { jobs, id, cancel: &cancel })
     })();
     jobs.finish(id, outcome);

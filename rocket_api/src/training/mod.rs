@@ -24,6 +24,7 @@ use ferrocluster_core::CancelToken;
 
 pub use self::queued::QueueHealth;
 use crate::config::Settings;
+use crate::memory::WorkingMemory;
 use crate::store::jobs::{Job, JobProgress, JobState};
 use crate::store::models::{ModelFiles, ModelMeta};
 use crate::store::{new_id, now_ms, JobId, ModelId, Store};
@@ -56,6 +57,8 @@ enum Executor {
 pub struct Jobs {
     store: Store,
     limits: DecodeLimits,
+    /// The service's working memory, which a job run here reserves before it starts.
+    memory: Arc<WorkingMemory>,
     table: Mutex<HashMap<String, Entry>>,
     executor: Executor,
 }
@@ -70,7 +73,7 @@ impl Jobs {
     /// Loads the job records, starts the executor `settings` name (the queue with a
     /// `redis_url`, else `training_workers` threads) and hands it every job a restart left
     /// unfinished.
-    pub fn start(store: Store, settings: &Settings) -> std::io::Result<Arc<Jobs>> {
+    pub fn start(store: Store, settings: &Settings, memory: Arc<WorkingMemory>) -> std::io::Result<Arc<Jobs>> {
         let table = store
             .jobs()?
             .into_iter()
@@ -80,7 +83,7 @@ impl Jobs {
             None => Executor::Embedded(embedded::Embedded::new()),
             Some(url) => Executor::Queued(Box::new(queued::Queued::new(url, settings))),
         };
-        let jobs = Arc::new(Jobs { store, limits: settings.decode_limits, table: Mutex::new(table), executor });
+        let jobs = Arc::new(Jobs { store, limits: settings.decode_limits, memory, table: Mutex::new(table), executor });
         match &jobs.executor {
             Executor::Embedded(embedded) => embedded.start(&jobs, settings.training_workers)?,
             Executor::Queued(queued) => queued.start(&jobs)?,
