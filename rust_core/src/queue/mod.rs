@@ -54,3 +54,6 @@ pub use keys::inbox;
 pub use listener::{Finished, Listener, Outcome};
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};
+
+/// For other modules' scripts run in pipelines.
+pub(crate) use connection::eval_cmd;

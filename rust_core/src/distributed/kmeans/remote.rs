@@ -114,6 +114,11 @@ pub(crate) fn reply_key(queue: &Queue, job: &str, task: &str) -> String {
     job_key(queue, job, &format!("reply:{task}"))
 }
 
+/// Where a worker stages the reply at `reply_key` before publishing it (renaming it there).
+pub(crate) fn staged_reply_key(reply_key: &str) -> String {
+    format!("{reply_key}:staged")
+}
+
 /// The notification channel of job `job`'s step tasks.
 fn channel(job: &str) -> String {
     format!("kmeans-{job}")
@@ -610,8 +615,11 @@ impl ClusterShards {
         let mut replies = Vec::new();
         for id in std::mem::take(&mut self.in_flight).into_keys() {
             self.queue.cancel(&id).await?;
-            // Stored before the cancel, if at all: none can be stored after it.
-            replies.push(reply_key(&self.queue, &self.job, &id));
+            // Published before the cancel, if at all: none can be published after it. A copy
+            // staged by a worker that died before publishing it goes too.
+            let reply = reply_key(&self.queue, &self.job, &id);
+            replies.push(staged_reply_key(&reply));
+            replies.push(reply);
         }
         if !replies.is_empty() {
             self.queue.conn.query::<()>(redis::cmd("DEL").arg(replies)).await?;
