@@ -16,7 +16,7 @@ use ferrocluster_core::distributed::kmeans::{ClusterData, ClusterFit, ShardedKMe
 use ferrocluster_core::distributed::{KeptKeys, DATA_TTL};
 use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::DecodeLimits;
-use ferrocluster_core::queue::{DataRef, Listener, Queue, TaskSpec, TaskState, TaskStatus};
+use ferrocluster_core::queue::{DataRef, FileRange, Listener, Queue, TaskSpec, TaskState, TaskStatus};
 use ndarray::Array2;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -213,7 +213,8 @@ struct Job {
     /// The notification channel of its tasks.
     channel: String,
     ids: Vec<String>,
-    /// The matrix key of each task (none when they go to the shared folder).
+    /// The job's keys in Redis: the listing of its files and each task's matrix (none when
+    /// they go to the shared folder).
     keys: Vec<String>,
     /// The index of each task's first file, and how many files it has.
     spans: Vec<(usize, usize)>,
@@ -234,6 +235,16 @@ impl Job {
             .map(|p| std::path::absolute(p).map_err(|e| ferrocluster_core::Error::io(p, e)))
             .collect::<Result<_, _>>()?;
         let mut job = Job { channel: name.to_owned(), ..Job::default() };
+        // The paths go once, in a listing that each task names a range of.
+        let listing = match folder {
+            Some(folder) => DataRef::Path(folder.listing()),
+            None => {
+                let key = format!("{}:data:{name}:files", args.namespace);
+                job.keys.push(key.clone());
+                DataRef::Key(key)
+            }
+        };
+        FileRange::write_listing(queue, &listing, &absolute, Some(DATA_TTL)).await?;
         let mut specs = Vec::new();
         for (i, files) in absolute.chunks(args.chunk as usize).enumerate() {
             let (output, ttl_s) = match folder {
@@ -244,8 +255,10 @@ impl Job {
                     (DataRef::Key(key), Some(DATA_TTL.as_secs()))
                 }
             };
+            let start = i * args.chunk as usize;
             let payload = ExtractJob {
-                paths: files.to_vec(),
+                paths: Vec::new(),
+                files: Some(FileRange { listing: listing.clone(), total: absolute.len(), start, count: files.len() }),
                 config: config.clone(),
                 limits: DecodeLimits::default(),
                 output,
@@ -258,7 +271,7 @@ impl Job {
                 notify: Some(job.channel.clone()),
                 ..TaskSpec::new(&args.queue, "extract", payload)
             });
-            job.spans.push((i * args.chunk as usize, files.len()));
+            job.spans.push((start, files.len()));
         }
         job.ids = queue.enqueue_many(&specs).await?.into_iter().map(|(id, _)| id).collect();
         Ok(job)
