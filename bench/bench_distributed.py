@@ -7,7 +7,7 @@ the project targets: >= 1.8x from 1 to 2 workers, 2 workers within 10% of 2 thre
 16-core machine >= 75% parallel efficiency at 14 workers.
 
     python bench/bench_distributed.py [--workers 1,2] [--repeat 3] [--quick] [--part features|kmeans]
-        [--images 40000] [--size 32] [--chunk 256] [--clusters 16] [--shard-rows 2500] [--transfer files|redis]
+        [--images 40000] [--size 32] [--chunk N] [--clusters 16] [--shard-rows 2500] [--transfer files|redis]
         [--n ROWS --d 64 --k 32 --iter 30]
 
 Part `features` runs `ferrocluster cluster` on synthetic images, in process with --threads T
@@ -71,7 +71,9 @@ def bench_features(url: str, tmp: Path, args: argparse.Namespace) -> None:
     for count in args.workers:
         namespace = f"bench-features-{count}"
         with Workers(url, namespace, count) as pool:
-            remote = ["--redis", url, "--namespace", namespace, "--distributed-fit", "always", "--chunk", str(args.chunk)]
+            remote = ["--redis", url, "--namespace", namespace, "--distributed-fit", "always"]
+            if args.chunk:
+                remote += ["--chunk", str(args.chunk)]
             if args.transfer == "files":
                 shared = tmp / "shared"
                 shared.mkdir(exist_ok=True)
@@ -80,7 +82,8 @@ def bench_features(url: str, tmp: Path, args: argparse.Namespace) -> None:
     reference = inertia[("threads", min(args.workers))]
     for key, value in inertia.items():
         assert abs(value - reference) <= 1e-6 * reference, f"the fit of {key} differs: inertia {value} vs {reference}"
-    print_scaling(f"features: HOG of {args.images:,} synthetic {args.size}x{args.size} images, tasks of {args.chunk}, "
+    chunk = args.chunk or "the default (8 per worker, at most 1024)"
+    print_scaling(f"features: HOG of {args.images:,} synthetic {args.size}x{args.size} images, tasks of {chunk}, "
                   f"rows through {'a shared folder' if args.transfer == 'files' else 'Redis'} "
                   f"(CPU: the whole command, fit included) ({load_line()})", features["threads"], features["workers"])
     print_scaling(f"k-means|| fit of those features, k={args.clusters}, shards of {args.shard_rows:,} rows "
@@ -93,7 +96,8 @@ def main() -> None:
     parser.add_argument("--part", choices=["features", "kmeans"], help="only this part")
     parser.add_argument("--images", type=int, help="features part: images (40,000; --quick 4,000)")
     parser.add_argument("--size", type=int, default=32, help="features part: side of the images")
-    parser.add_argument("--chunk", type=int, default=256, help="features part: images per extract task")
+    parser.add_argument("--chunk", type=int,
+                        help="features part: images per extract task (default: the command's, from the workers)")
     parser.add_argument("--clusters", type=int, default=16, help="features part: k of the fit")
     parser.add_argument("--shard-rows", type=int, default=2500, help="features part: rows per shard of the fit")
     parser.add_argument("--transfer", choices=["files", "redis"], default="files",

@@ -229,9 +229,11 @@ fn ctrl_c_during_a_fit_on_the_workers_stops_it_and_cleans_up() {
         assert!(Instant::now() < deadline, "the fit did not start");
         std::thread::sleep(Duration::from_millis(5));
     };
-    // What the run keeps in Redis expires should it be killed.
+    // What the run keeps in Redis expires should it be killed: its 10 matrices and the
+    // listing of its files.
     let data: Vec<String> = redis::cmd("KEYS").arg("fc:data:*").query(&mut conn).unwrap();
-    assert_eq!(data.len(), 10);
+    assert_eq!(data.len(), 11, "{data:?}");
+    assert!(data.iter().any(|key| key.ends_with(":files")), "{data:?}");
     for key in data.iter().chain([&manifest]) {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
         assert!(ttl > 0, "{key} has no TTL ({ttl})");

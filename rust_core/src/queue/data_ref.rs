@@ -20,6 +20,42 @@ pub enum DataRef {
 }
 
 impl DataRef {
+    /// Stores `bytes` here: at a key (expiring after `ttl` if given, set with the value so no
+    /// crash leaves it without one), or in a file (which does not expire).
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the file cannot be written; Redis errors.
+    pub async fn write_bytes(&self, queue: &Queue, bytes: &[u8], ttl: Option<Duration>) -> Result<()> {
+        match self {
+            DataRef::Key(key) => {
+                let mut set = redis::cmd("SET");
+                set.arg(key).arg(bytes);
+                if let Some(ttl) = ttl {
+                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
+                }
+                queue.conn.query(&set).await
+            }
+            DataRef::Path(path) => {
+                std::fs::write(path, bytes).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+            }
+        }
+    }
+
+    /// The bytes stored here; `None` when there is no such key or file.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the file cannot be read; Redis errors.
+    pub async fn read_bytes(&self, queue: &Queue) -> Result<Option<Vec<u8>>> {
+        match self {
+            DataRef::Key(key) => queue.conn.query(redis::cmd("GET").arg(key)).await,
+            DataRef::Path(path) => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::Data(format!("{}: {e}", path.display()))),
+            },
+        }
+    }
+
     /// Deletes the data (nothing to do when it is already gone).
     ///
     /// # Errors
@@ -71,14 +107,9 @@ impl MatrixRef {
         ttl: Option<Duration>,
     ) -> Result<Self> {
         match &at {
-            DataRef::Key(key) => {
+            DataRef::Key(_) => {
                 let bytes: Vec<u8> = matrix.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let mut set = redis::cmd("SET");
-                set.arg(key).arg(bytes);
-                if let Some(ttl) = ttl {
-                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
-                }
-                queue.conn.query::<()>(&set).await?
+                at.write_bytes(queue, &bytes, ttl).await?
             }
             DataRef::Path(path) => {
                 crate::npy::write_f32(path, matrix.view()).map_err(|e| Error::Data(e.to_string()))?
@@ -120,7 +151,7 @@ impl MatrixRef {
     async fn open(&self, queue: &Queue) -> Result<Stored> {
         match &self.at {
             DataRef::Key(key) => {
-                let bytes: Option<Vec<u8>> = queue.conn.query(redis::cmd("GET").arg(key)).await?;
+                let bytes = self.at.read_bytes(queue).await?;
                 let bytes = bytes.ok_or_else(|| Error::Data(format!("no Redis key `{key}`")))?;
                 let expected = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(4));
                 if expected != Some(bytes.len()) {

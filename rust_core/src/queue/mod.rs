@@ -37,6 +37,7 @@ mod consumer;
 mod data_ref;
 mod envelope;
 mod error;
+mod file_range;
 mod keys;
 mod listener;
 mod scripts;
@@ -50,7 +51,11 @@ pub use consumer::{Consumer, Delivery, Lease, Transition};
 pub use data_ref::{DataRef, MatrixRef};
 pub use envelope::{Envelope, Priority, TaskSpec, ENVELOPE_VERSION};
 pub use error::{Error, Result};
+pub use file_range::FileRange;
 pub use keys::inbox;
 pub use listener::{Finished, Listener, Outcome};
 pub use status::{DeadLetter, QueueStats, Stats, TaskState, TaskStatus, WorkerInfo};
 pub use worker::{Handler, Registry, TaskContext, TaskError, Worker, WorkerConfig};
+
+/// For other modules' scripts run in pipelines.
+pub(crate) use connection::eval_cmd;

@@ -7,7 +7,7 @@ use ferrocluster_core::cluster::kmeans::KMeansModel;
 use ferrocluster_core::features::FeatureConfig;
 use ferrocluster_core::image::{load_batch, DecodeLimits};
 use ferrocluster_core::pipeline::extract_files;
-use ferrocluster_core::queue::{DataRef, MatrixRef, Queue, Registry, TaskContext, TaskError};
+use ferrocluster_core::queue::{DataRef, FileRange, MatrixRef, Queue, Registry, TaskContext, TaskError};
 use ferrocluster_core::training::task::{pack_progress, TrainOutput, TrainTask};
 use ferrocluster_core::training::{self, Observer, Stage, TrainError};
 use ferrocluster_core::CancelToken;
@@ -58,8 +58,12 @@ fn sleep(ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractJob {
-    /// The image files.
+    /// The image files (or `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathBuf>,
+    /// Instead of `paths`: a range of a listing of the whole job's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileRange>,
     /// The features.
     #[serde(default)]
     pub config: FeatureConfig,
@@ -87,13 +91,18 @@ pub struct FileRows {
     pub failures: Vec<(usize, String)>,
 }
 
-/// `extract {paths, config, limits?, output}`: features of image files, written to `output`
-/// as a float32 matrix.
+/// `extract {paths | files, config, limits?, output}`: features of image files, written to
+/// `output` as a float32 matrix.
 fn extract(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, TaskError> {
     let job: ExtractJob = parse(payload)?;
     ctx.check_cancelled()?;
-    let total = job.paths.len() as u64;
-    let extracted = extract_files(&job.paths, &job.config, &job.limits, &|done| ctx.progress(done as u64, total))
+    let paths = match (job.files, job.paths.is_empty()) {
+        (None, _) => job.paths,
+        (Some(range), true) => block_on(range.paths(queue))?,
+        (Some(_), false) => return Err(TaskError::Invalid("give `paths` or `files`, not both".to_owned())),
+    };
+    let total = paths.len() as u64;
+    let extracted = extract_files(&paths, &job.config, &job.limits, &|done| ctx.progress(done as u64, total))
         .map_err(|e| TaskError::Invalid(e.to_string()))?;
     let failures = extracted.failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
     write_rows(queue, ctx, (job.output, job.ttl_s), &extracted.features, extracted.rows, failures)

@@ -38,6 +38,11 @@ impl RunFolder {
         Ok(folder)
     }
 
+    /// Where the listing of the run's files goes.
+    pub fn listing(&self) -> PathBuf {
+        self.path.join("files.list")
+    }
+
     /// Where the matrix of task `i` goes.
     pub fn file(&self, i: usize) -> PathBuf {
         self.path.join(format!("{i}.npy"))

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::op::ShardOp;
-use super::remote::{job_key, reply_key, ShardTask, RELEASE};
+use super::remote::{job_key, reply_key, staged_reply_key, ShardTask, RELEASE};
 use super::shard::ShardState;
-use crate::queue::{Queue, Registry, TaskContext, TaskError};
+use crate::queue::{eval_cmd, Queue, Registry, TaskContext, TaskError};
 
 /// A shard that saw no step for this long is dropped (its coordinator is gone).
 pub const IDLE_RELEASE: Duration = Duration::from_secs(600);
@@ -27,13 +27,20 @@ pub const IDLE_RELEASE: Duration = Duration::from_secs(600);
 /// Seconds a reply kept by reference waits in Redis for its coordinator.
 const REPLY_TTL_S: u64 = 600;
 
-/// Stores a step's reply unless its task was cancelled meanwhile (atomic with the queue's
-/// cancel script, which flags a running task's record), so that a coordinator that gave up and
-/// deleted the replies it knew of never leaves one behind. Returns 1 if it stored it.
-static STORE_REPLY: LazyLock<Script> = LazyLock::new(|| {
+/// Replies up to this size travel in the task's result. The result passes through the
+/// FINISH script, and Redis copies a script's arguments into Lua and back (about 1.5 µs a
+/// KiB: 0.65 ms for a 440 KiB reply); past this, a plain SET (no copy) and a rename cost less.
+const INLINE_REPLY_MAX: usize = 16 * 1024;
+
+/// Publishes a step's reply, staged beforehand by a plain SET at KEYS[2], under its key
+/// KEYS[3], unless its task was cancelled meanwhile (atomic with the queue's cancel script,
+/// which flags a running task's record): then the staged copy is deleted, so that a
+/// coordinator that gave up and deleted the replies it knew of never leaves one behind.
+/// RENAME moves the value without copying it, TTL included. Returns 1 if it published it.
+static PUBLISH_REPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end
-         redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+        "if redis.call('HGET', KEYS[1], 'cancel') == '1' then redis.call('DEL', KEYS[2]) return 0 end
+         redis.call('RENAME', KEYS[2], KEYS[3])
          return 1",
     )
 });
@@ -117,13 +124,17 @@ fn run_step(queue: &Queue, ctx: &TaskContext, payload: Value) -> Result<Value, T
     let text = replies.to_string();
     // Small replies travel in the result (no extra round trips); large ones (k × d partial
     // sums) by reference, as no envelope cap applies to a key.
-    if text.len() <= queue.config().max_envelope_bytes / 4 {
+    if text.len() <= INLINE_REPLY_MAX.min(queue.config().max_envelope_bytes / 4) {
         return Ok(json!({ "inline": replies }));
     }
     let key = reply_key(queue, &task.job, &ctx.id);
-    let mut call = STORE_REPLY.prepare_invoke();
-    call.key(queue.keys.task(&ctx.id)).key(&key).arg(text).arg(REPLY_TTL_S);
-    if block_on(queue.conn.invoke::<i64>(&call))? == 0 {
+    let staged = staged_reply_key(&key);
+    // One round trip: the value staged (retried whole after a lost connection: both steps
+    // are idempotent), then published.
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(&staged).arg(text).arg("EX").arg(REPLY_TTL_S).ignore();
+    pipe.add_command(eval_cmd(&PUBLISH_REPLY, &[queue.keys.task(&ctx.id), staged, key.clone()]));
+    if block_on(queue.conn.invoke_all::<i64>(&PUBLISH_REPLY, &pipe))? != [1] {
         return Err(TaskError::Cancelled);
     }
     Ok(json!({ "reply": key }))

@@ -28,7 +28,7 @@ use crate::cluster::kmeans::KMeansModel;
 use crate::cluster::{validate_data, Progress};
 use crate::distributed::{KeptKeys, DATA_TTL};
 use crate::npy::NpyFile;
-use crate::queue::{inbox, DataRef, Listener, MatrixRef, Priority, Queue, TaskSpec, TaskState, TaskStatus};
+use crate::queue::{inbox, DataRef, Finished, Listener, MatrixRef, Outcome, Priority, Queue, TaskSpec, TaskState};
 
 /// What can go wrong in a fit on a cluster.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,11 @@ pub(crate) fn job_key(queue: &Queue, job: &str, what: &str) -> String {
 /// Where the step task `task` of job `job` leaves a reply too large for its result.
 pub(crate) fn reply_key(queue: &Queue, job: &str, task: &str) -> String {
     job_key(queue, job, &format!("reply:{task}"))
+}
+
+/// Where a worker stages the reply at `reply_key` before publishing it (renaming it there).
+pub(crate) fn staged_reply_key(reply_key: &str) -> String {
+    format!("{reply_key}:staged")
 }
 
 /// The notification channel of job `job`'s step tasks.
@@ -390,49 +395,47 @@ impl ClusterShards {
             let tick = self.checked + check_every;
             if now >= tick {
                 self.refresh_live().await?;
-                let ids: Vec<String> = self.in_flight.keys().cloned().collect();
-                self.settle(&ids, wire, &mut replies, true).await?;
+                let all = self.in_flight.keys().map(|id| Finished { id: id.clone(), outcome: None }).collect();
+                self.settle(all, wire, &mut replies, true).await?;
                 continue;
             }
             let wait = (tick - now).min(self.deadline - now);
             let mut stop = self.stop.clone();
             let finished = tokio::select! {
-                ids = self.listener.next(self.in_flight.len(), wait) => ids?,
+                finished = self.listener.next_finished(self.in_flight.len(), wait) => finished?,
                 () = stopped(stop.as_mut()) => return Err(Error::Interrupted),
             };
-            // Ids of tasks given up earlier (a lost holder's) may still arrive: skipped.
-            let ids: Vec<String> = finished.into_iter().filter(|id| self.in_flight.contains_key(id)).collect();
-            if !ids.is_empty() {
-                self.settle(&ids, wire, &mut replies, false).await?;
+            // Tasks given up earlier (a lost holder's) may still be heard of: skipped.
+            let finished: Vec<Finished> = finished.into_iter().filter(|f| self.in_flight.contains_key(&f.id)).collect();
+            if !finished.is_empty() {
+                self.settle(finished, wire, &mut replies, false).await?;
             }
         }
         Ok(replies.into_iter().map(|r| r.expect("every shard answered")).collect())
     }
 
-    /// Looks at the tasks `ids`: takes the replies of those that succeeded, sends again
+    /// Looks at the tasks `finished`: takes the replies of those that succeeded, sends again
     /// those that were cancelled, dead-lettered or (with `check_holders`) whose holder is lost.
     async fn settle(
         &mut self,
-        ids: &[String],
+        finished: Vec<Finished>,
         wire: &ShardOp<MatrixRef>,
         replies: &mut [Option<ShardReply>],
         check_holders: bool,
     ) -> Result<(), Error> {
-        let statuses = self.queue.statuses(ids).await?;
         let mut succeeded = Vec::new();
-        for (id, status) in ids.iter().zip(statuses) {
-            let state = status.as_ref().map(|s| s.state);
-            match state {
-                Some(TaskState::Succeeded) => succeeded.push((id.clone(), status.expect("a record"))),
+        for (id, outcome) in self.outcomes(finished).await? {
+            match outcome.as_ref().map(|o| o.state) {
+                Some(TaskState::Succeeded) => succeeded.push((id, outcome.expect("an outcome"))),
                 Some(TaskState::Failed) => {
-                    let shard = self.in_flight[id].shards[0].1;
-                    return Err(failure(shard, status.and_then(|s| s.error).unwrap_or_default()));
+                    let shard = self.in_flight[&id].shards[0].1;
+                    return Err(failure(shard, outcome.and_then(|o| o.error).unwrap_or_default()));
                 }
-                Some(TaskState::Cancelled | TaskState::Dead) | None => self.reassign(id, wire).await?,
+                Some(TaskState::Cancelled | TaskState::Dead) | None => self.reassign(&id, wire).await?,
                 _ => {
-                    if check_holders && self.lost(&self.in_flight[id]).await? {
-                        self.queue.cancel(id).await?;
-                        self.reassign(id, wire).await?;
+                    if check_holders && self.lost(&self.in_flight[&id]).await? {
+                        self.queue.cancel(&id).await?;
+                        self.reassign(&id, wire).await?;
                     }
                 }
             }
@@ -447,6 +450,24 @@ impl ClusterShards {
             }
         }
         Ok(())
+    }
+
+    /// The state, result and error of each task: as its notification carried them (a small
+    /// outcome, such as a reply by reference, travels with it), else read from its record (one
+    /// round trip for all those); `None` for a task without a record.
+    async fn outcomes(&self, finished: Vec<Finished>) -> Result<Vec<(String, Option<Outcome>)>, Error> {
+        let unheard: Vec<String> = finished.iter().filter(|f| f.outcome.is_none()).map(|f| f.id.clone()).collect();
+        let mut read = self.queue.statuses(&unheard).await?.into_iter();
+        Ok(finished
+            .into_iter()
+            .map(|f| {
+                let outcome = f.outcome.or_else(|| {
+                    let status = read.next().flatten()?;
+                    Some(Outcome { state: status.state, result: status.result, error: status.error })
+                });
+                (f.id, outcome)
+            })
+            .collect())
     }
 
     /// Consumer names of the live workers that run shard steps, as of now.
@@ -559,12 +580,12 @@ impl ClusterShards {
 
     /// The replies of the tasks that succeeded, one per shard of each: in their result when
     /// small, else under the key it names (read and deleted in one round trip).
-    async fn take_replies(&self, succeeded: &[(String, TaskStatus)]) -> Result<Vec<(String, Vec<ShardReply>)>, Error> {
+    async fn take_replies(&self, succeeded: &[(String, Outcome)]) -> Result<Vec<(String, Vec<ShardReply>)>, Error> {
         let mut replies = Vec::with_capacity(succeeded.len());
         let mut by_key = Vec::new();
         let mut pipe = redis::pipe();
-        for (id, status) in succeeded {
-            let result = status.result.as_ref();
+        for (id, outcome) in succeeded {
+            let result = outcome.result.as_ref();
             if let Some(inline) = result.and_then(|r| r.get("inline")) {
                 let answers = serde_json::from_value(inline.clone()).map_err(|e| e.to_string());
                 replies.push((id.clone(), self.answers(id, answers)?));
@@ -610,8 +631,11 @@ impl ClusterShards {
         let mut replies = Vec::new();
         for id in std::mem::take(&mut self.in_flight).into_keys() {
             self.queue.cancel(&id).await?;
-            // Stored before the cancel, if at all: none can be stored after it.
-            replies.push(reply_key(&self.queue, &self.job, &id));
+            // Published before the cancel, if at all: none can be published after it. A copy
+            // staged by a worker that died before publishing it goes too.
+            let reply = reply_key(&self.queue, &self.job, &id);
+            replies.push(staged_reply_key(&reply));
+            replies.push(reply);
         }
         if !replies.is_empty() {
             self.queue.conn.query::<()>(redis::cmd("DEL").arg(replies)).await?;
