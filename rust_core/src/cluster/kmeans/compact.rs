@@ -67,7 +67,9 @@ impl Compact {
             .map(|(&l, &h)| if h > l && (h - l).is_finite() { (h - l) / 255.0 } else { 1.0 })
             .collect();
         let lo: Vec<f64> = lo.into_iter().map(|l| if l.is_finite() { l } else { 0.0 }).collect();
-        let inv: Vec<f64> = step.iter().map(|s| 1.0 / s).collect();
+        // The codes are computed in f32 (any code is valid: the bounds are of the code stored).
+        let lo32: Vec<f32> = lo.iter().map(|&l| l as f32).collect();
+        let inv: Vec<f32> = step.iter().map(|s| (1.0 / s) as f32).collect();
         // Padding (columns past d, rows past n) holds the code 128: no weight, no spread.
         let mut codes = vec![128u8; padded * groups * 4];
         let (mut norms, mut err, mut spread) = (vec![0.0; padded], vec![0.0; padded], vec![0.0; padded]);
@@ -83,9 +85,8 @@ impl Compact {
                     let len = BLOCK_ROWS.min(n - b * BLOCK_ROWS);
                     let rows = data.block(kernel, b * BLOCK_ROWS, len, buf);
                     for (i, row) in rows.chunks_exact(d).enumerate() {
-                        for (((a, &v), &l), &inv) in row_codes.iter_mut().zip(row).zip(&lo).zip(&inv) {
-                            // Saturating: any code is valid, the bounds are of the code stored.
-                            *a = ((v.to_f64_exact() - l) * inv + 0.5) as u8;
+                        for (((a, &v), &l), &inv) in row_codes.iter_mut().zip(row).zip(&lo32).zip(&inv) {
+                            *a = ((v.to_f64_exact() as f32 - l) * inv + 0.5).clamp(0.0, 255.0) as u8;
                         }
                         let block = &mut codes[i / SCREEN_ROWS * SCREEN_ROWS * groups * 4..];
                         for (g, group) in row_codes.chunks_exact(4).enumerate() {
