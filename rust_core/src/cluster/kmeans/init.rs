@@ -20,7 +20,7 @@ const SUB_ROWS: usize = 48;
 /// Rows per parallel chunk of a k-means++ step (and per chunk potential that sampling walks):
 /// whole blocks of the 8-bit copy.
 const CHUNK_ROWS: usize = 4032;
-const _: () = assert!(CHUNK_ROWS % SCREEN_ROWS == 0);
+const _: () = assert!(CHUNK_ROWS.is_multiple_of(SCREEN_ROWS));
 /// A point is skipped when every candidate is at least `2·√(1 + SKIP_MARGIN)` times as far from
 /// its current centre as the point is: its distance then cannot drop, with a margin that
 /// dwarfs rounding, so skipping changes nothing but the time taken.
