@@ -45,8 +45,9 @@ pub(super) struct Compact {
 }
 
 impl Compact {
-    /// Makes the copy: one read of the data.
-    pub(super) fn new<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Self {
+    /// Makes the copy: one read of the data, which also gives the squared norms of the rows as
+    /// [`row_norms`](super::init::row_norms) computes them (returned with the copy).
+    pub(super) fn new<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> (Self, Vec<T>) {
         let (n, d) = (data.n(), data.d);
         let groups = d.div_ceil(4);
         let padded = n.div_ceil(SCREEN_ROWS) * SCREEN_ROWS;
@@ -80,15 +81,17 @@ impl Compact {
         // Padding (columns past d, rows past n) holds the code 128: no weight, no spread.
         let mut codes = vec![128u8; padded * groups * 4];
         let (mut norms, mut err, mut spread) = (vec![0.0; padded], vec![0.0; padded], vec![0.0; padded]);
+        let mut row_norms = vec![T::zero(); n];
         codes
             .par_chunks_mut(BLOCK_ROWS * groups * 4)
             .zip(norms.par_chunks_mut(BLOCK_ROWS))
             .zip(err.par_chunks_mut(BLOCK_ROWS))
             .zip(spread.par_chunks_mut(BLOCK_ROWS))
+            .zip(row_norms.par_chunks_mut(BLOCK_ROWS))
             .enumerate()
             .for_each_init(
-                || (vec![T::zero(); BLOCK_ROWS * d], vec![128u8; groups * 4]),
-                |(buf, row_codes), (b, (((codes, norms), err), spread))| {
+                || (vec![T::zero(); BLOCK_ROWS * d], vec![128u8; groups * 4], vec![T::zero(); d]),
+                |(buf, row_codes, zeros), (b, ((((codes, norms), err), spread), row_norms))| {
                     let len = BLOCK_ROWS.min(n - b * BLOCK_ROWS);
                     let rows = data.block(kernel, b * BLOCK_ROWS, len, buf);
                     for (i, row) in rows.chunks_exact(d).enumerate() {
@@ -105,12 +108,13 @@ impl Compact {
                         let low = ((norm / sums).sqrt() - slip).max(0.0);
                         norms[i] = (low * low * (1.0 - 1e-6)) as f32;
                         spread[i] = ((sq_spread * sums).sqrt() * (1.0 + 1e-6)) as f32;
+                        row_norms[i] = kernel.sq_dist(row, zeros);
                     }
                 },
             );
         let (lo, step) = (lo.into_iter().map(f64::from).collect(), step.into_iter().map(f64::from).collect());
         let spread_max = 128.0 * ((groups * 4) as f64).sqrt();
-        Compact { groups, codes, lo, step, spread_max, norms, err, spread }
+        (Compact { groups, codes, lo, step, spread_max, norms, err, spread }, row_norms)
     }
 
     /// The codes of the `blocks` blocks from row `start` (a multiple of [`SCREEN_ROWS`]).
@@ -208,6 +212,7 @@ mod tests {
     use rand_pcg::Pcg64Mcg;
 
     use super::*;
+    use crate::cluster::kmeans::init;
     use crate::cluster::kmeans::lloyd::Data;
 
     /// The stored bounds hold for every row, on stored and shifted data with a constant column.
@@ -220,7 +225,8 @@ mod tests {
         for kernel in Kernel::available() {
             let stored = Data::new(x.view(), None);
             for data in [DataView::from(&stored), DataView::shifted(Data::new(x.view(), None), &shift)] {
-                let compact = Compact::new(kernel, &data);
+                let (compact, row_norms) = Compact::new(kernel, &data);
+                assert_eq!(row_norms, init::row_norms(kernel, &data), "{}", kernel.name());
                 let mut worst = 0.0f64;
                 for i in 0..n {
                     let back = compact.read_back(i, d);
@@ -257,7 +263,7 @@ mod tests {
             let tau: Vec<f64> = (0..n).map(|i| exact(i, i % count) * (0.5 + 1.5 * (i % 5) as f64 / 4.0)).collect();
             let mut masks = Vec::new();
             for kernel in Kernel::available() {
-                let compact = Compact::new(kernel, &data);
+                let compact = Compact::new(kernel, &data).0;
                 let probe = compact.probe(candidates.view());
                 let blocks = n.div_ceil(SCREEN_ROWS);
                 let bias: Vec<f32> = (0..blocks * SCREEN_ROWS)

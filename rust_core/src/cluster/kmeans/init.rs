@@ -125,8 +125,15 @@ fn plusplus_with<T: Real>(
     if k == 1 {
         return Ok(chosen);
     }
-    let mut state = Nearest::new(kernel, &data, trials);
-    let compact = use_compact.then(|| Compact::new(kernel, &data));
+    // One read of X serves the copy and the row norms.
+    let (compact, norms) = match use_compact {
+        true => {
+            let (compact, norms) = Compact::new(kernel, &data);
+            (Some(compact), norms)
+        }
+        false => (None, row_norms(kernel, &data)),
+    };
+    let mut state = Nearest::new(kernel, &data, trials, norms);
     let mut centres = rows_of(data, &chosen);
     // The first centre is a pass's only candidate, applied to every row (no row has a centre
     // to compare with yet, so the copy cannot exclude any).
@@ -148,7 +155,7 @@ fn plusplus_with<T: Real>(
 }
 
 /// `‖x_i‖²` of every row (as the data reads it), by the kernel's `sq_dist` to zero.
-fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
+pub(super) fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
     let d = data.d;
     let mut norms = vec![T::zero(); data.n()];
     norms.par_chunks_mut(SUB_ROWS).enumerate().for_each_init(
@@ -194,13 +201,14 @@ struct Buffers<T> {
 }
 
 impl<T: Real> Nearest<T> {
-    fn new(kernel: Kernel, data: &DataView<'_, T>, trials: usize) -> Self {
+    /// The state before the first pass, given the squared norms of the rows (see [`row_norms`]).
+    fn new(kernel: Kernel, data: &DataView<'_, T>, trials: usize, norms: Vec<T>) -> Self {
         let (n, d) = (data.n(), data.d);
         let stride = kernel.trials_stride::<T>(trials);
         let chunks = n.div_ceil(CHUNK_ROWS);
         let threads = rayon::current_num_threads();
         Nearest {
-            norms: row_norms(kernel, data),
+            norms,
             closest: vec![T::infinity(); n],
             owner: vec![u32::MAX; n],
             listed: vec![0; n],
