@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 
-use super::compact::Compact;
-use super::kernel::{Kernel, Listed, Packed};
+use super::compact::{Compact, MARGIN};
+use super::kernel::{Kernel, Listed, Packed, Probe, SCREEN_ROWS};
 use super::lloyd::{Data, DataView};
 use super::rows_of;
 use crate::cluster::validate_data;
@@ -17,17 +17,14 @@ use crate::{CancelToken, Error, Real, Result};
 /// Listed rows per kernel call in a k-means++ step: a multiple of every micro-kernel height.
 /// Small, so that the rows the gather prefetches arrive while the kernel computes a block.
 const SUB_ROWS: usize = 48;
-/// Rows per parallel chunk of a k-means++ step (and per chunk potential that sampling walks).
+/// Rows per parallel chunk of a k-means++ step (and per chunk potential that sampling walks):
+/// whole blocks of the 8-bit copy.
 const CHUNK_ROWS: usize = 4032;
+const _: () = assert!(CHUNK_ROWS.is_multiple_of(SCREEN_ROWS));
 /// A point is skipped when every candidate is at least `2·√(1 + SKIP_MARGIN)` times as far from
 /// its current centre as the point is: its distance then cannot drop, with a margin that
 /// dwarfs rounding, so skipping changes nothing but the time taken.
 const SKIP_MARGIN: f64 = 1e-3;
-/// Whether the fit's k-means++ keeps an 8-bit copy of the data ([`Compact`]) to find the rows no
-/// candidate can bring closer without reading them. Off: on 64-column f32 blobs it reads a third
-/// as many full rows, but reading the copy back costs more CPU time than the rows it saves
-/// (docs/kmeans.md); [`plusplus_with`] takes either way, and the tests check both.
-const USE_COMPACT: bool = false;
 
 /// Picks `n_clusters` rows of `x` as initial centres by greedy k-means++: each new centre is
 /// the best (lowest resulting weighted inertia) of `n_local_trials` rows sampled with
@@ -108,7 +105,9 @@ pub(crate) fn plusplus<'a, T: Real>(
     rng: &mut Pcg64Mcg,
     cancel: &CancelToken,
 ) -> Result<Vec<usize>> {
-    plusplus_with(kernel, data.into(), k, trials, rng, cancel, USE_COMPACT)
+    // The 8-bit copy pays where its screen runs on vector integer dot products (docs/kmeans.md);
+    // `plusplus_with` takes either way, and the tests check both.
+    plusplus_with(kernel, data.into(), k, trials, rng, cancel, kernel.screens_fast())
 }
 
 /// [`plusplus`], with or without the 8-bit copy of the data (the same rows either way).
@@ -126,8 +125,15 @@ fn plusplus_with<T: Real>(
     if k == 1 {
         return Ok(chosen);
     }
-    let mut state = Nearest::new(kernel, &data, trials);
-    let compact = use_compact.then(|| Compact::new(kernel, &data));
+    // One read of X serves the copy and the row norms.
+    let (compact, norms) = match use_compact {
+        true => {
+            let (compact, norms) = Compact::new(kernel, &data);
+            (Some(compact), norms)
+        }
+        false => (None, row_norms(kernel, &data)),
+    };
+    let mut state = Nearest::new(kernel, &data, trials, norms);
     let mut centres = rows_of(data, &chosen);
     // The first centre is a pass's only candidate, applied to every row (no row has a centre
     // to compare with yet, so the copy cannot exclude any).
@@ -149,7 +155,7 @@ fn plusplus_with<T: Real>(
 }
 
 /// `‖x_i‖²` of every row (as the data reads it), by the kernel's `sq_dist` to zero.
-fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
+pub(super) fn row_norms<T: Real>(kernel: Kernel, data: &DataView<'_, T>) -> Vec<T> {
     let d = data.d;
     let mut norms = vec![T::zero(); data.n()];
     norms.par_chunks_mut(SUB_ROWS).enumerate().for_each_init(
@@ -186,22 +192,23 @@ struct Nearest<T> {
 
 /// The buffers of one thread in a pass.
 struct Buffers<T> {
-    /// Gathered (or read back) rows.
+    /// Gathered rows.
     rows: Vec<T>,
-    /// The distances of read-back rows to the candidates.
-    approx: Vec<T>,
-    /// The potentials the kernel adds from read-back rows (not used).
-    pots: Vec<f64>,
+    /// Per row of a chunk: the bias of the screen.
+    bias: Vec<f32>,
+    /// Per block of a chunk: the rows the screen keeps.
+    keep: Vec<u16>,
 }
 
 impl<T: Real> Nearest<T> {
-    fn new(kernel: Kernel, data: &DataView<'_, T>, trials: usize) -> Self {
+    /// The state before the first pass, given the squared norms of the rows (see [`row_norms`]).
+    fn new(kernel: Kernel, data: &DataView<'_, T>, trials: usize, norms: Vec<T>) -> Self {
         let (n, d) = (data.n(), data.d);
         let stride = kernel.trials_stride::<T>(trials);
         let chunks = n.div_ceil(CHUNK_ROWS);
         let threads = rayon::current_num_threads();
         Nearest {
-            norms: row_norms(kernel, data),
+            norms,
             closest: vec![T::infinity(); n],
             owner: vec![u32::MAX; n],
             listed: vec![0; n],
@@ -215,8 +222,8 @@ impl<T: Real> Nearest<T> {
                 .map(|_| {
                     Mutex::new(Buffers {
                         rows: vec![T::zero(); SUB_ROWS * d],
-                        approx: vec![T::zero(); SUB_ROWS * stride],
-                        pots: vec![0.0; stride],
+                        bias: vec![0.0; CHUNK_ROWS],
+                        keep: vec![0; CHUNK_ROWS / SCREEN_ROWS],
                     })
                 })
                 .collect(),
@@ -273,15 +280,13 @@ fn closer<T: Real>(closest: T, d: T) -> T {
 struct Step<'a, T> {
     kernel: Kernel,
     data: DataView<'a, T>,
-    /// The 8-bit copy of the data, if the fit keeps one.
-    compact: Option<&'a Compact<T>>,
+    /// The 8-bit copy of the data, if the fit keeps one, and the candidates for its screen.
+    screen: Option<(&'a Compact, Probe)>,
     packed: Packed<T>,
-    /// The number of candidates.
-    count: usize,
     /// The largest squared norm of a candidate.
-    cand_norm: f64,
+    cand_norm: f32,
     /// The relative rounding of the kernel's distances, with a wide margin: `16 (d + 8) ε`.
-    rounding: f64,
+    rounding: f32,
     /// Per chosen centre: the smallest squared distance to a candidate.
     bound: Vec<T>,
     /// `4 (1 + SKIP_MARGIN)` as `T`.
@@ -305,7 +310,7 @@ impl<'a, T: Real> Step<'a, T> {
     fn new(
         kernel: Kernel,
         data: DataView<'a, T>,
-        compact: Option<&'a Compact<T>>,
+        compact: Option<&'a Compact>,
         chosen: ArrayView2<'_, T>,
         candidates: ArrayView2<'_, T>,
     ) -> Self {
@@ -323,11 +328,10 @@ impl<'a, T: Real> Step<'a, T> {
         Step {
             kernel,
             data,
-            compact,
+            screen: compact.map(|c| (c, c.probe(candidates))),
             packed: kernel.pack_trials(candidates),
-            count: rows.len(),
-            cand_norm,
-            rounding: 16.0 * (data.d as f64 + 8.0) * T::epsilon().to_f64_exact(),
+            cand_norm: cand_norm as f32,
+            rounding: (16.0 * (data.d as f64 + 8.0) * T::epsilon().to_f64_exact()) as f32,
             bound,
             skip_factor: T::from_f64_lossy(4.0 * (1.0 + SKIP_MARGIN)),
         }
@@ -381,20 +385,10 @@ impl<'a, T: Real> Step<'a, T> {
             }
         }
         let weights = self.data.w.map(|w| &w[chunk.start..chunk.start + chunk.norms.len()]);
-        let (mut skipped, mut len) = (0.0, 0);
-        for r in 0..chunk.norms.len() {
-            let keep = !self.skip(chunk.closest[r], chunk.owner[r]);
-            // Branch-free compaction: which rows are kept is as random as the data's order.
-            chunk.listed[len] = r as u32;
-            len += usize::from(keep);
-            let weighted = weights.map_or(1.0, |w| w[r].to_f64_exact()) * chunk.closest[r].to_f64_exact();
-            skipped += if keep { 0.0 } else { weighted };
-        }
-        if let Some(compact) = self.compact {
-            let (kept, weight) = self.exclude(compact, buffers, chunk, len, stride);
-            len = kept;
-            skipped += weight;
-        }
+        let (len, skipped) = match &self.screen {
+            Some((compact, probe)) => self.screened(compact, probe, buffers, chunk, weights),
+            None => self.unscreened(chunk, weights),
+        };
         *chunk.listed_len = len;
         chunk.pots.fill(0.0);
         let listed = &chunk.listed[..len];
@@ -409,52 +403,75 @@ impl<'a, T: Real> Step<'a, T> {
         chunk.pots.iter_mut().for_each(|p| *p += skipped);
     }
 
-    /// Removes from the first `len` listed rows of a chunk those that the 8-bit copy shows no
-    /// candidate can bring closer; returns how many rows remain listed and the weighted
-    /// distance of those removed.
+    /// Lists the rows of a chunk that the triangle test keeps; returns how many and the weighted
+    /// distance of the others.
+    fn unscreened(&self, chunk: &mut Chunk<'_, T>, weights: Option<&[T]>) -> (usize, f64) {
+        let (mut skipped, mut len) = (0.0, 0);
+        for r in 0..chunk.norms.len() {
+            let keep = !self.skip(chunk.closest[r], chunk.owner[r]);
+            // Branch-free compaction: which rows are kept is as random as the data's order.
+            chunk.listed[len] = r as u32;
+            len += usize::from(keep);
+            let weighted = weights.map_or(1.0, |w| w[r].to_f64_exact()) * chunk.closest[r].to_f64_exact();
+            skipped += if keep { 0.0 } else { weighted };
+        }
+        (len, skipped)
+    }
+
+    /// Lists the rows of a chunk that the 8-bit copy cannot show that no candidate brings
+    /// closer, before any of X is read; returns how many and the weighted distance of the others.
     ///
-    /// The kernel gives `a_t ≈ ‖x̂ − c_t‖²` from the row read back; `‖x − c_t‖ ≥ ‖x̂ − c_t‖ − e`
-    /// with `e` the row's bound of `‖x − x̂‖`. A row is removed when, for every candidate,
-    /// `a_t` minus its rounding is at least `(e + √(closest (1 + SKIP_MARGIN) + r))²`, `r`
-    /// being the rounding of the distance the full row would give: that distance then cannot
-    /// fall below `closest`.
-    fn exclude(
+    /// A row's distance to a candidate cannot fall below `closest` when `‖x − t‖² ≥ τ =
+    /// closest (1 + SKIP_MARGIN) + r`, `r` bounding the kernel's rounding; since `‖x − t‖ ≥
+    /// ‖x̂ − t‖ − e`, it is enough that `‖x̂ − t‖² ≥ (e + √τ)²`, which the screen tests from the
+    /// copy with the bias `‖x̂‖² − (e + √τ)²` (less margins for its `f32` rounding). The
+    /// triangle test is left out: the rows it skips are far from every candidate, which the
+    /// screen shows too, and without its look-up the per-row work is arithmetic that vectorises.
+    fn screened(
         &self,
-        compact: &Compact<T>,
+        compact: &Compact,
+        probe: &Probe,
         buffers: &mut Buffers<T>,
         chunk: &mut Chunk<'_, T>,
-        len: usize,
-        stride: usize,
+        weights: Option<&[T]>,
     ) -> (usize, f64) {
-        let (d, start, n) = (self.data.d, chunk.start, chunk.norms.len());
-        let (norms, err) = (&compact.norms[start..start + n], &compact.err[start..start + n]);
-        let weights = self.data.w.map(|w| &w[start..start + n]);
-        let (mut kept, mut removed) = (0, 0.0);
-        let mut rows = [0u32; SUB_ROWS];
-        for from in (0..len).step_by(SUB_ROWS) {
-            let block = &mut rows[..SUB_ROWS.min(len - from)];
-            block.copy_from_slice(&chunk.listed[from..from + block.len()]);
-            let x = &mut buffers.rows[..block.len() * d];
-            compact.decode(start, block, x);
-            let approx = &mut buffers.approx[..block.len() * stride];
-            let listed = Listed { rows: block, norms, closest: chunk.closest, weights: None };
-            self.kernel.trials(x, &self.packed, &listed, stride, approx, &mut buffers.pots);
-            for (&r, approx) in block.iter().zip(approx.chunks_exact(stride)) {
-                let i = r as usize;
-                let closest = chunk.closest[i].to_f64_exact();
-                let full = self.rounding * (chunk.norms[i].to_f64_exact() + self.cand_norm);
-                let read_back = self.rounding * (norms[i].to_f64_exact() + self.cand_norm);
-                let reach = err[i] + (closest * (1.0 + SKIP_MARGIN) + full).sqrt();
-                let nearest = approx[..self.count].iter().fold(f64::INFINITY, |m, a| m.min(a.to_f64_exact()));
-                let keep = nearest - read_back < reach * reach;
-                // Branch-free compaction, as in `chunk`.
-                chunk.listed[kept] = r;
-                kept += usize::from(keep);
-                let weighted = weights.map_or(1.0, |w| w[i].to_f64_exact()) * closest;
-                removed += if keep { 0.0 } else { weighted };
+        let (start, n) = (chunk.start, chunk.norms.len());
+        let blocks = n.div_ceil(SCREEN_ROWS);
+        let rows = start..start + blocks * SCREEN_ROWS;
+        let bias = &mut buffers.bias[..blocks * SCREEN_ROWS];
+        let (widen, cand) = ((1.0 + SKIP_MARGIN) as f32, self.rounding * self.cand_norm);
+        let per_row =
+            chunk.closest.iter().zip(chunk.norms).zip(&compact.err[rows.clone()]).zip(&compact.norms[rows.clone()]);
+        for (bias, (((&closest, &norm), &err), &norm_back)) in bias.iter_mut().zip(per_row) {
+            let tau = closest.to_f64_exact() as f32 * widen + (self.rounding * norm.to_f64_exact() as f32 + cand);
+            let reach = err + tau.sqrt();
+            *bias = norm_back * (1.0 - MARGIN) - reach * reach * (1.0 + MARGIN);
+        }
+        bias[n..].fill(f32::INFINITY);
+        let keep = &mut buffers.keep[..blocks];
+        self.kernel.screen(compact.codes(start, blocks), probe, bias, &compact.spread[rows], keep);
+        let weighted = |r: usize| weights.map_or(1.0, |w| w[r].to_f64_exact()) * chunk.closest[r].to_f64_exact();
+        // The weighted distance of every row, a sum per lane of a block so that the additions do
+        // not wait on each other, less that of the rows kept.
+        let mut all = [0.0; SCREEN_ROWS];
+        for b in (0..n).step_by(SCREEN_ROWS) {
+            for (l, sum) in all.iter_mut().enumerate().take(n - b) {
+                *sum += weighted(b + l);
             }
         }
-        (kept, removed)
+        let (mut kept, mut len) = (0.0, 0);
+        for (b, &keep) in keep.iter().enumerate() {
+            // Few rows are kept: walk their bits (padding rows past n are never kept).
+            let mut bits = keep & (u32::MAX >> (32 - SCREEN_ROWS.min(n - b * SCREEN_ROWS))) as u16;
+            while bits != 0 {
+                let r = b * SCREEN_ROWS + bits.trailing_zeros() as usize;
+                chunk.listed[len] = r as u32;
+                len += 1;
+                kept += weighted(r);
+                bits &= bits - 1;
+            }
+        }
+        (len, all.iter().sum::<f64>() - kept)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::lanes::{routines, Lanes};
+use super::{Probe, SCREEN_ROWS};
 
 /// 16 × f32 in a zmm register.
 pub(super) struct F32x16;
@@ -122,3 +123,73 @@ impl Lanes for F64x8 {
 
 routines!(F32, F32x16, super::avx2::F32x8, f32, 6, 12, 12, 4, "avx512f,avx512vl,avx2,fma");
 routines!(F64, F64x8, super::avx2::F64x4, f64, 6, 12, 12, 4, "avx512f,avx512vl,avx2,fma");
+
+/// See [`super::Kernel::screen`]: per block, the candidates in groups of up to 8, each with its
+/// 16 integer dot products (a row per lane) in one zmm, 4 codes a lane per `vpdpbusd`.
+///
+/// # Safety
+/// The CPU has AVX-512F and VNNI; the lengths were checked by [`super::Kernel::screen`].
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(super) unsafe fn screen(codes: &[u8], probe: &Probe, bias: &[f32], spread: &[f32], keep: &mut [u16]) {
+    let block_len = probe.groups * 4 * SCREEN_ROWS;
+    for (b, keep) in keep.iter_mut().enumerate() {
+        let block = codes.as_ptr().add(b * block_len);
+        // The blocks stream from memory: ask for the one after next meanwhile.
+        let ahead = codes.as_ptr().wrapping_add((b + 2) * block_len);
+        for line in (0..block_len).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+        }
+        let bias = _mm512_loadu_ps(bias.as_ptr().add(b * SCREEN_ROWS));
+        let spread = _mm512_loadu_ps(spread.as_ptr().add(b * SCREEN_ROWS));
+        let mut excluded: u16 = u16::MAX;
+        for t0 in (0..probe.count).step_by(8) {
+            let args = (block, probe, t0, bias, spread);
+            excluded &= match probe.count - t0 {
+                1 => screen_block::<1>(args),
+                2 => screen_block::<2>(args),
+                3 => screen_block::<3>(args),
+                4 => screen_block::<4>(args),
+                5 => screen_block::<5>(args),
+                6 => screen_block::<6>(args),
+                7 => screen_block::<7>(args),
+                _ => screen_block::<8>(args),
+            };
+        }
+        *keep = !excluded;
+    }
+}
+
+/// The rows of one block that candidates `t0..t0 + NC` all exclude (a bit per row).
+///
+/// # Safety
+/// As [`screen`]: `block` holds `probe.groups` groups of 64 codes, `t0 + NC ≤ probe.count`.
+#[inline(always)]
+unsafe fn screen_block<const NC: usize>(
+    (block, probe, t0, bias, spread): (*const u8, &Probe, usize, __m512, __m512),
+) -> u16 {
+    // Two sums per candidate (even and odd groups): twice the independent chains, so that the
+    // latency of `vpdpbusd` hides behind its throughput.
+    let mut acc = [[_mm512_setzero_si512(); 2]; NC];
+    let (weights, groups) = (probe.weights.as_ptr().add(t0), probe.groups);
+    let group = |g: usize| _mm512_loadu_si512(block.add(g * 4 * SCREEN_ROWS).cast());
+    for g in (0..groups).step_by(2) {
+        let (even, w) = (group(g), weights.add(g * probe.count));
+        // An odd count leaves the last group without a partner.
+        let (odd, w_odd) = if g + 1 < groups { (group(g + 1), w.add(probe.count)) } else { (even, w) };
+        for (t, acc) in acc.iter_mut().enumerate() {
+            acc[0] = _mm512_dpbusd_epi32(acc[0], even, _mm512_set1_epi32(*w.add(t)));
+            if g + 1 < groups {
+                acc[1] = _mm512_dpbusd_epi32(acc[1], odd, _mm512_set1_epi32(*w_odd.add(t)));
+            }
+        }
+    }
+    let mut excluded = u16::MAX;
+    for (t, acc) in acc.iter().enumerate() {
+        let (t, acc) = (t0 + t, _mm512_add_epi32(acc[0], acc[1]));
+        let base = _mm512_add_ps(bias, _mm512_set1_ps(*probe.offset.get_unchecked(t)));
+        let base = _mm512_fmadd_ps(_mm512_set1_ps(*probe.slack.get_unchecked(t)), spread, base);
+        let val = _mm512_fmadd_ps(_mm512_set1_ps(*probe.scale.get_unchecked(t)), _mm512_cvtepi32_ps(acc), base);
+        excluded &= _mm512_cmp_ps_mask::<_CMP_GE_OQ>(val, _mm512_setzero_ps());
+    }
+    excluded
+}

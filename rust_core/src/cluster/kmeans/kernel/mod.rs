@@ -228,6 +228,37 @@ impl Kernel {
         unsafe { (self.routines::<T>().accumulate)(x, w, labels, sums, weights) }
     }
 
+    /// The screen of k-means++ over blocks of an 8-bit copy of the rows: bit `l` of `keep[b]` is
+    /// set unless, for every candidate `t` of `probe`, row `l` of block `b` gives
+    /// `bias + offset_t + scale_t · dot_t + slack_t · spread ≥ 0` (`dot_t`: the exact integer dot
+    /// product of the row's codes with the candidate's weights). A comparison with NaN keeps
+    /// the row. `codes` holds the blocks ([`SCREEN_ROWS`] rows, `probe.groups` groups of 4
+    /// codes each, laid out group by group, row by row), `bias` and `spread` a value per row.
+    pub(crate) fn screen(self, codes: &[u8], probe: &Probe, bias: &[f32], spread: &[f32], keep: &mut [u16]) {
+        let blocks = keep.len();
+        assert!(codes.len() == blocks * probe.groups * 4 * SCREEN_ROWS);
+        assert!(bias.len() == blocks * SCREEN_ROWS && spread.len() == bias.len());
+        assert!(probe.weights.len() == probe.groups * probe.count && probe.offset.len() == probe.count);
+        assert!(probe.scale.len() == probe.count && probe.slack.len() == probe.count);
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && std::is_x86_feature_detected!("avx512vnni") {
+            // SAFETY: AVX-512F was detected when `self` was made and VNNI just now; the lengths
+            // were checked above.
+            return unsafe { avx512::screen(codes, probe, bias, spread, keep) };
+        }
+        portable::screen(codes, probe, bias, spread, keep);
+    }
+
+    /// Whether [`Kernel::screen`] runs on vector integer dot products (else it is plain code,
+    /// slower than reading the rows it would spare).
+    pub(crate) fn screens_fast(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            return std::is_x86_feature_detected!("avx512vnni");
+        }
+        false
+    }
+
     /// `‖a − b‖²` (accumulated in `T`).
     pub(crate) fn sq_dist<T: Real>(self, a: &[T], b: &[T]) -> T {
         assert_eq!(a.len(), b.len());
@@ -247,6 +278,24 @@ pub(crate) struct Listed<'a, T> {
     pub(crate) closest: &'a [T],
     /// Per row: weight (1 if `None`).
     pub(crate) weights: Option<&'a [T]>,
+}
+
+/// Rows per block of the 8-bit copy that [`Kernel::screen`] reads: one i32 lane each in a zmm.
+pub(crate) const SCREEN_ROWS: usize = 16;
+
+/// The candidates of a k-means++ step as [`Kernel::screen`] reads them.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    /// Number of candidates.
+    pub(crate) count: usize,
+    /// Groups of 4 columns of the codes.
+    pub(crate) groups: usize,
+    /// Per group, per candidate: its 4 signed 8-bit weights for those columns, in one i32.
+    pub(crate) weights: Vec<i32>,
+    /// Per candidate: the terms of the screen's test (see [`Kernel::screen`]).
+    pub(crate) offset: Vec<f32>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) slack: Vec<f32>,
 }
 
 /// Which rows of a matrix [`Kernel::gather`] copies.

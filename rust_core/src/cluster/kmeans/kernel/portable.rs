@@ -2,7 +2,7 @@
 //! which the compiler vectorises as far as the baseline target allows.
 
 use super::lanes::{self, Lanes};
-use super::{Listed, Packed, Routines, Rows, TrialsVariant};
+use super::{Listed, Packed, Probe, Routines, Rows, TrialsVariant, SCREEN_ROWS};
 use crate::Real;
 
 /// 8 values of `T` in an array.
@@ -94,4 +94,26 @@ fn sq_dist<T: Real>(a: &[T], b: &[T]) -> T {
 pub(super) fn routines<T: Real>() -> Routines<T> {
     let variant = TrialsVariant { lanes: W, panel: 2 * W, run: trials };
     Routines { lanes: W, panel: 2 * W, nearest, trials: [variant; 2], gather, accumulate, sq_dist }
+}
+
+/// See [`super::Kernel::screen`] (lengths checked there).
+pub(super) fn screen(codes: &[u8], probe: &Probe, bias: &[f32], spread: &[f32], keep: &mut [u16]) {
+    let (count, groups) = (probe.count, probe.groups);
+    for ((keep, block), b) in keep.iter_mut().zip(codes.chunks_exact(groups * 4 * SCREEN_ROWS)).zip(0..) {
+        *keep = 0;
+        for l in 0..SCREEN_ROWS {
+            let row = b * SCREEN_ROWS + l;
+            let excluded = (0..count).all(|t| {
+                let dot: i32 = (0..groups)
+                    .map(|g| {
+                        let w = probe.weights[g * count + t].to_le_bytes();
+                        let a = &block[(g * SCREEN_ROWS + l) * 4..][..4];
+                        (0..4).map(|j| i32::from(a[j]) * i32::from(w[j] as i8)).sum::<i32>()
+                    })
+                    .sum();
+                bias[row] + probe.offset[t] + probe.scale[t] * dot as f32 + probe.slack[t] * spread[row] >= 0.0
+            });
+            *keep |= u16::from(!excluded) << l;
+        }
+    }
 }
