@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferrocluster_core::queue::{
-    CancelOutcome, Consumer, Delivery, Error, Lease, Priority, Queue, QueueConfig, TaskSpec, TaskState, Transition,
+    CancelOutcome, Consumer, DataRef, Delivery, Error, FileRange, Lease, Priority, Queue, QueueConfig, TaskSpec,
+    TaskState, Transition,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -400,4 +401,27 @@ async fn a_read_failing_after_kept_entries_were_taken_still_starts_them() {
     assert!(dead.len() == 1 && dead[0].reason.contains("WRONGTYPE"), "{dead:?}");
     assert_eq!(q.stats().await.unwrap().queues[0].pending, 2, "d and f are held, nothing else");
     assert!(c.fetch(3, NO_WAIT).await.unwrap().is_empty(), "nothing is left over");
+}
+
+#[tokio::test]
+async fn file_ranges_read_their_paths_and_refuse_a_missing_short_or_overrun_listing() {
+    let server = RedisServer::start();
+    let q = connect(&server, fast_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = (0..10).map(|i| dir.path().join(format!("img {i}.png"))).collect();
+    for at in [DataRef::Key("test:listing".to_owned()), DataRef::Path(dir.path().join("files.list"))] {
+        FileRange::write_listing(&q, &at, &paths, Some(Duration::from_secs(60))).await.unwrap();
+        let range = |start, count| FileRange { listing: at.clone(), total: paths.len(), start, count };
+        assert_eq!(range(3, 4).paths(&q).await.unwrap(), paths[3..7]);
+        assert_eq!(range(10, 0).paths(&q).await.unwrap(), Vec::<std::path::PathBuf>::new());
+        let past = range(8, 3).paths(&q).await.unwrap_err();
+        assert!(matches!(&past, Error::Data(m) if m.contains("8..11")), "{past}");
+        let wrong_total = FileRange { total: 11, ..range(0, 1) }.paths(&q).await.unwrap_err();
+        assert!(matches!(&wrong_total, Error::Data(m) if m.contains("10 paths, not the 11")), "{wrong_total}");
+    }
+    // A listing never written (its job over, its key expired): a clear error, not an empty range.
+    for gone in [DataRef::Key("test:listing:gone".to_owned()), DataRef::Path(dir.path().join("gone.list"))] {
+        let error = FileRange { listing: gone, total: 1, start: 0, count: 1 }.paths(&q).await.unwrap_err();
+        assert!(matches!(&error, Error::Data(_)), "{error}");
+    }
 }
