@@ -35,7 +35,7 @@ pub(crate) use init::{default_trials, plusplus, random, total_weight};
 pub(crate) use kernel::Kernel;
 pub(crate) use lloyd::{assign, average, inertia, label_sq_dists, move_point, pass, Data, DataView, Then};
 
-use super::{validate_data, Clusterer, Fitted, Progress};
+use super::{first_non_finite_row, non_finite, validate_data, validate_shape, Clusterer, Fitted, Progress};
 use crate::{CancelToken, Error, Real, Result};
 
 /// How the initial centres are chosen.
@@ -168,11 +168,17 @@ fn same_clustering(a: &[u32], b: &[u32], k: usize) -> bool {
 }
 
 /// The column mean of `x` (summed in f64, rounded to `T`) and the mean of the column variances
-/// of `x − mean` as the fit sees it; two reads of X, no copy.
-fn centre<T: Real>(x: &[T], d: usize) -> (Vec<T>, f64) {
+/// of `x − mean` as the fit sees it; two reads of X, no copy. The first read also checks the
+/// values: NaN and infinities carry into its sums, so only a chunk whose sums are not finite
+/// is searched for the row to name.
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] naming the first row that holds NaN or an infinity.
+fn centre<T: Real>(x: &[T], d: usize) -> Result<(Vec<T>, f64)> {
     let n = x.len() / d;
     // Slices of whole rows, zipped lane by lane, so that the loops vectorise.
-    let chunk = lloyd::chunk_rows::<f64>(n, d) * d;
+    let rows_per_chunk = lloyd::chunk_rows::<f64>(n, d);
+    let chunk = rows_per_chunk * d;
     let sums: Vec<Vec<f64>> = x
         .par_chunks(chunk)
         .map(|rows| {
@@ -183,6 +189,13 @@ fn centre<T: Real>(x: &[T], d: usize) -> (Vec<T>, f64) {
             s
         })
         .collect();
+    // A chunk of finite f64 values can still sum past f64's range: then no row is named.
+    let named = sums.iter().zip(x.chunks(chunk)).enumerate().filter(|(_, (s, _))| s.iter().any(|v| !v.is_finite()));
+    if let Some(row) =
+        named.filter_map(|(ci, (_, rows))| Some(ci * rows_per_chunk + first_non_finite_row(rows, d)?)).next()
+    {
+        return Err(non_finite(row));
+    }
     let mean: Vec<T> = (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
     let moments: Vec<(Vec<f64>, Vec<f64>)> = x
         .par_chunks(chunk)
@@ -205,7 +218,7 @@ fn centre<T: Real>(x: &[T], d: usize) -> (Vec<T>, f64) {
         })
         .sum::<f64>()
         / d as f64;
-    (mean, var)
+    Ok((mean, var))
 }
 
 impl<T: Real> Clusterer<T> for KMeans {
@@ -220,7 +233,8 @@ impl<T: Real> Clusterer<T> for KMeans {
         cancel: &CancelToken,
     ) -> Result<KMeansModel<T>> {
         self.validate()?;
-        validate_data(x, sample_weight, self.n_clusters)?;
+        // The values are checked by the first read of X, in `centre`.
+        validate_shape(x, sample_weight, self.n_clusters)?;
         let (k, d) = (self.n_clusters, x.ncols());
         let given = match &self.init {
             KMeansInit::Centres(c) => Some(given_centres::<T>(c, d)?),
@@ -228,7 +242,7 @@ impl<T: Real> Clusterer<T> for KMeans {
         };
         let kernel = Kernel::detect();
         let x = x.as_standard_layout();
-        let (mean, var) = centre(x.as_slice().expect("standard layout"), d);
+        let (mean, var) = centre(x.as_slice().expect("standard layout"), d)?;
         let w = sample_weight.map(|w| w.to_vec());
         let data = DataView::shifted(Data::new(x.view(), w.as_deref()), &mean);
         let mean = ArrayView1::from(&mean[..]);

@@ -76,11 +76,8 @@ impl<T: Real> ShardState<T> {
     pub(crate) fn apply(&mut self, op: &ShardOp<Array2<T>>) -> Result<ShardReply> {
         Ok(match op {
             ShardOp::Load => {
-                if let Some(i) = self.x.chunks(self.d).position(|row| row.iter().any(|v| !v.is_finite())) {
-                    return Err(Error::input(format!(
-                        "X contains NaN or infinity (first in row {}): remove or impute them",
-                        self.start + i
-                    )));
+                if let Some(i) = crate::cluster::first_non_finite_row(&self.x, self.d) {
+                    return Err(crate::cluster::non_finite(self.start + i));
                 }
                 ShardReply::Load { sums: self.column_sums(|v| v) }
             }
