@@ -189,12 +189,11 @@ fn centre<T: Real>(x: &[T], d: usize) -> Result<(Vec<T>, f64)> {
             s
         })
         .collect();
-    // A chunk of finite f64 values can still sum past f64's range: then no row is named.
-    let named = sums.iter().zip(x.chunks(chunk)).enumerate().filter(|(_, (s, _))| s.iter().any(|v| !v.is_finite()));
-    if let Some(row) =
-        named.filter_map(|(ci, (_, rows))| Some(ci * rows_per_chunk + first_non_finite_row(rows, d)?)).next()
-    {
-        return Err(non_finite(row));
+    for (ci, (s, rows)) in sums.iter().zip(x.chunks(chunk)).enumerate() {
+        // A chunk of finite f64 values can still sum past f64's range: then no row is named.
+        if let Some(r) = s.iter().any(|v| !v.is_finite()).then(|| first_non_finite_row(rows, d)).flatten() {
+            return Err(non_finite(ci * rows_per_chunk + r));
+        }
     }
     let mean: Vec<T> = (0..d).map(|q| T::from_f64_lossy(sums.iter().map(|s| s[q]).sum::<f64>() / n as f64)).collect();
     let moments: Vec<(Vec<f64>, Vec<f64>)> = x
